@@ -1,0 +1,398 @@
+//! The flow file: its model, parsing and validation.
+//!
+//! A flow is a graph of steps. [`Flow::load`] reads a YAML flow file, merges `defaults`
+//! into every step and checks the graph; every error carries `file:line:col` and says
+//! what to do. The resulting [`Flow`] is the *normalized* flow: fully resolved, in
+//! canonical order, the form that goes into a package manifest and that both the laptop
+//! side and the pod side read. The schema is documented in `docs/flow.md`.
+
+mod error;
+pub(crate) mod locate;
+mod parse;
+mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::{FlowError, FlowErrors};
+pub use locate::Pos;
+
+/// The image a step runs in when the flow names none (built by `images/build.sh`).
+pub const DEFAULT_IMAGE: &str = "localhost/flowpack-python:3.11";
+/// The Python version the env layer targets when the flow names none.
+pub const DEFAULT_PYTHON: &str = "3.11";
+/// The platform the env layer targets when the flow names none.
+pub const DEFAULT_PLATFORM: &str = "x86_64-manylinux_2_28";
+/// How many tasks run at once (local workers, KFP `ParallelFor` parallelism) by default.
+pub const DEFAULT_MAX_WORKERS: u32 = 16;
+
+/// A validated, normalized flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    /// The flow's name: the KFP pipeline name and the store's folder for it.
+    pub name: String,
+    /// Free text shown with the pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The code layer's root, relative to the flow file's folder.
+    pub code: String,
+    /// How the Python environment layer is made, if the flow has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<EnvSpec>,
+    /// Run parameters by name.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, Parameter>,
+    /// How many tasks may run at once.
+    pub max_workers: u32,
+    /// The steps by name; defaults are already merged into each.
+    pub steps: BTreeMap<String, Step>,
+}
+
+/// Where the Python environment layer comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum EnvSpec {
+    /// Installed from a requirements file for a target platform.
+    Requirements {
+        /// The requirements file, relative to the flow file's folder.
+        requirements: String,
+        /// Target Python version, `3.11`.
+        python: String,
+        /// Target platform, `x86_64-manylinux_2_28`.
+        platform: String,
+    },
+    /// An existing folder of installed packages (a `site-packages` or `--target` folder).
+    Path {
+        /// The folder, relative to the flow file's folder.
+        path: String,
+    },
+}
+
+/// A run parameter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parameter {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    /// Its default; a parameter without one must be given at each run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// One line of help, shown in the KFP run form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+/// The type of a run parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    /// Text.
+    String,
+    /// A 64-bit integer.
+    Int,
+    /// A 64-bit float.
+    Float,
+    /// `true` or `false`.
+    Bool,
+    /// Any JSON value.
+    Json,
+}
+
+impl ParamType {
+    /// The type's name as written in flow files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Int => "int",
+            Self::Float => "float",
+            Self::Bool => "bool",
+            Self::Json => "json",
+        }
+    }
+
+    /// Parses a value given on a command line (`--param alpha=0.5`).
+    pub fn parse_text(self, text: &str) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        let bad = || format!("'{text}' is not a valid {}", self.name());
+        Ok(match self {
+            Self::String => Value::String(text.to_string()),
+            Self::Int => Value::from(text.trim().parse::<i64>().map_err(|_| bad())?),
+            Self::Float => {
+                let f = text.trim().parse::<f64>().map_err(|_| bad())?;
+                serde_json::Number::from_f64(f).map(Value::Number).ok_or_else(bad)?
+            }
+            Self::Bool => match text.trim() {
+                "true" | "True" | "1" => Value::Bool(true),
+                "false" | "False" | "0" => Value::Bool(false),
+                _ => return Err(bad()),
+            },
+            Self::Json => serde_json::from_str(text).map_err(|e| format!("{}: {e}", bad()))?,
+        })
+    }
+
+    /// Whether `value` is of this type.
+    pub fn accepts(self, value: &serde_json::Value) -> bool {
+        match self {
+            Self::String => value.is_string(),
+            Self::Int => value.is_i64(),
+            Self::Float => value.is_number(),
+            Self::Bool => value.is_boolean(),
+            Self::Json => true,
+        }
+    }
+}
+
+/// One step of the flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// What the step runs.
+    pub run: Run,
+    /// Where the flow goes after this step.
+    pub next: Transition,
+    /// Whether this step joins the branches of a split or foreach.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub join: bool,
+    /// Artifacts this step declares it writes (checked at joins; optional).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub outputs: BTreeSet<String>,
+    /// Settings, with the flow's defaults merged in.
+    pub settings: Settings,
+}
+
+/// The command of a step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Run {
+    /// A command line run by `/bin/sh -c`.
+    Shell(String),
+    /// An argument vector run directly.
+    Exec(Vec<String>),
+}
+
+/// Where the flow goes after a step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    /// The flow ends here (only `end`).
+    End,
+    /// One next step.
+    Linear(String),
+    /// Several next steps that run in parallel and meet at a join.
+    Split(Vec<String>),
+    /// One task of `body` per item of the JSON list artifact `over`.
+    Foreach {
+        /// The artifact (a JSON list) this step writes and fans out over.
+        over: String,
+        /// The step each item runs.
+        body: String,
+    },
+    /// One next step chosen by the value of an artifact this step writes.
+    Switch {
+        /// The artifact (a short text) this step writes.
+        on: String,
+        /// Next step by value.
+        cases: BTreeMap<String, String>,
+    },
+}
+
+impl Transition {
+    /// The steps this one may lead to, in a stable order.
+    pub fn targets(&self) -> Vec<&str> {
+        match self {
+            Self::End => vec![],
+            Self::Linear(s) => vec![s],
+            Self::Split(v) => v.iter().map(String::as_str).collect(),
+            Self::Foreach { body, .. } => vec![body],
+            Self::Switch { cases, .. } => {
+                let mut seen = BTreeSet::new();
+                cases
+                    .values()
+                    .filter(|s| seen.insert(s.as_str()))
+                    .map(String::as_str)
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Per-step settings (each may come from `defaults`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The container image.
+    pub image: String,
+    /// Requests and limits.
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
+    /// Environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Environment variables from Kubernetes secrets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretRef>,
+    /// Retries after a failed attempt.
+    #[serde(default, skip_serializing_if = "Retry::is_none")]
+    pub retry: Retry,
+    /// Wall-clock limit of one attempt, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// Whether KFP may reuse a cached result of this step.
+    pub cache: bool,
+    /// If set, only these artifacts are restored for the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<BTreeSet<String>>,
+    /// Kubernetes node selector.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Kubernetes tolerations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Kubernetes service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// Kubernetes image pull policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+}
+
+/// CPU, memory, GPU and disk of a step. Quantities use Kubernetes notation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU cores, `"1"`, `"500m"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Memory, `"2Gi"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Number of GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<u32>,
+    /// The GPU resource or accelerator type, `nvidia.com/gpu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_type: Option<String>,
+    /// Ephemeral disk, `"10Gi"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<String>,
+}
+
+impl Resources {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// A Kubernetes secret key exposed as an environment variable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// The secret's name.
+    pub secret: String,
+    /// The key within it.
+    pub key: String,
+}
+
+/// Retries after a failed attempt.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// How many more attempts after the first.
+    pub times: u32,
+    /// Seconds to wait before a retry.
+    pub delay_seconds: u64,
+}
+
+impl Retry {
+    fn is_none(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A Kubernetes toleration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toleration {
+    /// Taint key (empty with `Exists` tolerates everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `Equal` or `Exists`.
+    pub operator: String,
+    /// Taint value, with `Equal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`; none means all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    /// With `NoExecute`: how long the pod stays bound after the taint appears.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toleration_seconds: Option<i64>,
+}
+
+/// When Kubernetes pulls a step's image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    /// Every time.
+    Always,
+    /// When the node lacks it.
+    IfNotPresent,
+    /// Never.
+    Never,
+}
+
+impl Flow {
+    /// Reads and validates the flow file at `path`.
+    pub fn load(path: &Path) -> Result<Flow, FlowErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            FlowErrors::one(FlowError::new(
+                path,
+                Pos::default(),
+                format!("cannot read the flow file: {e}"),
+            ))
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates flow text; `path` names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Flow, FlowErrors> {
+        let flow = parse::parse(text, path)?;
+        validate::validate(&flow, text, path)?;
+        Ok(flow)
+    }
+
+    /// The steps in a stable order: breadth-first from `start`, by transition order.
+    pub fn order(&self) -> Vec<&str> {
+        let mut seen = BTreeSet::new();
+        let mut queue = std::collections::VecDeque::from(["start"]);
+        let mut out = Vec::new();
+        while let Some(name) = queue.pop_front() {
+            if !seen.insert(name) {
+                continue;
+            }
+            out.push(name);
+            if let Some(step) = self.steps.get(name) {
+                queue.extend(step.next.targets());
+            }
+        }
+        out.extend(self.steps.keys().map(String::as_str).filter(|s| !seen.contains(s)));
+        out
+    }
+
+    /// The canonical JSON of the normalized flow (sorted keys, no spaces).
+    pub fn canonical_json(&self) -> String {
+        crate::canonical::to_string(self)
+    }
+}
+
+/// How a step name becomes a KFP task name: `_` becomes `-`, as KFP task names must
+/// match `^[a-zA-Z0-9][-a-zA-Z0-9]*$`. Validation rejects flows where two names collide.
+pub fn kfp_name(step: &str) -> String {
+    step.replace('_', "-")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,872 @@
+//! From YAML text to a normalized [`Flow`]: serde reads the document's shape, then each
+//! field is checked and `defaults` are merged into every step. Graph checks are in
+//! `validate`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_norway::Value;
+
+use super::locate::{Locations, Seg, path};
+use super::*;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlow {
+    name: Value,
+    description: Option<String>,
+    image: Option<String>,
+    code: Option<String>,
+    env: Option<RawEnv>,
+    #[serde(default)]
+    parameters: BTreeMap<String, Value>,
+    defaults: Option<RawStep>,
+    max_workers: Option<u32>,
+    steps: BTreeMap<String, RawStep>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnv {
+    requirements: Option<String>,
+    path: Option<String>,
+    python: Option<Value>,
+    platform: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    run: Option<Value>,
+    next: Option<Value>,
+    join: Option<bool>,
+    foreach: Option<String>,
+    switch: Option<RawSwitch>,
+    outputs: Option<Vec<String>>,
+    image: Option<String>,
+    resources: Option<RawResources>,
+    env: Option<BTreeMap<String, Value>>,
+    secrets: Option<BTreeMap<String, String>>,
+    retry: Option<Value>,
+    timeout: Option<Value>,
+    cache: Option<bool>,
+    inputs: Option<Vec<String>>,
+    node_selector: Option<BTreeMap<String, String>>,
+    tolerations: Option<Vec<Toleration>>,
+    service_account: Option<String>,
+    image_pull_policy: Option<PullPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSwitch {
+    on: String,
+    cases: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    cpu: Option<Value>,
+    memory: Option<String>,
+    gpu: Option<u32>,
+    gpu_type: Option<String>,
+    disk: Option<String>,
+}
+
+/// Collects errors with positions while fields are converted.
+struct Ctx<'a> {
+    file: &'a Path,
+    loc: Locations,
+    errors: Vec<FlowError>,
+}
+
+impl Ctx<'_> {
+    fn err_at_value(&mut self, p: &[Seg], msg: impl Into<String>) {
+        let pos = self.loc.value(p);
+        self.errors.push(FlowError::new(self.file, pos, msg));
+    }
+
+    fn err_at_key(&mut self, p: &[Seg], msg: impl Into<String>) {
+        let pos = self.loc.key(p);
+        self.errors.push(FlowError::new(self.file, pos, msg));
+    }
+}
+
+pub(super) fn parse(text: &str, file: &Path) -> Result<Flow, FlowErrors> {
+    let raw: RawFlow = serde_norway::from_str(text).map_err(|e| {
+        let pos = e
+            .location()
+            .map(|l| Pos {
+                line: l.line(),
+                col: l.column(),
+            })
+            .unwrap_or(Pos { line: 1, col: 1 });
+        FlowErrors::one(FlowError::new(file, pos, serde_message(&e)))
+    })?;
+    let mut cx = Ctx {
+        file,
+        loc: Locations::index(text),
+        errors: Vec::new(),
+    };
+    let flow = convert(raw, &mut cx);
+    if cx.errors.is_empty() {
+        Ok(flow)
+    } else {
+        cx.errors.sort_by_key(|e| e.pos);
+        Err(FlowErrors(cx.errors))
+    }
+}
+
+/// serde's message without its trailing " at line L column C" (we print the position
+/// first) and with a hint for the most common slip.
+fn serde_message(e: &serde_norway::Error) -> String {
+    let msg = strip_position(&e.to_string());
+    if msg.contains("missing field `steps`") {
+        return format!("{msg}: a flow needs a `steps:` mapping with at least `start` and `end`");
+    }
+    if msg.contains("missing field `name`") {
+        return format!("{msg}: give the flow a `name:` (it becomes the KFP pipeline name)");
+    }
+    msg
+}
+
+/// Removes " at line L column C" from a message.
+fn strip_position(msg: &str) -> String {
+    let Some(i) = msg.find(" at line ") else {
+        return msg.to_string();
+    };
+    let rest = &msg[i + " at line ".len()..];
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    let rest = rest.strip_prefix(" column ").unwrap_or(rest);
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    format!("{}{rest}", &msg[..i])
+}
+
+fn convert(raw: RawFlow, cx: &mut Ctx) -> Flow {
+    let name = match &raw.name {
+        Value::String(s) if is_flow_name(s) => s.clone(),
+        other => {
+            cx.err_at_value(
+                &path!["name"],
+                format!(
+                    "flow name {} is not valid: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+                    show(other)
+                ),
+            );
+            String::new()
+        }
+    };
+    let code = raw.code.clone().unwrap_or_else(|| ".".into());
+    if Path::new(&code).is_absolute() {
+        cx.err_at_value(
+            &path!["code"],
+            "`code` must be relative to the flow file's folder",
+        );
+    }
+    let env = raw.env.as_ref().and_then(|e| convert_env(e, cx));
+    let mut parameters = BTreeMap::new();
+    for (pname, value) in &raw.parameters {
+        if let Some(p) = convert_param(pname, value, cx) {
+            parameters.insert(pname.clone(), p);
+        }
+    }
+    let max_workers = raw.max_workers.unwrap_or(DEFAULT_MAX_WORKERS);
+    if max_workers == 0 {
+        cx.err_at_value(&path!["max_workers"], "`max_workers` must be at least 1");
+    }
+
+    let defaults = raw.defaults.unwrap_or_default();
+    for (field, set) in [
+        ("run", defaults.run.is_some()),
+        ("next", defaults.next.is_some()),
+        ("join", defaults.join.is_some()),
+        ("foreach", defaults.foreach.is_some()),
+        ("switch", defaults.switch.is_some()),
+        ("outputs", defaults.outputs.is_some()),
+    ] {
+        if set {
+            cx.err_at_key(
+                &path!["defaults", field],
+                format!("`{field}` belongs to a step, not to `defaults`"),
+            );
+        }
+    }
+    let base = Settings {
+        image: raw
+            .image
+            .clone()
+            .unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+        cache: true,
+        ..Settings::default()
+    };
+    let base = merge_settings(base, &defaults, &path!["defaults"], cx);
+
+    let mut steps = BTreeMap::new();
+    for (sname, rs) in &raw.steps {
+        let at = path!["steps", sname];
+        if !is_step_name(sname) {
+            cx.err_at_key(
+                &at,
+                format!(
+                    "step name '{sname}' is not valid: use 1 to 100 letters, digits, '_' or '-', starting with a letter or digit (KFP task names allow no other characters)"
+                ),
+            );
+        }
+        let settings = merge_settings(base.clone(), rs, &at, cx);
+        if let Some(step) = convert_step(sname, rs, settings, cx) {
+            steps.insert(sname.clone(), step);
+        }
+    }
+    Flow {
+        name,
+        description: raw.description,
+        code,
+        env,
+        parameters,
+        max_workers,
+        steps,
+    }
+}
+
+fn convert_env(e: &RawEnv, cx: &mut Ctx) -> Option<EnvSpec> {
+    let at = path!["env"];
+    match (&e.requirements, &e.path) {
+        (Some(req), None) => {
+            let python = match &e.python {
+                None => DEFAULT_PYTHON.to_string(),
+                Some(v) => match scalar_text(v) {
+                    Some(s) if is_python_version(&s) => s,
+                    _ => {
+                        cx.err_at_value(
+                            &path!["env", "python"],
+                            format!("`python` must be a version like \"3.11\", not {}", show(v)),
+                        );
+                        return None;
+                    }
+                },
+            };
+            Some(EnvSpec::Requirements {
+                requirements: req.clone(),
+                python,
+                platform: e
+                    .platform
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PLATFORM.to_string()),
+            })
+        }
+        (None, Some(p)) => {
+            if e.python.is_some() || e.platform.is_some() {
+                cx.err_at_value(
+                    &at,
+                    "`python` and `platform` apply to `requirements`; an `env.path` folder is used as it is",
+                );
+            }
+            Some(EnvSpec::Path { path: p.clone() })
+        }
+        (Some(_), Some(_)) => {
+            cx.err_at_value(
+                &at,
+                "`env` takes either `requirements` (a file to install) or `path` (an installed folder), not both",
+            );
+            None
+        }
+        (None, None) => {
+            cx.err_at_value(
+                &at,
+                "`env` needs `requirements: requirements.txt` or `path: some/site-packages`",
+            );
+            None
+        }
+    }
+}
+
+fn convert_param(pname: &str, value: &Value, cx: &mut Ctx) -> Option<Parameter> {
+    let at = path!["parameters", pname];
+    if !is_identifier(pname) {
+        cx.err_at_key(
+            &at,
+            format!(
+                "parameter name '{pname}' is not valid: use letters, digits and '_', starting with a letter or '_'"
+            ),
+        );
+        return None;
+    }
+    let (ty, default, help) = match value {
+        Value::Mapping(m) => {
+            let mut ty = None;
+            let mut default = None;
+            let mut help = None;
+            for (k, v) in m {
+                let key = k.as_str().unwrap_or_default();
+                let kat = path!["parameters", pname, key];
+                match key {
+                    "type" => match v.as_str() {
+                        Some("string" | "str") => ty = Some(ParamType::String),
+                        Some("int" | "integer") => ty = Some(ParamType::Int),
+                        Some("float" | "number") => ty = Some(ParamType::Float),
+                        Some("bool" | "boolean") => ty = Some(ParamType::Bool),
+                        Some("json") => ty = Some(ParamType::Json),
+                        _ => {
+                            cx.err_at_value(
+                                &kat,
+                                format!(
+                                    "parameter '{pname}' has unknown type {}: use string, int, float, bool or json",
+                                    show(v)
+                                ),
+                            );
+                            return None;
+                        }
+                    },
+                    "default" => default = Some(v.clone()),
+                    "help" => match v.as_str() {
+                        Some(s) => help = Some(s.to_string()),
+                        None => cx.err_at_value(&kat, "`help` must be text"),
+                    },
+                    other => {
+                        cx.err_at_key(
+                            &kat,
+                            format!(
+                                "parameter '{pname}' has unknown field `{other}`: expected `type`, `default` or `help`"
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            let ty = match (ty, &default) {
+                (Some(t), _) => t,
+                (None, Some(d)) => infer_type(d),
+                (None, None) => {
+                    cx.err_at_value(
+                        &at,
+                        format!("parameter '{pname}' needs a `type` or a `default` to infer it from"),
+                    );
+                    return None;
+                }
+            };
+            (ty, default, help)
+        }
+        Value::Null => {
+            cx.err_at_value(
+                &at,
+                format!("parameter '{pname}' needs a `type` or a `default`"),
+            );
+            return None;
+        }
+        v => (infer_type(v), Some(v.clone()), None),
+    };
+    let default = match default {
+        None | Some(Value::Null) => None,
+        Some(d) => {
+            let json = yaml_to_json(&d);
+            let json = match (ty, json) {
+                // An int literal is a fine float default.
+                (ParamType::Float, Some(serde_json::Value::Number(n))) => n
+                    .as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(serde_json::Value::Number),
+                (_, j) => j,
+            };
+            match json {
+                Some(j) if ty.accepts(&j) => Some(j),
+                _ => {
+                    cx.err_at_value(
+                        &path!["parameters", pname, "default"],
+                        format!(
+                            "the default of parameter '{pname}' is {}, which is not {} {}",
+                            show(&d),
+                            if ty == ParamType::Int { "an" } else { "a" },
+                            ty.name()
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    Some(Parameter { ty, default, help })
+}
+
+fn infer_type(v: &Value) -> ParamType {
+    match v {
+        Value::Bool(_) => ParamType::Bool,
+        Value::Number(n) if n.is_i64() || n.is_u64() => ParamType::Int,
+        Value::Number(_) => ParamType::Float,
+        Value::String(_) => ParamType::String,
+        _ => ParamType::Json,
+    }
+}
+
+fn convert_step(name: &str, rs: &RawStep, settings: Settings, cx: &mut Ctx) -> Option<Step> {
+    let at = path!["steps", name];
+    let run = match &rs.run {
+        None => {
+            cx.err_at_key(
+                &at,
+                format!("step '{name}' has no `run`: give the command it runs, e.g. `run: python {name}.py`"),
+            );
+            None
+        }
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(Run::Shell(s.clone())),
+        Some(Value::Sequence(items)) if !items.is_empty() => {
+            let args: Option<Vec<String>> = items.iter().map(scalar_text).collect();
+            match args {
+                Some(a) => Some(Run::Exec(a)),
+                None => {
+                    cx.err_at_value(
+                        &path!["steps", name, "run"],
+                        "`run` as a list must hold plain text arguments",
+                    );
+                    None
+                }
+            }
+        }
+        Some(v) => {
+            cx.err_at_value(
+                &path!["steps", name, "run"],
+                format!(
+                    "`run` must be a command line or a list of arguments, not {}",
+                    show(v)
+                ),
+            );
+            None
+        }
+    };
+    let next_list: Option<Vec<String>> = match &rs.next {
+        None => None,
+        Some(Value::String(s)) => Some(vec![s.clone()]),
+        Some(Value::Sequence(items)) => {
+            let list: Option<Vec<String>> =
+                items.iter().map(|v| v.as_str().map(String::from)).collect();
+            match list {
+                Some(l) if !l.is_empty() => Some(l),
+                _ => {
+                    cx.err_at_value(
+                        &path!["steps", name, "next"],
+                        "`next` must be a step name or a non-empty list of step names",
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(v) => {
+            cx.err_at_value(
+                &path!["steps", name, "next"],
+                format!("`next` must be a step name or a list of step names, not {}", show(v)),
+            );
+            return None;
+        }
+    };
+    let next = match (next_list, &rs.foreach, &rs.switch) {
+        (_, Some(_), Some(_)) => {
+            cx.err_at_key(
+                &path!["steps", name, "switch"],
+                format!("step '{name}' has both `foreach` and `switch`: a step either fans out or chooses"),
+            );
+            return None;
+        }
+        (Some(_), _, Some(_)) => {
+            cx.err_at_key(
+                &path!["steps", name, "switch"],
+                format!("step '{name}' has both `next` and `switch`: the switch's cases name the next steps"),
+            );
+            return None;
+        }
+        (None, None, None) => Transition::End,
+        (Some(mut l), None, None) if l.len() == 1 => Transition::Linear(l.remove(0)),
+        (Some(l), None, None) => {
+            let mut seen = BTreeSet::new();
+            for (i, s) in l.iter().enumerate() {
+                if !seen.insert(s) {
+                    cx.err_at_value(
+                        &path!["steps", name, "next", i],
+                        format!("step '{name}' lists '{s}' twice in `next`"),
+                    );
+                }
+            }
+            Transition::Split(l)
+        }
+        (Some(mut l), Some(over), None) if l.len() == 1 => Transition::Foreach {
+            over: over.clone(),
+            body: l.remove(0),
+        },
+        (Some(_), Some(_), None) => {
+            cx.err_at_value(
+                &path!["steps", name, "next"],
+                format!("foreach step '{name}' must have exactly one `next`: the step each item runs"),
+            );
+            return None;
+        }
+        (None, Some(_), None) => {
+            cx.err_at_key(
+                &path!["steps", name, "foreach"],
+                format!("foreach step '{name}' needs a `next`: the step each item runs"),
+            );
+            return None;
+        }
+        (None, None, Some(sw)) => {
+            if sw.cases.is_empty() {
+                cx.err_at_value(
+                    &path!["steps", name, "switch", "cases"],
+                    "a switch needs at least one case",
+                );
+            }
+            Transition::Switch {
+                on: sw.on.clone(),
+                cases: sw.cases.clone(),
+            }
+        }
+    };
+    let mut outputs: BTreeSet<String> = BTreeSet::new();
+    for (i, o) in rs.outputs.iter().flatten().enumerate() {
+        if !is_artifact_name(o) {
+            cx.err_at_value(
+                &path!["steps", name, "outputs", i],
+                format!("artifact name '{o}' is not valid: {ARTIFACT_NAME_RULE}"),
+            );
+        }
+        outputs.insert(o.clone());
+    }
+    match &next {
+        Transition::Foreach { over: a, .. } | Transition::Switch { on: a, .. } => {
+            let key = if matches!(next, Transition::Foreach { .. }) {
+                path!["steps", name, "foreach"]
+            } else {
+                path!["steps", name, "switch", "on"]
+            };
+            if is_artifact_name(a) {
+                outputs.insert(a.clone());
+            } else {
+                cx.err_at_value(&key, format!("artifact name '{a}' is not valid: {ARTIFACT_NAME_RULE}"));
+            }
+        }
+        _ => {}
+    }
+    Some(Step {
+        run: run?,
+        next,
+        join: rs.join.unwrap_or(false),
+        outputs,
+        settings,
+    })
+}
+
+/// `over` with the settings given in `rs` (a step or `defaults`) applied.
+fn merge_settings(mut s: Settings, rs: &RawStep, at: &[Seg], cx: &mut Ctx) -> Settings {
+    let sub = |k: &str| {
+        let mut p = at.to_vec();
+        p.push(Seg::Key(k.to_string()));
+        p
+    };
+    if let Some(i) = &rs.image {
+        if i.trim().is_empty() {
+            cx.err_at_value(&sub("image"), "`image` must not be empty");
+        }
+        s.image = i.clone();
+    }
+    if let Some(r) = &rs.resources {
+        let rp = sub("resources");
+        if let Some(cpu) = &r.cpu {
+            let mut p = rp.clone();
+            p.push(Seg::Key("cpu".into()));
+            match scalar_text(cpu) {
+                Some(t) if is_cpu_quantity(&t) => s.resources.cpu = Some(t),
+                _ => cx.err_at_value(
+                    &p,
+                    format!("cpu {} is not a Kubernetes CPU quantity: use \"1\", \"2.5\" or \"500m\"", show(cpu)),
+                ),
+            }
+        }
+        for (field, value, slot) in [
+            ("memory", &r.memory, &mut s.resources.memory),
+            ("disk", &r.disk, &mut s.resources.disk),
+        ] {
+            if let Some(v) = value {
+                if is_byte_quantity(v) {
+                    *slot = Some(v.clone());
+                } else {
+                    let mut p = rp.clone();
+                    p.push(Seg::Key(field.into()));
+                    cx.err_at_value(
+                        &p,
+                        format!("{field} '{v}' is not a Kubernetes quantity: use \"512Mi\", \"2Gi\" or a number of bytes"),
+                    );
+                }
+            }
+        }
+        if let Some(g) = r.gpu {
+            s.resources.gpu = Some(g);
+        }
+        if let Some(t) = &r.gpu_type {
+            s.resources.gpu_type = Some(t.clone());
+        }
+    }
+    if let Some(env) = &rs.env {
+        for (k, v) in env {
+            let mut p = sub("env");
+            p.push(Seg::Key(k.clone()));
+            if !is_identifier(k) || k.starts_with("FLOWPACK_") {
+                cx.err_at_key(
+                    &p,
+                    format!("environment variable name '{k}' is not valid: use letters, digits and '_' (names starting FLOWPACK_ are flowpack's own)"),
+                );
+                continue;
+            }
+            match scalar_text(v) {
+                Some(t) => {
+                    s.env.insert(k.clone(), t);
+                }
+                None => cx.err_at_value(&p, format!("the value of env '{k}' must be text, a number or a boolean")),
+            }
+        }
+    }
+    if let Some(secrets) = &rs.secrets {
+        for (k, v) in secrets {
+            let mut p = sub("secrets");
+            p.push(Seg::Key(k.clone()));
+            if !is_identifier(k) || k.starts_with("FLOWPACK_") {
+                cx.err_at_key(&p, format!("environment variable name '{k}' is not valid"));
+                continue;
+            }
+            match v.split_once('/') {
+                Some((secret, key)) if !secret.is_empty() && !key.is_empty() && !key.contains('/') => {
+                    s.secrets.insert(
+                        k.clone(),
+                        SecretRef {
+                            secret: secret.to_string(),
+                            key: key.to_string(),
+                        },
+                    );
+                }
+                _ => cx.err_at_value(
+                    &p,
+                    format!("secret '{v}' must be written SECRET_NAME/KEY, e.g. `{k}: db-credentials/password`"),
+                ),
+            }
+        }
+    }
+    if let Some(r) = &rs.retry {
+        let rp = sub("retry");
+        match r {
+            Value::Number(n) if n.as_u64().is_some() => {
+                s.retry.times = n.as_u64().unwrap_or(0).min(u32::MAX as u64) as u32;
+            }
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    let key = k.as_str().unwrap_or_default();
+                    let mut p = rp.clone();
+                    p.push(Seg::Key(key.to_string()));
+                    match key {
+                        "times" => match v.as_u64() {
+                            Some(t) => s.retry.times = t.min(u32::MAX as u64) as u32,
+                            None => cx.err_at_value(&p, "`retry.times` must be a whole number"),
+                        },
+                        "delay" => match scalar_text(v).as_deref().map(parse_duration) {
+                            Some(Ok(d)) => s.retry.delay_seconds = d,
+                            _ => cx.err_at_value(
+                                &p,
+                                format!("`retry.delay` {} is not a duration: use \"30s\", \"5m\" or \"1h30m\"", show(v)),
+                            ),
+                        },
+                        other => cx.err_at_key(
+                            &p,
+                            format!("`retry` has unknown field `{other}`: expected `times` or `delay`"),
+                        ),
+                    }
+                }
+            }
+            v => cx.err_at_value(
+                &rp,
+                format!("`retry` must be a number of retries or {{times, delay}}, not {}", show(v)),
+            ),
+        }
+    }
+    if let Some(t) = &rs.timeout {
+        match scalar_text(t).as_deref().map(parse_duration) {
+            Some(Ok(0)) | None | Some(Err(_)) => cx.err_at_value(
+                &sub("timeout"),
+                format!("`timeout` {} is not a positive duration: use \"90s\", \"30m\" or \"2h\"", show(t)),
+            ),
+            Some(Ok(d)) => s.timeout_seconds = Some(d),
+        }
+    }
+    if let Some(c) = rs.cache {
+        s.cache = c;
+    }
+    if let Some(inputs) = &rs.inputs {
+        s.inputs = Some(inputs.iter().cloned().collect());
+    }
+    if let Some(ns) = &rs.node_selector {
+        s.node_selector.extend(ns.clone());
+    }
+    if let Some(t) = &rs.tolerations {
+        for (i, tol) in t.iter().enumerate() {
+            let mut p = sub("tolerations");
+            p.push(Seg::Index(i));
+            if !matches!(tol.operator.as_str(), "Equal" | "Exists") {
+                cx.err_at_value(&p, format!("toleration operator '{}' must be Equal or Exists", tol.operator));
+            }
+            if let Some(e) = &tol.effect {
+                if !matches!(e.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+                    cx.err_at_value(
+                        &p,
+                        format!("toleration effect '{e}' must be NoSchedule, PreferNoSchedule or NoExecute"),
+                    );
+                }
+            }
+        }
+        s.tolerations = t.clone();
+    }
+    if let Some(sa) = &rs.service_account {
+        s.service_account = Some(sa.clone());
+    }
+    if let Some(p) = rs.image_pull_policy {
+        s.image_pull_policy = Some(p);
+    }
+    s
+}
+
+pub(super) const ARTIFACT_NAME_RULE: &str =
+    "use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'";
+
+pub(super) fn is_artifact_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn is_flow_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn is_step_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+fn is_python_version(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_decimal(s: &str) -> bool {
+    let mut parts = s.splitn(2, '.');
+    let int = parts.next().unwrap_or_default();
+    let frac = parts.next();
+    !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_cpu_quantity(s: &str) -> bool {
+    is_decimal(s.strip_suffix('m').unwrap_or(s)) && s != "0"
+}
+
+fn is_byte_quantity(s: &str) -> bool {
+    const SUFFIXES: [&str; 12] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E",
+    ];
+    let num = SUFFIXES
+        .iter()
+        .find_map(|suf| s.strip_suffix(suf))
+        .unwrap_or(s);
+    is_decimal(num)
+}
+
+/// Parses `90`, `90s`, `30m`, `2h`, `1d`, `1h30m` into seconds.
+pub fn parse_duration(s: &str) -> Result<u64, ()> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().map_err(|_| ());
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    let mut any = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(()),
+        };
+        let n: u64 = num.parse().map_err(|_| ())?;
+        total = total.checked_add(n.checked_mul(unit).ok_or(())?).ok_or(())?;
+        num.clear();
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return Err(());
+    }
+    Ok(total)
+}
+
+/// A scalar as text (`1` -> "1", `true` -> "true"); None for anything else.
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn yaml_to_json(v: &Value) -> Option<serde_json::Value> {
+    serde_json::to_value(v).ok()
+}
+
+/// A YAML value as a person would write it, for messages.
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing".into(),
+        Value::String(s) => format!("'{s}'"),
+        Value::Sequence(_) => "a list".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        other => serde_norway::to_string(other)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("30s"), Ok(30));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("2d"), Ok(172800));
+        for bad in ["", "h", "1x", "1h30", "-1s"] {
+            assert_eq!(parse_duration(bad), Err(()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quantities() {
+        assert!(is_cpu_quantity("500m") && is_cpu_quantity("2.5") && !is_cpu_quantity("2 cores"));
+        assert!(is_byte_quantity("2Gi") && is_byte_quantity("1000") && !is_byte_quantity("2GB"));
+    }
+}

@@ -1,0 +1,163 @@
+//! Flow validation: one snapshot per error kind, and the normalized form of a flow that
+//! uses every construct.
+
+use std::path::Path;
+
+use super::*;
+
+const FULL: &str = r#"name: train-flow
+description: Train two models, tune over shards, check, report
+image: localhost/flowpack-python:3.11
+code: .
+env:
+  requirements: requirements.txt
+parameters:
+  alpha: {type: float, default: 0.01, help: Learning rate}
+  epochs: 3
+  tag: {type: string}
+  grid: {type: json, default: [1, 2]}
+  fast: false
+defaults:
+  resources: {cpu: "1", memory: 2Gi}
+  retry: {times: 2, delay: 30s}
+  timeout: 2h
+  env: {LOG_LEVEL: info}
+steps:
+  start:   {run: python prep.py, next: [train_a, train_b]}
+  train_a: {run: python train.py a, next: pick, outputs: [model_a]}
+  train_b:
+    run: [python, train.py, b]
+    next: pick
+    resources: {gpu: 1, gpu_type: nvidia.com/gpu}
+    secrets: {WANDB_KEY: wandb/api-key}
+    tolerations: [{key: gpu, operator: Exists, effect: NoSchedule}]
+    node_selector: {pool: gpu}
+    outputs: [model_b]
+  pick:    {run: python pick.py, join: true, next: shard, outputs: [best]}
+  shard:   {run: python shard.py, foreach: shards, next: work}
+  work:    {run: python work.py, next: collect, cache: false, service_account: trainer}
+  collect: {run: python collect.py, join: true, next: check}
+  check:   {run: python check.py, switch: {on: verdict, cases: {ok: end, retrain: start_over}}}
+  start_over: {run: python reset.py, next: end, image_pull_policy: Always, retry: 0}
+  end:     {run: python report.py, timeout: 90, inputs: [best]}
+"#;
+
+fn errors(text: &str) -> String {
+    match Flow::parse(text, Path::new("flow.yaml")) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_flow_with_every_construct_normalizes() {
+    let flow = Flow::parse(FULL, Path::new("flow.yaml")).unwrap();
+    assert_eq!(
+        flow.order(),
+        [
+            "start", "train_a", "train_b", "pick", "shard", "work", "collect", "check", "end",
+            "start_over"
+        ]
+    );
+    let w = &flow.steps["work"].settings;
+    assert_eq!(w.retry, Retry { times: 2, delay_seconds: 30 });
+    assert_eq!(w.timeout_seconds, Some(7200));
+    assert!(!w.cache);
+    assert_eq!(flow.steps["start_over"].settings.retry.times, 0);
+    assert_eq!(flow.steps["end"].settings.timeout_seconds, Some(90));
+    assert_eq!(flow.parameters["alpha"].default, Some(serde_json::json!(0.01)));
+    assert_eq!(flow.parameters["epochs"].ty, ParamType::Int);
+    assert!(flow.steps["shard"].outputs.contains("shards"));
+    insta::assert_snapshot!("normalized_full", serde_json::to_string_pretty(&flow).unwrap());
+    // The normalized form reads back unchanged: the pod side reads it from the manifest.
+    let back: Flow = serde_json::from_str(&flow.canonical_json()).unwrap();
+    assert_eq!(back, flow);
+}
+
+#[test]
+fn parameters_parse_command_line_text() {
+    assert_eq!(ParamType::Float.parse_text("0.5"), Ok(serde_json::json!(0.5)));
+    assert_eq!(ParamType::Int.parse_text("7"), Ok(serde_json::json!(7)));
+    assert_eq!(ParamType::Bool.parse_text("true"), Ok(serde_json::json!(true)));
+    assert_eq!(ParamType::Json.parse_text("[1]"), Ok(serde_json::json!([1])));
+    assert!(ParamType::Int.parse_text("x").is_err());
+}
+
+macro_rules! error_case {
+    ($name:ident, $text:expr) => {
+        #[test]
+        fn $name() {
+            insta::assert_snapshot!(stringify!($name), errors($text));
+        }
+    };
+}
+
+error_case!(yaml_syntax, "name: x\nsteps:\n  start: {run: a, next: end\n  end: {run: b}\n");
+error_case!(unknown_field, "name: x\nsteps:\n  start: {run: a, nxt: end}\n  end: {run: b}\n");
+error_case!(missing_steps, "name: x\n");
+error_case!(missing_name, "steps:\n  start: {run: a, next: end}\n  end: {run: b}\n");
+error_case!(bad_flow_name, "name: 'my flow'\nsteps:\n  start: {run: a, next: end}\n  end: {run: b}\n");
+error_case!(
+    unknown_next_step,
+    "name: x\nsteps:\n  start: {run: a, next: evl}\n  eval: {run: b, next: end}\n  end: {run: c}\n"
+);
+error_case!(missing_start_and_end, "name: x\nsteps:\n  first: {run: a}\n");
+error_case!(no_run, "name: x\nsteps:\n  start: {next: end}\n  end: {run: b}\n");
+error_case!(no_next, "name: x\nsteps:\n  start: {run: a}\n  end: {run: b}\n");
+error_case!(end_with_next, "name: x\nsteps:\n  start: {run: a, next: end}\n  end: {run: b, next: start}\n");
+error_case!(
+    cycle,
+    "name: x\nsteps:\n  start: {run: a, next: a}\n  a: {run: a, next: b}\n  b: {run: b, switch: {on: v, cases: {again: a, done: end}}}\n  end: {run: c}\n"
+);
+error_case!(
+    unreachable,
+    "name: x\nsteps:\n  start: {run: a, next: end}\n  orphan: {run: b, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    join_joins_nothing,
+    "name: x\nsteps:\n  start: {run: a, next: j}\n  j: {run: b, join: true, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    split_without_join,
+    "name: x\nsteps:\n  start: {run: a, next: [a, b]}\n  a: {run: a, next: end}\n  b: {run: b, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    branches_meet_without_join,
+    "name: x\nsteps:\n  start: {run: a, next: [a, b]}\n  a: {run: a, next: m}\n  b: {run: b, next: m}\n  m: {run: m, next: j}\n  j: {run: j, join: true, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    unresolved_artifact_collision,
+    "name: x\nsteps:\n  start: {run: a, next: [a, b]}\n  a: {run: a, next: j, outputs: [model]}\n  b: {run: b, next: j, outputs: [model, extra]}\n  j: {run: j, join: true, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    kfp_name_collision,
+    "name: x\nsteps:\n  start: {run: a, next: train_a}\n  train_a: {run: a, next: train-a}\n  train-a: {run: b, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    bad_step_name,
+    "name: x\nsteps:\n  start: {run: a, next: 'bad.name'}\n  'bad.name': {run: b, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    foreach_shapes,
+    "name: x\nsteps:\n  start: {run: a, foreach: items, next: [a, b]}\n  a: {run: a, foreach: items}\n  b: {run: b, next: end, switch: {on: v, cases: {x: end}}}\n  end: {run: c}\n"
+);
+error_case!(
+    bad_parameters,
+    "name: x\nparameters:\n  alpha: {type: float, default: fast}\n  n: {type: integer, default: 1.5}\n  mode: {type: enum}\n  bad-name: 1\n  x: {default: 1, hlep: typo}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    bad_settings,
+    "name: x\ndefaults:\n  run: nope\n  resources: {cpu: two, memory: 2GB}\n  timeout: soon\n  retry: {times: -1, delay: 5x}\nsteps:\n  start:\n    run: a\n    next: end\n    secrets: {TOKEN: just-a-name}\n    env: {FLOWPACK_RUN_ID: x, GOOD: 1}\n    tolerations: [{operator: Maybe}]\n  end: {run: c}\n"
+);
+error_case!(
+    bad_pull_policy,
+    "name: x\nsteps:\n  start: {run: a, next: end}\n  end: {run: c, image_pull_policy: Sometimes}\n"
+);
+error_case!(
+    bad_env,
+    "name: x\nenv: {requirements: r.txt, path: site}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    join_of_two_splits,
+    "name: x\nsteps:\n  start: {run: a, next: [a, b]}\n  a: {run: a, next: [c, d]}\n  b: {run: b, next: j}\n  c: {run: c, next: j}\n  d: {run: d, next: j}\n  j: {run: j, join: true, next: end}\n  end: {run: c}\n"
+);

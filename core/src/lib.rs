@@ -1,0 +1,22 @@
+//! flowpack's shared core: everything both the laptop side (`push`, `compile`) and the pod
+//! side (`step`) must agree on.
+//!
+//! - [`flow`]: the flow file model, parser and validator.
+//! - [`digest`]: SHA-256 digests, the names of everything stored.
+//! - [`canonical`]: canonical JSON for hashed documents.
+//! - [`archive`]: the deterministic layer format (tar + zstd) and its safe extraction.
+//! - [`manifest`]: the package manifest.
+//! - [`store`]: the content-addressed store over `object_store`, and the bucket layout.
+//! - [`env_vars`]: every `FLOWPACK_*` environment variable flowpack reads or sets.
+#![warn(missing_docs)]
+
+pub mod archive;
+pub mod canonical;
+pub mod digest;
+pub mod env_vars;
+pub mod flow;
+pub mod manifest;
+pub mod store;
+
+pub use digest::Digest;
+pub use flow::Flow;
