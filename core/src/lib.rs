@@ -5,7 +5,8 @@
 //! - [`digest`]: SHA-256 digests, the names of everything stored.
 //! - [`canonical`]: canonical JSON for hashed documents.
 //! - [`archive`]: the deterministic layer format (tar + zstd) and its safe extraction.
-//! - [`manifest`]: the package manifest.
+//! - [`manifest`]: the package manifest and version pointer.
+//! - [`package`]: reading packages back: manifest and verified, safe layer extraction.
 //! - [`store`]: the content-addressed store over `object_store`, and the bucket layout.
 //! - [`env_vars`]: every `FLOWPACK_*` environment variable flowpack reads or sets.
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@ pub mod digest;
 pub mod env_vars;
 pub mod flow;
 pub mod manifest;
+pub mod package;
 pub mod store;
 
 pub use digest::Digest;

@@ -1,0 +1,135 @@
+//! The package manifest and the version pointer, the two documents that name packages.
+//!
+//! A manifest is canonical JSON (see [`crate::canonical`]) holding the normalized flow and
+//! the layers; the package id is the SHA-256 of those bytes, and the manifest is stored as
+//! the blob of that digest. Nothing in it depends on the machine or the time of packing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Digest, Flow};
+
+/// The manifest format this flowpack writes and reads.
+pub const FORMAT: &str = "flowpack.package.v1";
+/// Manifests larger than this are refused on read.
+pub const MAX_MANIFEST_SIZE: u64 = 16 * 1024 * 1024;
+
+/// A package: the flow and its layers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The normalized flow.
+    pub flow: Flow,
+    /// The layers, code first.
+    pub layers: Vec<Layer>,
+}
+
+/// Which tree a layer holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerKind {
+    /// The flow's `code:` tree; extracted as the task's working folder.
+    Code,
+    /// An installed Python environment; put on `PYTHONPATH`.
+    Env,
+}
+
+/// One layer of a package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// Which tree it holds.
+    pub kind: LayerKind,
+    /// The digest of its uncompressed tar stream; the blob's name.
+    pub digest: Digest,
+    /// The size of its uncompressed tar stream.
+    pub size: u64,
+    /// How many entries the tar stream holds.
+    pub entries: u64,
+    /// For env layers built from requirements: the target Python version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
+    /// For env layers built from requirements: the target platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+/// A manifest that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not the JSON of a manifest.
+    #[error("package {digest} has a malformed manifest: {reason}")]
+    Malformed {
+        /// The package.
+        digest: Digest,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Manifest {
+    /// A manifest of `flow` and `layers` (sorted by kind).
+    pub fn new(flow: Flow, mut layers: Vec<Layer>) -> Self {
+        layers.sort_by_key(|l| l.kind);
+        Self {
+            format: FORMAT.to_string(),
+            flow,
+            layers,
+        }
+    }
+
+    /// The canonical bytes; their digest is the package id.
+    pub fn to_canonical(&self) -> Vec<u8> {
+        crate::canonical::to_string(self).into_bytes()
+    }
+
+    /// The package id.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.to_canonical())
+    }
+
+    /// Parses manifest bytes read from the blob `digest` (already verified against it).
+    pub fn parse(bytes: &[u8], digest: Digest) -> Result<Self, ManifestError> {
+        let bad = |reason: String| ManifestError::Malformed { digest, reason };
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        if m.format != FORMAT {
+            return Err(bad(format!(
+                "format '{}' is not '{FORMAT}': it was written by another flowpack version",
+                m.format
+            )));
+        }
+        let mut kinds: Vec<LayerKind> = m.layers.iter().map(|l| l.kind).collect();
+        kinds.dedup();
+        if kinds.len() != m.layers.len() || !m.layers.is_sorted_by_key(|l| l.kind) {
+            return Err(bad("layers must be one of each kind, code first".into()));
+        }
+        if !m.layers.iter().any(|l| l.kind == LayerKind::Code) {
+            return Err(bad("it has no code layer".into()));
+        }
+        Ok(m)
+    }
+
+    /// The layer of `kind`, if the package has one.
+    pub fn layer(&self, kind: LayerKind) -> Option<&Layer> {
+        self.layers.iter().find(|l| l.kind == kind)
+    }
+}
+
+/// A version pointer: a named version of a flow and the package it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The flow.
+    pub flow: String,
+    /// The version's name.
+    pub version: String,
+    /// The package.
+    pub package: Digest,
+    /// When it was pushed (RFC 3339, UTC).
+    pub created_at: String,
+    /// The flowpack that pushed it.
+    pub created_by: String,
+    /// Ids given by Kubeflow Pipelines when the version was deployed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kfp: Option<serde_json::Value>,
+}

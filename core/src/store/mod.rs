@@ -1,0 +1,316 @@
+//! The content-addressed store: one type, [`Store`], over `object_store` (local folder,
+//! S3 and S3-compatible servers, GCS, Azure).
+//!
+//! - Blobs are immutable and named by the SHA-256 of their *uncompressed* content; they
+//!   are stored zstd-compressed. A blob already present is never uploaded again (a HEAD
+//!   first, then a conditional create for single-part uploads; racing writers of one blob
+//!   write identical content, so the race is harmless).
+//! - Every read is verified while it streams: [`Store::open_blob`] gives a reader that
+//!   fails with [`StoreError::DigestMismatch`] (naming the key) at the end of a blob whose
+//!   content does not match, and refuses to produce more bytes than declared.
+//! - Small JSON documents (version pointers, run records) go through [`Store::create_json`]
+//!   (create-only) and [`Store::get_json`].
+//! - Requests are retried by object_store with bounded exponential backoff and jitter
+//!   ([`open::retry_config`]); after that the error names the key and the cause.
+//! - Large blobs go up in parts of [`PART_SIZE`] with at most [`UPLOAD_CONCURRENCY`] in
+//!   flight, read from a file: nothing is held whole in memory.
+
+mod blob;
+mod error;
+pub mod layout;
+pub mod open;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncReadExt;
+
+pub use blob::{BlobReader, compress_bytes};
+pub use error::StoreError;
+
+use crate::Digest;
+
+/// Blobs at most this large (compressed) are uploaded in one conditional PUT; larger ones
+/// in parts of this size.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// At most this many parts of one blob are in flight at once.
+pub const UPLOAD_CONCURRENCY: usize = 4;
+
+/// What [`Store::put_blob_file`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Put {
+    /// The blob was uploaded; this many (compressed) bytes went over the wire.
+    Uploaded(u64),
+    /// The store already had it; nothing was uploaded.
+    Existed,
+}
+
+/// What [`Store::create_json`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The document was written.
+    Written,
+    /// A document was already there; these are its bytes.
+    Existed(Bytes),
+}
+
+/// A content-addressed store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    prefix: String,
+    display: String,
+    local_root: Option<PathBuf>,
+}
+
+impl Store {
+    /// Opens the store at `url` (see [`open`] for the forms). A local folder is created.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let o = open::open(url)?;
+        Ok(Self {
+            inner: o.store,
+            prefix: o.prefix,
+            display: o.display,
+            local_root: o.local_root,
+        })
+    }
+
+    /// The store as a URL or path that is safe to print (it never holds credentials).
+    pub fn url(&self) -> &str {
+        &self.display
+    }
+
+    /// The folder of a local store.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
+    }
+
+    /// The full key (with the store's prefix) of a layout key, as errors show it.
+    pub fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    fn key(&self, key: &str) -> Key {
+        Key::from(self.full_key(key))
+    }
+
+    fn request_error(&self, op: &'static str, key: &str, source: object_store::Error) -> StoreError {
+        match source {
+            object_store::Error::NotFound { .. } => StoreError::NotFound {
+                key: self.full_key(key),
+                hint: String::new(),
+            },
+            source => StoreError::Request {
+                op,
+                key: self.full_key(key),
+                source,
+            },
+        }
+    }
+
+    /// The stored size of the object at `key`, or None when there is none.
+    pub async fn stat(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self.inner.head(&self.key(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.request_error("HEAD", key, e)),
+        }
+    }
+
+    /// The stored (compressed) size of the blob named `d`, or None when the store lacks it.
+    pub async fn stat_blob(&self, d: &Digest) -> Result<Option<u64>, StoreError> {
+        self.stat(&layout::blob(d)).await
+    }
+
+    /// Uploads the zstd-compressed file `file` as the blob named `d`, unless the store has
+    /// it. `progress` is told the compressed bytes sent as they go.
+    pub async fn put_blob_file(
+        &self,
+        d: &Digest,
+        file: &Path,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Put, StoreError> {
+        let key = layout::blob(d);
+        if self.stat(&key).await?.is_some() {
+            return Ok(Put::Existed);
+        }
+        let io = |source| StoreError::Io {
+            path: file.to_path_buf(),
+            source,
+        };
+        let mut f = tokio::fs::File::open(file).await.map_err(io)?;
+        let len = f.metadata().await.map_err(io)?.len();
+        if len <= PART_SIZE as u64 {
+            let mut buf = Vec::with_capacity(len as usize);
+            f.read_to_end(&mut buf).await.map_err(io)?;
+            if self.put_create(&key, Bytes::from(buf)).await? {
+                progress(len);
+                return Ok(Put::Uploaded(len));
+            }
+            return Ok(Put::Existed);
+        }
+        let upload = self
+            .inner
+            .put_multipart(&self.key(&key))
+            .await
+            .map_err(|e| self.request_error("PUT", &key, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            let n = match f.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(io(e));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = writer.wait_for_capacity(UPLOAD_CONCURRENCY).await {
+                return Err(self.request_error("PUT", &key, e));
+            }
+            writer.write(&buf[..n]);
+            progress(n as u64);
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| self.request_error("PUT", &key, e))?;
+        Ok(Put::Uploaded(len))
+    }
+
+    /// Stores a small blob (a manifest) from memory, unless the store has it.
+    pub async fn put_blob_bytes(&self, d: &Digest, content: &[u8]) -> Result<Put, StoreError> {
+        debug_assert_eq!(Digest::of(content), *d);
+        let key = layout::blob(d);
+        if self.stat(&key).await?.is_some() {
+            return Ok(Put::Existed);
+        }
+        let compressed = Bytes::from(compress_bytes(content));
+        let len = compressed.len() as u64;
+        Ok(if self.put_create(&key, compressed).await? {
+            Put::Uploaded(len)
+        } else {
+            Put::Existed
+        })
+    }
+
+    /// Opens the blob named `d` for reading, verified while it streams. `size` is its
+    /// declared uncompressed size: the reader fails on a blob of any other size. Read it
+    /// from a blocking context (`spawn_blocking`), to the end.
+    pub async fn open_blob(&self, d: &Digest, size: u64) -> Result<BlobReader, StoreError> {
+        let key = layout::blob(d);
+        let got = self
+            .inner
+            .get(&self.key(&key))
+            .await
+            .map_err(|e| self.request_error("GET", &key, e))?;
+        Ok(BlobReader::new(
+            got.into_stream(),
+            *d,
+            size,
+            self.full_key(&key),
+        ))
+    }
+
+    /// Reads a whole small blob (a manifest), verified.
+    pub async fn get_blob_bytes(&self, d: &Digest, max_size: u64) -> Result<Vec<u8>, StoreError> {
+        let key = layout::blob(d);
+        let compressed = self.get_bytes(&key).await?;
+        blob::decompress_verified(&compressed, d, max_size, &self.full_key(&key))
+    }
+
+    /// Writes `value` as JSON at `key` unless something is there already.
+    pub async fn create_json<T: Serialize>(&self, key: &str, value: &T) -> Result<Created, StoreError> {
+        let body = serde_json::to_vec_pretty(value).expect("flowpack records serialize");
+        if self.put_create(key, Bytes::from(body)).await? {
+            Ok(Created::Written)
+        } else {
+            Ok(Created::Existed(self.get_bytes(key).await?))
+        }
+    }
+
+    /// Reads the JSON document at `key`.
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T, StoreError> {
+        let bytes = self.get_bytes(key).await?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            key: self.full_key(key),
+            reason: format!("not the JSON expected: {e}"),
+        })
+    }
+
+    /// Reads a whole small object.
+    pub async fn get_bytes(&self, key: &str) -> Result<Bytes, StoreError> {
+        let got = self
+            .inner
+            .get(&self.key(key))
+            .await
+            .map_err(|e| self.request_error("GET", key, e))?;
+        got.bytes()
+            .await
+            .map_err(|e| self.request_error("GET", key, e))
+    }
+
+    /// The keys (relative to the store's root) under the folder `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let full = self.key(prefix.trim_end_matches('/'));
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let metas: Vec<_> = self
+            .inner
+            .list(Some(&full))
+            .try_collect()
+            .await
+            .map_err(|e| self.request_error("LIST", prefix, e))?;
+        let mut keys: Vec<String> = metas
+            .into_iter()
+            .map(|m| {
+                let k = m.location.to_string();
+                k.strip_prefix(&strip).map(String::from).unwrap_or(k)
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Overwrites the object at `key` (tests and repair tools only: blobs are immutable).
+    pub async fn put_raw(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        self.inner
+            .put(&self.key(key), PutPayload::from(body))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.request_error("PUT", key, e))
+    }
+
+    /// A create-only PUT: true when written, false when something was there.
+    async fn put_create(&self, key: &str, body: Bytes) -> Result<bool, StoreError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&self.key(key), PutPayload::from(body), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(self.request_error("PUT", key, e)),
+        }
+    }
+}

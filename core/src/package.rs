@@ -1,0 +1,92 @@
+//! Reading packages back: the manifest by its digest, and layers extracted safely into a
+//! folder. This is what every task does before it runs (and `flowpack fetch`).
+
+use std::path::Path;
+
+use crate::archive::{self, ArchiveError, Extracted};
+use crate::manifest::{Layer, MAX_MANIFEST_SIZE, Manifest, ManifestError};
+use crate::store::{Store, StoreError};
+use crate::Digest;
+
+/// Why a package could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    /// No manifest of that digest in the store.
+    #[error("package {digest} is not in the store {store}: push it first (a manifest exists only once all its layers do)")]
+    Missing {
+        /// The package.
+        digest: Digest,
+        /// The store.
+        store: String,
+    },
+    /// The store failed or returned corrupt bytes.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The manifest is not usable.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A layer could not be extracted.
+    #[error("layer {digest}: {source}")]
+    Layer {
+        /// The layer.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: ArchiveError,
+    },
+    /// The destination exists already.
+    #[error("{} exists already: choose a new folder", .0.display())]
+    Exists(std::path::PathBuf),
+}
+
+/// Reads and verifies the manifest of package `digest`.
+pub async fn read_manifest(store: &Store, digest: &Digest) -> Result<Manifest, PackageError> {
+    let bytes = match store.get_blob_bytes(digest, MAX_MANIFEST_SIZE).await {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => {
+            return Err(PackageError::Missing {
+                digest: *digest,
+                store: store.url().to_string(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Manifest::parse(&bytes, *digest)?)
+}
+
+/// Extracts `layer` into `dest`, which must not exist: it is written as a temporary sibling
+/// folder and renamed into place only when every byte has been verified.
+pub async fn extract_layer(store: &Store, layer: &Layer, dest: &Path) -> Result<Extracted, PackageError> {
+    if dest.exists() {
+        return Err(PackageError::Exists(dest.to_path_buf()));
+    }
+    let layer_err = |source| PackageError::Layer {
+        digest: layer.digest,
+        source,
+    };
+    let io_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| layer_err(ArchiveError::Io { path: p, source })
+    };
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".flowpack-extract-")
+        .tempdir_in(parent)
+        .map_err(io_err(parent))?;
+    let reader = store.open_blob(&layer.digest, layer.size).await?;
+    let tmp_path = tmp.path().to_path_buf();
+    let stats = tokio::task::spawn_blocking(move || -> Result<Extracted, ArchiveError> {
+        let mut reader = reader;
+        let stats = archive::extract(&mut reader, &tmp_path)?;
+        // Read past the end of the tar stream: the digest is checked at the blob's end.
+        reader.finish()?;
+        Ok(stats)
+    })
+    .await
+    .expect("extraction does not panic")
+    .map_err(layer_err)?;
+    let kept = tmp.keep();
+    std::fs::rename(&kept, dest).map_err(io_err(dest))?;
+    Ok(stats)
+}

@@ -1,0 +1,196 @@
+//! Reading and writing blob bytes: zstd frames whose *uncompressed* content hashes to the
+//! blob's digest.
+
+use std::io::{self, Read};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+
+use super::StoreError;
+use crate::Digest;
+use crate::digest::Hasher;
+
+/// The zstd level of small blobs compressed in memory (manifests).
+const SMALL_LEVEL: i32 = 3;
+
+/// `content` as one zstd frame with a content checksum.
+pub fn compress_bytes(content: &[u8]) -> Vec<u8> {
+    let mut enc = zstd::Encoder::new(Vec::new(), SMALL_LEVEL).expect("zstd encoder");
+    enc.include_checksum(true).expect("zstd checksum flag");
+    io::Write::write_all(&mut enc, content).expect("writing to memory");
+    enc.finish().expect("writing to memory")
+}
+
+/// Decompresses a small blob read whole and checks it against `d`.
+pub(super) fn decompress_verified(
+    compressed: &[u8],
+    d: &Digest,
+    max_size: u64,
+    key: &str,
+) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    let dec = zstd::Decoder::new(compressed).map_err(|e| corrupt(format!("not zstd: {e}")))?;
+    let mut out = Vec::new();
+    dec.take(max_size + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(format!("zstd data is damaged: {e}")))?;
+    if out.len() as u64 > max_size {
+        return Err(corrupt(format!("it is larger than the {max_size} bytes allowed")));
+    }
+    let actual = Digest::of(&out);
+    if actual != *d {
+        return Err(StoreError::DigestMismatch {
+            key: key.to_string(),
+            expected: *d,
+            actual,
+        });
+    }
+    Ok(out)
+}
+
+/// Compressed chunks from the download task, as a blocking reader.
+struct ChannelReader {
+    rx: mpsc::Receiver<Result<Bytes, object_store::Error>>,
+    cur: Bytes,
+    key: String,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(source)) => {
+                    return Err(io::Error::other(StoreError::Request {
+                        op: "GET",
+                        key: self.key.clone(),
+                        source,
+                    }));
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
+    }
+}
+
+/// A blob's uncompressed content, verified while it is read.
+///
+/// Reading returns an error instead of end-of-file when the content does not hash to the
+/// blob's digest, is not exactly the declared size, or is not valid zstd; the error wraps a
+/// [`StoreError`] naming the key (see [`StoreError::from_io`]). A caller must read to
+/// the end (or call [`BlobReader::finish`]) before trusting anything it read.
+pub struct BlobReader {
+    decoder: zstd::Decoder<'static, io::BufReader<ChannelReader>>,
+    hasher: Hasher,
+    expected: Digest,
+    size: u64,
+    key: String,
+    verified: bool,
+}
+
+impl BlobReader {
+    pub(super) fn new(
+        mut stream: BoxStream<'static, Result<Bytes, object_store::Error>>,
+        expected: Digest,
+        size: u64,
+        key: String,
+    ) -> Self {
+        // A small bounded channel: at most a few chunks wait in memory.
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let chan = ChannelReader {
+            rx,
+            cur: Bytes::new(),
+            key: key.clone(),
+        };
+        Self {
+            decoder: zstd::Decoder::new(chan).expect("zstd decoder"),
+            hasher: Hasher::new(),
+            expected,
+            size,
+            key,
+            verified: false,
+        }
+    }
+
+    fn corrupt(&self, reason: String) -> io::Error {
+        io::Error::other(StoreError::Corrupt {
+            key: self.key.clone(),
+            reason,
+        })
+    }
+
+    /// Reads whatever is left and checks the digest.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        io::copy(&mut self, &mut io::sink())
+            .map(|_| ())
+            .map_err(|e| StoreError::from_io(e, &self.key))
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.verified {
+            return Ok(0);
+        }
+        let n = match self.decoder.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<StoreError>()) => return Err(e),
+            Err(e) => return Err(self.corrupt(format!("zstd data is damaged: {e}"))),
+        };
+        if n == 0 {
+            let actual = std::mem::take(&mut self.hasher);
+            if actual.len() != self.size {
+                return Err(self.corrupt(format!(
+                    "it holds {} bytes, not the {} declared",
+                    actual.len(),
+                    self.size
+                )));
+            }
+            let actual = actual.finish();
+            if actual != self.expected {
+                return Err(io::Error::other(StoreError::DigestMismatch {
+                    key: self.key.clone(),
+                    expected: self.expected,
+                    actual,
+                }));
+            }
+            self.verified = true;
+            return Ok(0);
+        }
+        self.hasher.update(&buf[..n]);
+        if self.hasher.len() > self.size {
+            return Err(self.corrupt(format!("it holds more than the {} bytes declared", self.size)));
+        }
+        Ok(n)
+    }
+}
+
+impl StoreError {
+    /// The store error inside an I/O error from a [`BlobReader`], or an I/O error about
+    /// `context` (a path or key).
+    pub fn from_io(e: io::Error, context: &str) -> Self {
+        if e.get_ref().is_some_and(|i| i.is::<StoreError>()) {
+            let inner = e.into_inner().expect("checked above");
+            return *inner.downcast::<StoreError>().expect("checked above");
+        }
+        StoreError::Io {
+            path: context.into(),
+            source: e,
+        }
+    }
+}

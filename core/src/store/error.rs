@@ -1,0 +1,80 @@
+//! Store errors: each names the key (or URL) involved and the cause.
+
+use std::path::PathBuf;
+
+use crate::Digest;
+
+/// What went wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store URL cannot be used.
+    #[error("store URL '{url}' is not usable: {reason}")]
+    BadUrl {
+        /// The URL, as given (credentials are refused before this is built).
+        url: String,
+        /// Why, and what to write instead.
+        reason: String,
+    },
+    /// The backend could not be configured.
+    #[error("cannot open the store {url}: {source}")]
+    Open {
+        /// The store.
+        url: String,
+        /// The cause.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A request failed after the bounded retries.
+    #[error("{op} {key} failed: {source}")]
+    Request {
+        /// What was being done: GET, PUT, HEAD, LIST.
+        op: &'static str,
+        /// The full key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: object_store::Error,
+    },
+    /// An object that should exist does not.
+    #[error("{key} is not in the store{hint}")]
+    NotFound {
+        /// The full key.
+        key: String,
+        /// What may explain it.
+        hint: String,
+    },
+    /// Stored bytes do not hash to the digest that names them.
+    #[error("{key} is corrupt: its content hashes to {actual}, not {expected}; it was not used")]
+    DigestMismatch {
+        /// The full key.
+        key: String,
+        /// The digest that names it.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// Stored bytes cannot be decoded or are larger than declared.
+    #[error("{key} is corrupt: {reason}; it was not used")]
+    Corrupt {
+        /// The full key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A local file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Whether this is [`StoreError::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. })
+    }
+}

@@ -1,0 +1,206 @@
+//! The env layer's source folder: an existing folder (`env.path`), or one built from a
+//! requirements file for the target platform and kept in the local cache.
+//!
+//! Builds use `uv pip install --target DIR --python-platform P --python-version V -r FILE`
+//! when uv is found (`FLOWPACK_UV` or `uv` on `PATH`), else
+//! `python3 -m pip install --target DIR --platform TAG… --only-binary=:all:`. The cache key
+//! is the SHA-256 of the requirements file's bytes, the Python version, the platform and
+//! the installer: the same inputs reuse the folder built before (`--rebuild-env` forces a
+//! new build, e.g. to pick up new releases of unpinned requirements). A build goes to a
+//! temporary folder that is renamed into place, so an interrupted build leaves nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use flowpack_core::Digest;
+use flowpack_core::env_vars::{FLOWPACK_PYTHON, FLOWPACK_UV};
+use flowpack_core::flow::EnvSpec;
+
+use crate::PushError;
+
+/// The folder whose contents become the env layer, and whether it was built just now.
+pub struct EnvSource {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Target Python version, for builds from requirements.
+    pub python: Option<String>,
+    /// Target platform, for builds from requirements.
+    pub platform: Option<String>,
+    /// Whether this push built it (false: an `env.path` folder or a cached build).
+    pub built: bool,
+}
+
+/// Finds or builds the env folder of `spec`; relative paths are against `base`.
+pub fn resolve(spec: &EnvSpec, base: &Path, cache_dir: &Path, rebuild: bool) -> Result<EnvSource, PushError> {
+    match spec {
+        EnvSpec::Path { path } => Ok(EnvSource {
+            dir: base.join(path),
+            python: None,
+            platform: None,
+            built: false,
+        }),
+        EnvSpec::Requirements {
+            requirements,
+            python,
+            platform,
+        } => {
+            let req = base.join(requirements);
+            let bytes = std::fs::read(&req).map_err(|e| PushError::Env {
+                reason: format!("cannot read the requirements file {}: {e}", req.display()),
+            })?;
+            let installer = Installer::find();
+            let key = Digest::of(
+                flowpack_core::canonical::to_string(&serde_json::json!({
+                    "format": "flowpack.env.v1",
+                    "requirements": Digest::of(&bytes).to_string(),
+                    "python": python,
+                    "platform": platform,
+                    "installer": installer.name(),
+                }))
+                .as_bytes(),
+            );
+            let envs = cache_dir.join("envs");
+            let dir = envs.join(key.hex());
+            let site = dir.join("site");
+            let mut built = false;
+            if rebuild || !site.is_dir() {
+                build(&installer, &req, python, platform, &envs, &dir)?;
+                built = true;
+            }
+            Ok(EnvSource {
+                dir: site,
+                python: Some(python.clone()),
+                platform: Some(platform.clone()),
+                built,
+            })
+        }
+    }
+}
+
+enum Installer {
+    Uv(PathBuf),
+    Pip(PathBuf),
+}
+
+impl Installer {
+    fn find() -> Self {
+        if let Some(uv) = std::env::var_os(FLOWPACK_UV) {
+            return Self::Uv(uv.into());
+        }
+        if let Some(uv) = find_on_path("uv") {
+            return Self::Uv(uv);
+        }
+        let py = std::env::var_os(FLOWPACK_PYTHON)
+            .map(PathBuf::from)
+            .or_else(|| find_on_path("python3"))
+            .unwrap_or_else(|| "python3".into());
+        Self::Pip(py)
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Uv(_) => "uv",
+            Self::Pip(_) => "pip",
+        }
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn build(
+    installer: &Installer,
+    req: &Path,
+    python: &str,
+    platform: &str,
+    envs: &Path,
+    dir: &Path,
+) -> Result<(), PushError> {
+    let env_err = |reason: String| PushError::Env { reason };
+    std::fs::create_dir_all(envs).map_err(|e| env_err(format!("cannot create {}: {e}", envs.display())))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".build-")
+        .tempdir_in(envs)
+        .map_err(|e| env_err(format!("cannot create a folder in {}: {e}", envs.display())))?;
+    let site = tmp.path().join("site");
+    let req_dir = req.parent().unwrap_or(Path::new("."));
+    let req_name = req.file_name().expect("a file path");
+    let mut cmd = match installer {
+        Installer::Uv(uv) => {
+            let mut c = Command::new(uv);
+            c.args(["pip", "install", "--quiet", "--link-mode", "copy", "--no-config"])
+                .arg("--target")
+                .arg(&site)
+                .args(["--python-platform", platform, "--python-version", python])
+                .arg("-r")
+                .arg(req_name);
+            c
+        }
+        Installer::Pip(py) => {
+            let mut c = Command::new(py);
+            c.args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-compile",
+                "--disable-pip-version-check",
+                "--only-binary=:all:",
+            ])
+            .arg("--target")
+            .arg(&site)
+            .args(["--python-version", python]);
+            for tag in pip_platform_tags(platform) {
+                c.args(["--platform", &tag]);
+            }
+            c.arg("-r").arg(req_name);
+            c
+        }
+    };
+    // Relative paths inside the requirements file are relative to its folder.
+    cmd.current_dir(req_dir);
+    tracing::info!(installer = installer.name(), requirements = %req.display(), "building the env layer");
+    let out = cmd.output().map_err(|e| {
+        env_err(format!(
+            "cannot run {}: {e}; install uv (pip install uv) or set {FLOWPACK_UV}",
+            installer.name()
+        ))
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(env_err(format!(
+            "{} could not install {} for Python {python} on {platform} ({}):\n{}",
+            installer.name(),
+            req.display(),
+            out.status,
+            tail.join("\n")
+        )));
+    }
+    std::fs::create_dir_all(&site).map_err(|e| env_err(e.to_string()))?;
+    let _ = std::fs::remove_dir_all(dir);
+    let kept = tmp.keep();
+    std::fs::rename(&kept, dir).map_err(|e| env_err(format!("cannot move the built env into {}: {e}", dir.display())))?;
+    Ok(())
+}
+
+/// pip takes wheel platform tags: `x86_64-manylinux_2_28` accepts every manylinux tag up
+/// to glibc 2.28.
+fn pip_platform_tags(platform: &str) -> Vec<String> {
+    match platform.split_once("-manylinux_") {
+        Some((arch, glibc)) => {
+            let max: u32 = glibc
+                .split_once('_')
+                .and_then(|(_, m)| m.parse().ok())
+                .unwrap_or(17);
+            let mut tags: Vec<String> = (5..=max).rev().map(|m| format!("manylinux_2_{m}_{arch}")).collect();
+            tags.push(format!("manylinux2014_{arch}"));
+            tags
+        }
+        None => vec![platform.replace('-', "_")],
+    }
+}

@@ -1,0 +1,264 @@
+//! `push`: pack, upload what the store lacks, write the manifest, then the version pointer.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use flowpack_core::archive::Entry;
+use flowpack_core::manifest::{Layer, LayerKind, Manifest, Version};
+use flowpack_core::store::{Created, Put, Store, layout};
+use flowpack_core::{Digest, Flow};
+use serde::Serialize;
+
+use crate::layer::{self, Hashed};
+use crate::tree::{self, Rules};
+use crate::{PushError, env};
+
+/// Receives progress; the CLI draws it, tests ignore it. Every method has a no-op default.
+pub trait Reporter: Sync {
+    /// A phase begins ("packing code", "building env").
+    fn phase(&self, _what: &str) {}
+    /// An upload of `bytes` (compressed) begins.
+    fn upload_started(&self, _what: &str, _bytes: u64) {}
+    /// `bytes` more were sent.
+    fn uploaded(&self, _bytes: u64) {}
+    /// The current upload ended.
+    fn upload_finished(&self) {}
+    /// Something was left out or is worth knowing.
+    fn warn(&self, _message: &str) {}
+}
+
+impl Reporter for () {}
+
+/// What to push where.
+#[derive(Clone, Debug)]
+pub struct PushOptions {
+    /// The store.
+    pub store: Store,
+    /// The version's name; None gives [`default_version_name`].
+    pub version: Option<String>,
+    /// Rebuild the env layer even when the cache has it.
+    pub rebuild_env: bool,
+    /// The local cache folder (built envs) and where temporary layer files go.
+    pub cache_dir: PathBuf,
+}
+
+/// One layer of a push.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerReport {
+    /// Which layer.
+    pub kind: LayerKind,
+    /// Its blob.
+    pub digest: Digest,
+    /// Uncompressed size.
+    pub size: u64,
+    /// Entries in it.
+    pub entries: u64,
+    /// Compressed bytes uploaded (0 when reused).
+    pub uploaded_bytes: u64,
+    /// Compressed bytes the store already had (0 when uploaded).
+    pub reused_bytes: u64,
+}
+
+/// What a push did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PushReport {
+    /// The flow.
+    pub flow: String,
+    /// The package id.
+    pub package: Digest,
+    /// The version pointer written (or found, when it already named this package).
+    pub version: String,
+    /// The store, safe to print.
+    pub store: String,
+    /// Layers in manifest order.
+    pub layers: Vec<LayerReport>,
+    /// Compressed bytes uploaded, layers and manifest.
+    pub uploaded_bytes: u64,
+    /// Compressed bytes of layers and manifest the store already had.
+    pub reused_bytes: u64,
+    /// Whether the manifest was uploaded (false: the package was already complete there).
+    pub manifest_uploaded: bool,
+    /// Things left out.
+    pub warnings: Vec<String>,
+    /// Wall time of the push.
+    #[serde(serialize_with = "secs")]
+    pub seconds: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// A version name from the current UTC time, to the millisecond: `20261122T120000.123Z`.
+pub fn default_version_name() -> String {
+    jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string()
+}
+
+/// Packs the flow loaded from `flow_file` and pushes it to `opts.store`.
+pub async fn push(
+    flow_file: &Path,
+    flow: &Flow,
+    opts: &PushOptions,
+    reporter: &dyn Reporter,
+) -> Result<PushReport, PushError> {
+    let started = Instant::now();
+    let version = opts.version.clone().unwrap_or_else(default_version_name);
+    if !layout::is_version_name(&version) {
+        return Err(PushError::BadVersion(version));
+    }
+    let base = flow_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(&opts.cache_dir).map_err(|source| PushError::Io {
+        path: opts.cache_dir.clone(),
+        source,
+    })?;
+    let mut warnings = Vec::new();
+    let mut layers = Vec::new();
+    let mut reports = Vec::new();
+
+    reporter.phase("packing code");
+    let code_root = base.join(&flow.code);
+    let exclude: Vec<PathBuf> = opts
+        .store
+        .local_root()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    let listing = tree::list(&code_root, Rules::Code, &exclude)?;
+    warnings.extend(listing.warnings);
+    let (layer, report) = push_layer(LayerKind::Code, listing.entries, opts, reporter).await?;
+    layers.push(layer);
+    reports.push(report);
+
+    if let Some(spec) = &flow.env {
+        reporter.phase("preparing env");
+        let (spec, base, cache, rebuild) = (spec.clone(), base.to_path_buf(), opts.cache_dir.clone(), opts.rebuild_env);
+        let source = tokio::task::spawn_blocking(move || env::resolve(&spec, &base, &cache, rebuild))
+            .await
+            .expect("env build does not panic")?;
+        reporter.phase("packing env");
+        let listing = tree::list(&source.dir, Rules::Env, &[])?;
+        warnings.extend(listing.warnings);
+        let (mut layer, report) = push_layer(LayerKind::Env, listing.entries, opts, reporter).await?;
+        layer.python = source.python;
+        layer.platform = source.platform;
+        layers.push(layer);
+        reports.push(report);
+    }
+    for w in &warnings {
+        reporter.warn(w);
+    }
+
+    // The manifest goes up only after every layer is in the store.
+    let manifest = Manifest::new(flow.clone(), layers);
+    let bytes = manifest.to_canonical();
+    let package = Digest::of(&bytes);
+    let manifest_put = opts.store.put_blob_bytes(&package, &bytes).await?;
+    let (manifest_uploaded, manifest_bytes) = match manifest_put {
+        Put::Uploaded(n) => (true, n),
+        Put::Existed => (false, 0),
+    };
+
+    // The version pointer goes last: it names a complete package.
+    let record = Version {
+        flow: flow.name.clone(),
+        version: version.clone(),
+        package,
+        created_at: jiff::Timestamp::now().to_string(),
+        created_by: format!("flowpack {}", env!("CARGO_PKG_VERSION")),
+        kfp: None,
+    };
+    let key = layout::version(&flow.name, &version);
+    if let Created::Existed(existing) = opts.store.create_json(&key, &record).await? {
+        let existing: Option<Version> = serde_json::from_slice(&existing).ok();
+        match existing {
+            Some(v) if v.package == package => {}
+            other => {
+                return Err(PushError::VersionTaken {
+                    flow: flow.name.clone(),
+                    version,
+                    existing: other.map_or_else(|| "(unreadable)".into(), |v| v.package.to_string()),
+                });
+            }
+        }
+    }
+
+    let uploaded_bytes = reports.iter().map(|r| r.uploaded_bytes).sum::<u64>() + manifest_bytes;
+    let reused_bytes = reports.iter().map(|r| r.reused_bytes).sum::<u64>();
+    Ok(PushReport {
+        flow: flow.name.clone(),
+        package,
+        version,
+        store: opts.store.url().to_string(),
+        layers: reports,
+        uploaded_bytes,
+        reused_bytes,
+        manifest_uploaded,
+        warnings,
+        seconds: started.elapsed(),
+    })
+}
+
+/// Hashes a layer; compresses and uploads it only when the store lacks its blob.
+async fn push_layer(
+    kind: LayerKind,
+    entries: Vec<Entry>,
+    opts: &PushOptions,
+    reporter: &dyn Reporter,
+) -> Result<(Layer, LayerReport), PushError> {
+    let (entries, hashed) = tokio::task::spawn_blocking(move || {
+        let mut entries = entries;
+        let hashed = layer::hash(&mut entries);
+        (entries, hashed)
+    })
+    .await
+    .expect("hashing does not panic");
+    let hashed: Hashed = hashed?;
+    let what = match kind {
+        LayerKind::Code => "code layer",
+        LayerKind::Env => "env layer",
+    };
+    let (uploaded_bytes, reused_bytes) = match opts.store.stat_blob(&hashed.digest).await? {
+        Some(stored) => (0, stored),
+        None => {
+            reporter.phase(&format!("compressing {what}"));
+            let tmp_dir = opts.cache_dir.clone();
+            let file = tokio::task::spawn_blocking(move || {
+                let mut entries = entries;
+                layer::compress(&mut entries, &hashed, &tmp_dir)
+            })
+            .await
+            .expect("compressing does not panic")?;
+            let len = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+            reporter.upload_started(what, len);
+            let put = opts
+                .store
+                .put_blob_file(&hashed.digest, file.path(), &|n| reporter.uploaded(n))
+                .await;
+            reporter.upload_finished();
+            match put? {
+                Put::Uploaded(n) => (n, 0),
+                Put::Existed => (0, len),
+            }
+        }
+    };
+    let layer = Layer {
+        kind,
+        digest: hashed.digest,
+        size: hashed.size,
+        entries: hashed.entries,
+        python: None,
+        platform: None,
+    };
+    let report = LayerReport {
+        kind,
+        digest: hashed.digest,
+        size: hashed.size,
+        entries: hashed.entries,
+        uploaded_bytes,
+        reused_bytes,
+    };
+    Ok((layer, report))
+}

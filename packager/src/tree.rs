@@ -1,0 +1,149 @@
+//! Listing a folder as layer entries: which files go in, and which are refused.
+//!
+//! The code tree honours `.gitignore` and `.flowpackignore` files inside it (not those of
+//! parent folders or the user's global git config, so the same tree lists the same on
+//! every machine) and always leaves out `.git/`, `.flowpack/`, `__pycache__/`, `*.pyc` and
+//! `.DS_Store`. Env trees are listed whole but for the Python caches. Symlinks are kept
+//! when they point inside the tree and left out, with a warning, when they leave it;
+//! sockets, fifos and device files are refused.
+
+use std::path::{Path, PathBuf};
+
+use flowpack_core::archive::{Entry, EntryKind};
+use ignore::WalkBuilder;
+
+use crate::PushError;
+
+/// Names never packed, at any depth.
+const ALWAYS_EXCLUDED: [&str; 4] = [".git", ".flowpack", "__pycache__", ".DS_Store"];
+
+/// Which ignore rules apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rules {
+    /// `.gitignore` and `.flowpackignore` inside the tree, plus the fixed exclusions.
+    Code,
+    /// Only the fixed exclusions.
+    Env,
+}
+
+/// A listed tree: its entries (unsorted) and what was left out with a warning.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// What goes into the layer.
+    pub entries: Vec<Entry>,
+    /// Messages about what was left out.
+    pub warnings: Vec<String>,
+}
+
+/// Lists `root` for a layer. Folders in `exclude` (absolute) are left out.
+pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, PushError> {
+    let meta = std::fs::metadata(root).map_err(|e| PushError::Tree {
+        path: root.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if !meta.is_dir() {
+        return Err(PushError::Tree {
+            path: root.to_path_buf(),
+            reason: "not a folder".into(),
+        });
+    }
+    let mut wb = WalkBuilder::new(root);
+    wb.standard_filters(false)
+        .follow_links(false)
+        .hidden(false)
+        .parents(false);
+    if rules == Rules::Code {
+        wb.git_ignore(true)
+            .require_git(false)
+            .add_custom_ignore_filename(".flowpackignore");
+    }
+    let exclude: Vec<PathBuf> = exclude.to_vec();
+    wb.filter_entry(move |e| {
+        let name = e.file_name().to_string_lossy();
+        !(ALWAYS_EXCLUDED.contains(&name.as_ref())
+            || name.ends_with(".pyc")
+            || exclude.iter().any(|x| x == e.path()))
+    });
+    let mut out = Listing::default();
+    for item in wb.build() {
+        let item = item.map_err(|e| PushError::Tree {
+            path: root.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        if item.depth() == 0 {
+            continue;
+        }
+        let path = item.path();
+        let rel = path.strip_prefix(root).expect("walk stays below its root");
+        let rel = rel
+            .to_str()
+            .ok_or_else(|| PushError::Tree {
+                path: path.to_path_buf(),
+                reason: "the name is not valid UTF-8; rename it".into(),
+            })?
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        let ft = item.file_type().expect("only stdin has no file type");
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_file() {
+            let meta = std::fs::symlink_metadata(path).map_err(|e| PushError::Tree {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            EntryKind::File {
+                source: path.to_path_buf(),
+                size: meta.len(),
+                executable: is_executable(&meta),
+            }
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(path).map_err(|e| PushError::Tree {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            match target.to_str() {
+                Some(t) if link_stays_inside(&rel, t) => EntryKind::Symlink {
+                    target: t.to_string(),
+                },
+                _ => {
+                    out.warnings.push(format!(
+                        "left out symlink {rel} -> {}: it points outside {}",
+                        target.display(),
+                        root.display()
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            return Err(PushError::Tree {
+                path: path.to_path_buf(),
+                reason: "special files (sockets, fifos, devices) cannot be packed; delete it or list it in .flowpackignore".into(),
+            });
+        };
+        out.entries.push(Entry { path: rel, kind });
+    }
+    Ok(out)
+}
+
+fn link_stays_inside(rel: &str, target: &str) -> bool {
+    if target.is_empty() || target.starts_with('/') {
+        return false;
+    }
+    let mut depth: i64 = rel.split('/').count() as i64 - 1;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}

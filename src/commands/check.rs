@@ -1,0 +1,53 @@
+//! `flowpack check FLOW`: validate and print the graph.
+
+use anyhow::Result;
+use flowpack_core::flow::{Run, Transition};
+use flowpack_core::Flow;
+
+use crate::cli::CheckArgs;
+
+pub fn run(args: CheckArgs) -> Result<()> {
+    let flow = Flow::load(&args.flow)?;
+    if args.json {
+        return super::print_json(&flow);
+    }
+    println!(
+        "flow {}: {} steps, {} parameters — valid",
+        flow.name,
+        flow.steps.len(),
+        flow.parameters.len()
+    );
+    if !flow.parameters.is_empty() {
+        println!("parameters:");
+        for (name, p) in &flow.parameters {
+            let default = p
+                .default
+                .as_ref()
+                .map_or_else(|| "(required)".to_string(), |d| format!("= {d}"));
+            let help = p.help.as_deref().map(|h| format!("  {h}")).unwrap_or_default();
+            println!("  {name}: {} {default}{help}", p.ty.name());
+        }
+    }
+    println!("steps:");
+    let width = flow.steps.keys().map(String::len).max().unwrap_or(0);
+    for name in flow.order() {
+        let step = &flow.steps[name];
+        let edge = match &step.next {
+            Transition::End => "(end)".to_string(),
+            Transition::Linear(t) => format!("-> {t}"),
+            Transition::Split(ts) => format!("-> {} (split)", ts.join(", ")),
+            Transition::Foreach { over, body } => format!("-> {body} for each item of '{over}'"),
+            Transition::Switch { on, cases } => {
+                let cases: Vec<String> = cases.iter().map(|(v, t)| format!("{v}: {t}")).collect();
+                format!("-> switch on '{on}' {{{}}}", cases.join(", "))
+            }
+        };
+        let join = if step.join { " [join]" } else { "" };
+        let run = match &step.run {
+            Run::Shell(s) => s.clone(),
+            Run::Exec(a) => a.join(" "),
+        };
+        println!("  {name:width$} {edge}{join}    $ {run}");
+    }
+    Ok(())
+}

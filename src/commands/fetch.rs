@@ -1,0 +1,69 @@
+//! `flowpack fetch PACKAGE -o DIR`: what a task does before it runs, by hand.
+
+use anyhow::{Context, Result};
+use flowpack_core::Digest;
+use flowpack_core::manifest::LayerKind;
+use flowpack_core::package::{extract_layer, read_manifest};
+use serde::Serialize;
+
+use super::bytes;
+use crate::cli::FetchArgs;
+use crate::settings;
+
+#[derive(Serialize)]
+struct Fetched {
+    package: Digest,
+    flow: String,
+    output: String,
+    layers: Vec<FetchedLayer>,
+}
+
+#[derive(Serialize)]
+struct FetchedLayer {
+    kind: LayerKind,
+    digest: Digest,
+    path: String,
+    entries: u64,
+    bytes: u64,
+}
+
+pub async fn run(args: FetchArgs) -> Result<()> {
+    let digest: Digest = args.package.parse()?;
+    let store = settings::store(args.store.store.as_deref(), std::path::Path::new("."))?;
+    if args.output.exists() {
+        anyhow::bail!("{} exists already: choose a new folder", args.output.display());
+    }
+    let manifest = read_manifest(&store, &digest).await?;
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let mut layers = Vec::new();
+    for layer in &manifest.layers {
+        let name = match layer.kind {
+            LayerKind::Code => "code",
+            LayerKind::Env => "env",
+        };
+        let dest = args.output.join(name);
+        let stats = extract_layer(&store, layer, &dest).await?;
+        layers.push(FetchedLayer {
+            kind: layer.kind,
+            digest: layer.digest,
+            path: dest.display().to_string(),
+            entries: stats.entries,
+            bytes: stats.bytes,
+        });
+    }
+    let out = Fetched {
+        package: digest,
+        flow: manifest.flow.name.clone(),
+        output: args.output.display().to_string(),
+        layers,
+    };
+    if args.json {
+        return super::print_json(&out);
+    }
+    println!("package {} of flow {}, verified", out.package, out.flow);
+    for l in &out.layers {
+        println!("  {}  {} entries, {}", l.path, l.entries, bytes(l.bytes));
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! Resolved settings: command-line flags, then environment variables, then defaults,
+//! merged once here before any library call.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use flowpack_core::env_vars::{FLOWPACK_CACHE_DIR, FLOWPACK_STORE};
+use flowpack_core::store::Store;
+
+/// The folder name of the embedded default store, beside the flow file.
+pub const DEFAULT_STORE_DIR: &str = ".flowpack";
+
+/// The store named by `--store`, else `FLOWPACK_STORE`, else `.flowpack/` in `beside`.
+pub fn store(flag: Option<&str>, beside: &Path) -> Result<Store> {
+    let url = match flag {
+        Some(u) => u.to_string(),
+        None => match std::env::var(FLOWPACK_STORE) {
+            Ok(u) if !u.is_empty() => u,
+            _ => beside.join(DEFAULT_STORE_DIR).display().to_string(),
+        },
+    };
+    Ok(Store::open(&url)?)
+}
+
+/// The folder of a flow file (`.` for a bare file name).
+pub fn flow_dir(flow: &Path) -> PathBuf {
+    match flow.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `FLOWPACK_CACHE_DIR`, else `$XDG_CACHE_HOME/flowpack`, else `~/.cache/flowpack`.
+pub fn cache_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os(FLOWPACK_CACHE_DIR).filter(|d| !d.is_empty()) {
+        return Ok(d.into());
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("flowpack"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("cannot place the cache: set FLOWPACK_CACHE_DIR or HOME")?;
+    Ok(PathBuf::from(home).join(".cache").join("flowpack"))
+}
