@@ -291,7 +291,9 @@ fn check_link_target(rel: &Path, target: &str) -> Result<(), String> {
         return Err("a symlink needs a target".into());
     }
     if target.starts_with('/') {
-        return Err(format!("symlink to absolute path '{target}' leaves the tree"));
+        return Err(format!(
+            "symlink to absolute path '{target}' leaves the tree"
+        ));
     }
     let mut depth: i64 = rel.components().count() as i64 - 1;
     for c in Path::new(target).components() {

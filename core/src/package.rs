@@ -3,16 +3,18 @@
 
 use std::path::Path;
 
+use crate::Digest;
 use crate::archive::{self, ArchiveError, Extracted};
 use crate::manifest::{Layer, MAX_MANIFEST_SIZE, Manifest, ManifestError};
 use crate::store::{Store, StoreError};
-use crate::Digest;
 
 /// Why a package could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     /// No manifest of that digest in the store.
-    #[error("package {digest} is not in the store {store}: push it first (a manifest exists only once all its layers do)")]
+    #[error(
+        "package {digest} is not in the store {store}: push it first (a manifest exists only once all its layers do)"
+    )]
     Missing {
         /// The package.
         digest: Digest,
@@ -56,7 +58,11 @@ pub async fn read_manifest(store: &Store, digest: &Digest) -> Result<Manifest, P
 
 /// Extracts `layer` into `dest`, which must not exist: it is written as a temporary sibling
 /// folder and renamed into place only when every byte has been verified.
-pub async fn extract_layer(store: &Store, layer: &Layer, dest: &Path) -> Result<Extracted, PackageError> {
+pub async fn extract_layer(
+    store: &Store,
+    layer: &Layer,
+    dest: &Path,
+) -> Result<Extracted, PackageError> {
     if dest.exists() {
         return Err(PackageError::Exists(dest.to_path_buf()));
     }
@@ -68,7 +74,10 @@ pub async fn extract_layer(store: &Store, layer: &Layer, dest: &Path) -> Result<
         let p = p.to_path_buf();
         move |source| layer_err(ArchiveError::Io { path: p, source })
     };
-    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     let tmp = tempfile::Builder::new()
         .prefix(".flowpack-extract-")

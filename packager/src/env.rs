@@ -31,7 +31,12 @@ pub struct EnvSource {
 }
 
 /// Finds or builds the env folder of `spec`; relative paths are against `base`.
-pub fn resolve(spec: &EnvSpec, base: &Path, cache_dir: &Path, rebuild: bool) -> Result<EnvSource, PushError> {
+pub fn resolve(
+    spec: &EnvSpec,
+    base: &Path,
+    cache_dir: &Path,
+    rebuild: bool,
+) -> Result<EnvSource, PushError> {
     match spec {
         EnvSpec::Path { path } => Ok(EnvSource {
             dir: base.join(path),
@@ -120,7 +125,8 @@ fn build(
     dir: &Path,
 ) -> Result<(), PushError> {
     let env_err = |reason: String| PushError::Env { reason };
-    std::fs::create_dir_all(envs).map_err(|e| env_err(format!("cannot create {}: {e}", envs.display())))?;
+    std::fs::create_dir_all(envs)
+        .map_err(|e| env_err(format!("cannot create {}: {e}", envs.display())))?;
     let tmp = tempfile::Builder::new()
         .prefix(".build-")
         .tempdir_in(envs)
@@ -131,12 +137,19 @@ fn build(
     let mut cmd = match installer {
         Installer::Uv(uv) => {
             let mut c = Command::new(uv);
-            c.args(["pip", "install", "--quiet", "--link-mode", "copy", "--no-config"])
-                .arg("--target")
-                .arg(&site)
-                .args(["--python-platform", platform, "--python-version", python])
-                .arg("-r")
-                .arg(req_name);
+            c.args([
+                "pip",
+                "install",
+                "--quiet",
+                "--link-mode",
+                "copy",
+                "--no-config",
+            ])
+            .arg("--target")
+            .arg(&site)
+            .args(["--python-platform", platform, "--python-version", python])
+            .arg("-r")
+            .arg(req_name);
             c
         }
         Installer::Pip(py) => {
@@ -182,10 +195,29 @@ fn build(
         )));
     }
     std::fs::create_dir_all(&site).map_err(|e| env_err(e.to_string()))?;
+    remove_installer_bookkeeping(&site);
     let _ = std::fs::remove_dir_all(dir);
     let kept = tmp.keep();
-    std::fs::rename(&kept, dir).map_err(|e| env_err(format!("cannot move the built env into {}: {e}", dir.display())))?;
+    std::fs::rename(&kept, dir).map_err(|e| {
+        env_err(format!(
+            "cannot move the built env into {}: {e}",
+            dir.display()
+        ))
+    })?;
     Ok(())
+}
+
+/// Drops files an installer leaves that differ between builds of the same requirements
+/// (uv's `.lock` and its `uv_cache.json` with install times), so they never reach a layer.
+fn remove_installer_bookkeeping(site: &Path) {
+    let _ = std::fs::remove_file(site.join(".lock"));
+    if let Ok(dir) = std::fs::read_dir(site) {
+        for e in dir.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".dist-info") {
+                let _ = std::fs::remove_file(e.path().join("uv_cache.json"));
+            }
+        }
+    }
 }
 
 /// pip takes wheel platform tags: `x86_64-manylinux_2_28` accepts every manylinux tag up
@@ -197,7 +229,10 @@ fn pip_platform_tags(platform: &str) -> Vec<String> {
                 .split_once('_')
                 .and_then(|(_, m)| m.parse().ok())
                 .unwrap_or(17);
-            let mut tags: Vec<String> = (5..=max).rev().map(|m| format!("manylinux_2_{m}_{arch}")).collect();
+            let mut tags: Vec<String> = (5..=max)
+                .rev()
+                .map(|m| format!("manylinux_2_{m}_{arch}"))
+                .collect();
             tags.push(format!("manylinux2014_{arch}"));
             tags
         }

@@ -4,9 +4,9 @@
 use std::io::{self, BufWriter};
 use std::path::Path;
 
+use flowpack_core::Digest;
 use flowpack_core::archive::{self, Entry};
 use flowpack_core::digest::HashingWriter;
-use flowpack_core::Digest;
 use tempfile::NamedTempFile;
 
 use crate::PushError;
@@ -38,13 +38,18 @@ pub fn hash(entries: &mut [Entry]) -> Result<Hashed, PushError> {
 
 /// Writes the tar stream of `entries`, zstd-compressed, to a temporary file in `tmp_dir`,
 /// and checks that it still hashes to `expected` (the tree did not change meanwhile).
-pub fn compress(entries: &mut [Entry], expected: &Hashed, tmp_dir: &Path) -> Result<NamedTempFile, PushError> {
+pub fn compress(
+    entries: &mut [Entry],
+    expected: &Hashed,
+    tmp_dir: &Path,
+) -> Result<NamedTempFile, PushError> {
     let io_err = |source| PushError::Io {
         path: tmp_dir.to_path_buf(),
         source,
     };
     let file = NamedTempFile::new_in(tmp_dir).map_err(io_err)?;
-    let mut enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), LEVEL).map_err(io_err)?;
+    let mut enc =
+        zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), LEVEL).map_err(io_err)?;
     enc.include_checksum(true).map_err(io_err)?;
     // Multi-threaded zstd (its output does not depend on the thread count).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;

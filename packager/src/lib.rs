@@ -40,7 +40,9 @@ pub enum PushError {
         reason: String,
     },
     /// A version name is taken by another package.
-    #[error("version '{version}' of flow '{flow}' already exists for package {existing}; versions are immutable: pick another --version-name")]
+    #[error(
+        "version '{version}' of flow '{flow}' already exists for package {existing}; versions are immutable: pick another --version-name"
+    )]
     VersionTaken {
         /// The flow.
         flow: String,

@@ -91,7 +91,9 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 /// A version name from the current UTC time, to the millisecond: `20261122T120000.123Z`.
 pub fn default_version_name() -> String {
-    jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%S%.3fZ")
+        .to_string()
 }
 
 /// Packs the flow loaded from `flow_file` and pushes it to `opts.store`.
@@ -120,11 +122,17 @@ pub async fn push(
 
     reporter.phase("packing code");
     let code_root = base.join(&flow.code);
+    let code_root = std::fs::canonicalize(&code_root).map_err(|e| PushError::Tree {
+        path: code_root.clone(),
+        reason: e.to_string(),
+    })?;
+    // A local store or the cache inside the code tree is never part of the code.
     let exclude: Vec<PathBuf> = opts
         .store
         .local_root()
-        .map(Path::to_path_buf)
         .into_iter()
+        .chain([opts.cache_dir.as_path()])
+        .filter_map(|p| std::fs::canonicalize(p).ok())
         .collect();
     let listing = tree::list(&code_root, Rules::Code, &exclude)?;
     warnings.extend(listing.warnings);
@@ -134,14 +142,21 @@ pub async fn push(
 
     if let Some(spec) = &flow.env {
         reporter.phase("preparing env");
-        let (spec, base, cache, rebuild) = (spec.clone(), base.to_path_buf(), opts.cache_dir.clone(), opts.rebuild_env);
-        let source = tokio::task::spawn_blocking(move || env::resolve(&spec, &base, &cache, rebuild))
-            .await
-            .expect("env build does not panic")?;
+        let (spec, base, cache, rebuild) = (
+            spec.clone(),
+            base.to_path_buf(),
+            opts.cache_dir.clone(),
+            opts.rebuild_env,
+        );
+        let source =
+            tokio::task::spawn_blocking(move || env::resolve(&spec, &base, &cache, rebuild))
+                .await
+                .expect("env build does not panic")?;
         reporter.phase("packing env");
         let listing = tree::list(&source.dir, Rules::Env, &[])?;
         warnings.extend(listing.warnings);
-        let (mut layer, report) = push_layer(LayerKind::Env, listing.entries, opts, reporter).await?;
+        let (mut layer, report) =
+            push_layer(LayerKind::Env, listing.entries, opts, reporter).await?;
         layer.python = source.python;
         layer.platform = source.platform;
         layers.push(layer);
@@ -179,7 +194,8 @@ pub async fn push(
                 return Err(PushError::VersionTaken {
                     flow: flow.name.clone(),
                     version,
-                    existing: other.map_or_else(|| "(unreadable)".into(), |v| v.package.to_string()),
+                    existing: other
+                        .map_or_else(|| "(unreadable)".into(), |v| v.package.to_string()),
                 });
             }
         }

@@ -1,8 +1,8 @@
 //! `flowpack check FLOW`: validate and print the graph.
 
 use anyhow::Result;
-use flowpack_core::flow::{Run, Transition};
 use flowpack_core::Flow;
+use flowpack_core::flow::{Run, Transition};
 
 use crate::cli::CheckArgs;
 
@@ -24,7 +24,11 @@ pub fn run(args: CheckArgs) -> Result<()> {
                 .default
                 .as_ref()
                 .map_or_else(|| "(required)".to_string(), |d| format!("= {d}"));
-            let help = p.help.as_deref().map(|h| format!("  {h}")).unwrap_or_default();
+            let help = p
+                .help
+                .as_deref()
+                .map(|h| format!("  {h}"))
+                .unwrap_or_default();
             println!("  {name}: {} {default}{help}", p.ty.name());
         }
     }

@@ -31,27 +31,22 @@ pub async fn run(args: FetchArgs) -> Result<()> {
     let digest: Digest = args.package.parse()?;
     let store = settings::store(args.store.store.as_deref(), std::path::Path::new("."))?;
     if args.output.exists() {
-        anyhow::bail!("{} exists already: choose a new folder", args.output.display());
+        anyhow::bail!(
+            "{} exists already: choose a new folder",
+            args.output.display()
+        );
     }
     let manifest = read_manifest(&store, &digest).await?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
-    let mut layers = Vec::new();
-    for layer in &manifest.layers {
-        let name = match layer.kind {
-            LayerKind::Code => "code",
-            LayerKind::Env => "env",
-        };
-        let dest = args.output.join(name);
-        let stats = extract_layer(&store, layer, &dest).await?;
-        layers.push(FetchedLayer {
-            kind: layer.kind,
-            digest: layer.digest,
-            path: dest.display().to_string(),
-            entries: stats.entries,
-            bytes: stats.bytes,
-        });
-    }
+    let layers = match extract_all(&store, &manifest, &args.output).await {
+        Ok(l) => l,
+        Err(e) => {
+            // Leave nothing half-fetched behind.
+            let _ = std::fs::remove_dir_all(&args.output);
+            return Err(e);
+        }
+    };
     let out = Fetched {
         package: digest,
         flow: manifest.flow.name.clone(),
@@ -66,4 +61,28 @@ pub async fn run(args: FetchArgs) -> Result<()> {
         println!("  {}  {} entries, {}", l.path, l.entries, bytes(l.bytes));
     }
     Ok(())
+}
+
+async fn extract_all(
+    store: &flowpack_core::store::Store,
+    manifest: &flowpack_core::manifest::Manifest,
+    output: &std::path::Path,
+) -> Result<Vec<FetchedLayer>> {
+    let mut layers = Vec::new();
+    for layer in &manifest.layers {
+        let name = match layer.kind {
+            LayerKind::Code => "code",
+            LayerKind::Env => "env",
+        };
+        let dest = output.join(name);
+        let stats = extract_layer(store, layer, &dest).await?;
+        layers.push(FetchedLayer {
+            kind: layer.kind,
+            digest: layer.digest,
+            path: dest.display().to_string(),
+            entries: stats.entries,
+            bytes: stats.bytes,
+        });
+    }
+    Ok(layers)
 }

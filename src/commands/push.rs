@@ -26,7 +26,10 @@ pub async fn run(args: PushArgs) -> Result<()> {
         return super::print_json(&report);
     }
     println!("package {}", report.package);
-    println!("version {} of flow {} in {}", report.version, report.flow, report.store);
+    println!(
+        "version {} of flow {} in {}",
+        report.version, report.flow, report.store
+    );
     for l in &report.layers {
         let moved = if l.uploaded_bytes > 0 {
             format!("uploaded {}", bytes(l.uploaded_bytes))

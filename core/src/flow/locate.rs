@@ -34,14 +34,8 @@ pub struct Locations {
 }
 
 enum Frame {
-    Map {
-        path: Vec<Seg>,
-        key: Option<String>,
-    },
-    Seq {
-        path: Vec<Seg>,
-        next: usize,
-    },
+    Map { path: Vec<Seg>, key: Option<String> },
+    Seq { path: Vec<Seg>, next: usize },
 }
 
 impl Locations {
@@ -186,13 +180,22 @@ mod tests {
         let text = "name: x\nsteps:\n  start:\n    run: a\n    next: [b, c]\n  b: {run: x}\n";
         let loc = Locations::index(text);
         assert_eq!(loc.key(&path!["steps", "start"]), Pos { line: 3, col: 3 });
-        assert_eq!(loc.value(&path!["steps", "start", "run"]), Pos { line: 4, col: 10 });
+        assert_eq!(
+            loc.value(&path!["steps", "start", "run"]),
+            Pos { line: 4, col: 10 }
+        );
         assert_eq!(
             loc.value(&path!["steps", "start", "next", 1]),
             Pos { line: 5, col: 15 }
         );
-        assert_eq!(loc.value(&path!["steps", "b", "run"]), Pos { line: 6, col: 12 });
+        assert_eq!(
+            loc.value(&path!["steps", "b", "run"]),
+            Pos { line: 6, col: 12 }
+        );
         // Unknown paths fall back to the nearest ancestor.
-        assert_eq!(loc.value(&path!["steps", "b", "nope"]), Pos { line: 6, col: 6 });
+        assert_eq!(
+            loc.value(&path!["steps", "b", "nope"]),
+            Pos { line: 6, col: 6 }
+        );
     }
 }

@@ -8,6 +8,8 @@
 
 mod error;
 pub(crate) mod locate;
+// `path!` builds a Vec for every caller; some only borrow it as a slice.
+#[allow(clippy::useless_vec)]
 mod parse;
 mod validate;
 
@@ -123,7 +125,9 @@ impl ParamType {
             Self::Int => Value::from(text.trim().parse::<i64>().map_err(|_| bad())?),
             Self::Float => {
                 let f = text.trim().parse::<f64>().map_err(|_| bad())?;
-                serde_json::Number::from_f64(f).map(Value::Number).ok_or_else(bad)?
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(bad)?
             }
             Self::Bool => match text.trim() {
                 "true" | "True" | "1" => Value::Bool(true),
@@ -378,7 +382,12 @@ impl Flow {
                 queue.extend(step.next.targets());
             }
         }
-        out.extend(self.steps.keys().map(String::as_str).filter(|s| !seen.contains(s)));
+        out.extend(
+            self.steps
+                .keys()
+                .map(String::as_str)
+                .filter(|s| !seen.contains(s)),
+        );
         out
     }
 

@@ -341,7 +341,9 @@ fn convert_param(pname: &str, value: &Value, cx: &mut Ctx) -> Option<Parameter> 
                 (None, None) => {
                     cx.err_at_value(
                         &at,
-                        format!("parameter '{pname}' needs a `type` or a `default` to infer it from"),
+                        format!(
+                            "parameter '{pname}' needs a `type` or a `default` to infer it from"
+                        ),
                     );
                     return None;
                 }
@@ -454,7 +456,10 @@ fn convert_step(name: &str, rs: &RawStep, settings: Settings, cx: &mut Ctx) -> O
         Some(v) => {
             cx.err_at_value(
                 &path!["steps", name, "next"],
-                format!("`next` must be a step name or a list of step names, not {}", show(v)),
+                format!(
+                    "`next` must be a step name or a list of step names, not {}",
+                    show(v)
+                ),
             );
             return None;
         }
@@ -495,7 +500,9 @@ fn convert_step(name: &str, rs: &RawStep, settings: Settings, cx: &mut Ctx) -> O
         (Some(_), Some(_), None) => {
             cx.err_at_value(
                 &path!["steps", name, "next"],
-                format!("foreach step '{name}' must have exactly one `next`: the step each item runs"),
+                format!(
+                    "foreach step '{name}' must have exactly one `next`: the step each item runs"
+                ),
             );
             return None;
         }
@@ -539,7 +546,10 @@ fn convert_step(name: &str, rs: &RawStep, settings: Settings, cx: &mut Ctx) -> O
             if is_artifact_name(a) {
                 outputs.insert(a.clone());
             } else {
-                cx.err_at_value(&key, format!("artifact name '{a}' is not valid: {ARTIFACT_NAME_RULE}"));
+                cx.err_at_value(
+                    &key,
+                    format!("artifact name '{a}' is not valid: {ARTIFACT_NAME_RULE}"),
+                );
             }
         }
         _ => {}
@@ -575,7 +585,10 @@ fn merge_settings(mut s: Settings, rs: &RawStep, at: &[Seg], cx: &mut Ctx) -> Se
                 Some(t) if is_cpu_quantity(&t) => s.resources.cpu = Some(t),
                 _ => cx.err_at_value(
                     &p,
-                    format!("cpu {} is not a Kubernetes CPU quantity: use \"1\", \"2.5\" or \"500m\"", show(cpu)),
+                    format!(
+                        "cpu {} is not a Kubernetes CPU quantity: use \"1\", \"2.5\" or \"500m\"",
+                        show(cpu)
+                    ),
                 ),
             }
         }
@@ -618,7 +631,10 @@ fn merge_settings(mut s: Settings, rs: &RawStep, at: &[Seg], cx: &mut Ctx) -> Se
                 Some(t) => {
                     s.env.insert(k.clone(), t);
                 }
-                None => cx.err_at_value(&p, format!("the value of env '{k}' must be text, a number or a boolean")),
+                None => cx.err_at_value(
+                    &p,
+                    format!("the value of env '{k}' must be text, a number or a boolean"),
+                ),
             }
         }
     }
@@ -679,7 +695,10 @@ fn merge_settings(mut s: Settings, rs: &RawStep, at: &[Seg], cx: &mut Ctx) -> Se
             }
             v => cx.err_at_value(
                 &rp,
-                format!("`retry` must be a number of retries or {{times, delay}}, not {}", show(v)),
+                format!(
+                    "`retry` must be a number of retries or {{times, delay}}, not {}",
+                    show(v)
+                ),
             ),
         }
     }
@@ -687,7 +706,10 @@ fn merge_settings(mut s: Settings, rs: &RawStep, at: &[Seg], cx: &mut Ctx) -> Se
         match scalar_text(t).as_deref().map(parse_duration) {
             Some(Ok(0)) | None | Some(Err(_)) => cx.err_at_value(
                 &sub("timeout"),
-                format!("`timeout` {} is not a positive duration: use \"90s\", \"30m\" or \"2h\"", show(t)),
+                format!(
+                    "`timeout` {} is not a positive duration: use \"90s\", \"30m\" or \"2h\"",
+                    show(t)
+                ),
             ),
             Some(Ok(d)) => s.timeout_seconds = Some(d),
         }
@@ -706,15 +728,23 @@ fn merge_settings(mut s: Settings, rs: &RawStep, at: &[Seg], cx: &mut Ctx) -> Se
             let mut p = sub("tolerations");
             p.push(Seg::Index(i));
             if !matches!(tol.operator.as_str(), "Equal" | "Exists") {
-                cx.err_at_value(&p, format!("toleration operator '{}' must be Equal or Exists", tol.operator));
+                cx.err_at_value(
+                    &p,
+                    format!(
+                        "toleration operator '{}' must be Equal or Exists",
+                        tol.operator
+                    ),
+                );
             }
-            if let Some(e) = &tol.effect {
-                if !matches!(e.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-                    cx.err_at_value(
-                        &p,
-                        format!("toleration effect '{e}' must be NoSchedule, PreferNoSchedule or NoExecute"),
-                    );
-                }
+            if let Some(e) = &tol.effect
+                && !matches!(e.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+            {
+                cx.err_at_value(
+                    &p,
+                    format!(
+                        "toleration effect '{e}' must be NoSchedule, PreferNoSchedule or NoExecute"
+                    ),
+                );
             }
         }
         s.tolerations = t.clone();
@@ -735,21 +765,24 @@ pub(super) fn is_artifact_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn is_flow_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn is_step_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 100
         && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -812,7 +845,9 @@ pub fn parse_duration(s: &str) -> Result<u64, ()> {
             _ => return Err(()),
         };
         let n: u64 = num.parse().map_err(|_| ())?;
-        total = total.checked_add(n.checked_mul(unit).ok_or(())?).ok_or(())?;
+        total = total
+            .checked_add(n.checked_mul(unit).ok_or(())?)
+            .ok_or(())?;
         num.clear();
         any = true;
     }

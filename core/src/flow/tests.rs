@@ -55,20 +55,40 @@ fn a_flow_with_every_construct_normalizes() {
     assert_eq!(
         flow.order(),
         [
-            "start", "train_a", "train_b", "pick", "shard", "work", "collect", "check", "end",
+            "start",
+            "train_a",
+            "train_b",
+            "pick",
+            "shard",
+            "work",
+            "collect",
+            "check",
+            "end",
             "start_over"
         ]
     );
     let w = &flow.steps["work"].settings;
-    assert_eq!(w.retry, Retry { times: 2, delay_seconds: 30 });
+    assert_eq!(
+        w.retry,
+        Retry {
+            times: 2,
+            delay_seconds: 30
+        }
+    );
     assert_eq!(w.timeout_seconds, Some(7200));
     assert!(!w.cache);
     assert_eq!(flow.steps["start_over"].settings.retry.times, 0);
     assert_eq!(flow.steps["end"].settings.timeout_seconds, Some(90));
-    assert_eq!(flow.parameters["alpha"].default, Some(serde_json::json!(0.01)));
+    assert_eq!(
+        flow.parameters["alpha"].default,
+        Some(serde_json::json!(0.01))
+    );
     assert_eq!(flow.parameters["epochs"].ty, ParamType::Int);
     assert!(flow.steps["shard"].outputs.contains("shards"));
-    insta::assert_snapshot!("normalized_full", serde_json::to_string_pretty(&flow).unwrap());
+    insta::assert_snapshot!(
+        "normalized_full",
+        serde_json::to_string_pretty(&flow).unwrap()
+    );
     // The normalized form reads back unchanged: the pod side reads it from the manifest.
     let back: Flow = serde_json::from_str(&flow.canonical_json()).unwrap();
     assert_eq!(back, flow);
@@ -76,10 +96,19 @@ fn a_flow_with_every_construct_normalizes() {
 
 #[test]
 fn parameters_parse_command_line_text() {
-    assert_eq!(ParamType::Float.parse_text("0.5"), Ok(serde_json::json!(0.5)));
+    assert_eq!(
+        ParamType::Float.parse_text("0.5"),
+        Ok(serde_json::json!(0.5))
+    );
     assert_eq!(ParamType::Int.parse_text("7"), Ok(serde_json::json!(7)));
-    assert_eq!(ParamType::Bool.parse_text("true"), Ok(serde_json::json!(true)));
-    assert_eq!(ParamType::Json.parse_text("[1]"), Ok(serde_json::json!([1])));
+    assert_eq!(
+        ParamType::Bool.parse_text("true"),
+        Ok(serde_json::json!(true))
+    );
+    assert_eq!(
+        ParamType::Json.parse_text("[1]"),
+        Ok(serde_json::json!([1]))
+    );
     assert!(ParamType::Int.parse_text("x").is_err());
 }
 
@@ -92,19 +121,43 @@ macro_rules! error_case {
     };
 }
 
-error_case!(yaml_syntax, "name: x\nsteps:\n  start: {run: a, next: end\n  end: {run: b}\n");
-error_case!(unknown_field, "name: x\nsteps:\n  start: {run: a, nxt: end}\n  end: {run: b}\n");
+error_case!(
+    yaml_syntax,
+    "name: x\nsteps:\n  start: {run: a, next: end\n  end: {run: b}\n"
+);
+error_case!(
+    unknown_field,
+    "name: x\nsteps:\n  start: {run: a, nxt: end}\n  end: {run: b}\n"
+);
 error_case!(missing_steps, "name: x\n");
-error_case!(missing_name, "steps:\n  start: {run: a, next: end}\n  end: {run: b}\n");
-error_case!(bad_flow_name, "name: 'my flow'\nsteps:\n  start: {run: a, next: end}\n  end: {run: b}\n");
+error_case!(
+    missing_name,
+    "steps:\n  start: {run: a, next: end}\n  end: {run: b}\n"
+);
+error_case!(
+    bad_flow_name,
+    "name: 'my flow'\nsteps:\n  start: {run: a, next: end}\n  end: {run: b}\n"
+);
 error_case!(
     unknown_next_step,
     "name: x\nsteps:\n  start: {run: a, next: evl}\n  eval: {run: b, next: end}\n  end: {run: c}\n"
 );
-error_case!(missing_start_and_end, "name: x\nsteps:\n  first: {run: a}\n");
-error_case!(no_run, "name: x\nsteps:\n  start: {next: end}\n  end: {run: b}\n");
-error_case!(no_next, "name: x\nsteps:\n  start: {run: a}\n  end: {run: b}\n");
-error_case!(end_with_next, "name: x\nsteps:\n  start: {run: a, next: end}\n  end: {run: b, next: start}\n");
+error_case!(
+    missing_start_and_end,
+    "name: x\nsteps:\n  first: {run: a}\n"
+);
+error_case!(
+    no_run,
+    "name: x\nsteps:\n  start: {next: end}\n  end: {run: b}\n"
+);
+error_case!(
+    no_next,
+    "name: x\nsteps:\n  start: {run: a}\n  end: {run: b}\n"
+);
+error_case!(
+    end_with_next,
+    "name: x\nsteps:\n  start: {run: a, next: end}\n  end: {run: b, next: start}\n"
+);
 error_case!(
     cycle,
     "name: x\nsteps:\n  start: {run: a, next: a}\n  a: {run: a, next: b}\n  b: {run: b, switch: {on: v, cases: {again: a, done: end}}}\n  end: {run: c}\n"

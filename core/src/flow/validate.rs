@@ -73,7 +73,12 @@ fn target_paths(name: &str, step: &Step) -> Vec<(String, Vec<Seg>)> {
             .collect(),
         Transition::Switch { cases, .. } => cases
             .iter()
-            .map(|(case, t)| (t.clone(), path!["steps", name, "switch", "cases", case.as_str()]))
+            .map(|(case, t)| {
+                (
+                    t.clone(),
+                    path!["steps", name, "switch", "cases", case.as_str()],
+                )
+            })
             .collect(),
     }
 }
@@ -108,9 +113,17 @@ fn check_names_and_targets(c: &mut Checker) {
                 let hint = closest(&target, flow.steps.keys())
                     .map(|s| format!(": did you mean '{s}'?"))
                     .unwrap_or_else(|| ": add the step or fix the name".into());
-                c.err(at, false, format!("step '{name}' lists unknown next step '{target}'{hint}"));
+                c.err(
+                    at,
+                    false,
+                    format!("step '{name}' lists unknown next step '{target}'{hint}"),
+                );
             } else if target == "start" {
-                c.err(at, false, format!("step '{name}' leads back to 'start': 'start' runs only first"));
+                c.err(
+                    at,
+                    false,
+                    format!("step '{name}' leads back to 'start': 'start' runs only first"),
+                );
             }
         }
         match (name.as_str(), &step.next) {
@@ -130,7 +143,11 @@ fn check_names_and_targets(c: &mut Checker) {
             _ => {}
         }
         if name == "start" && step.join {
-            c.err(path!["steps", name, "join"], true, "'start' cannot be a join");
+            c.err(
+                path!["steps", name, "join"],
+                true,
+                "'start' cannot be a join",
+            );
         }
         for (i, a) in step.settings.inputs.iter().flatten().enumerate() {
             if !is_artifact_name(a) {
@@ -152,7 +169,11 @@ fn closest<'a>(target: &str, names: impl Iterator<Item = &'a String>) -> Option<
         for (i, ca) in a.chars().enumerate() {
             let mut cur = vec![i + 1];
             for (j, cb) in b.iter().enumerate() {
-                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+                cur.push(
+                    (prev[j] + usize::from(ca != *cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1),
+                );
             }
             prev = cur;
         }
@@ -170,7 +191,13 @@ fn check_reachable(c: &mut Checker) -> BTreeSet<String> {
     let mut queue = VecDeque::from([String::from("start")]);
     while let Some(s) = queue.pop_front() {
         if seen.insert(s.clone()) {
-            queue.extend(c.flow.steps[&s].next.targets().into_iter().map(String::from));
+            queue.extend(
+                c.flow.steps[&s]
+                    .next
+                    .targets()
+                    .into_iter()
+                    .map(String::from),
+            );
         }
     }
     for name in c.flow.steps.keys() {
@@ -230,7 +257,11 @@ fn check_acyclic(c: &mut Checker, steps: &BTreeSet<String>) -> Option<Vec<String
             .expect("a step in a cycle leads on inside it");
         if let Some(i) = walk.iter().position(|s| *s == next) {
             let cycle = &walk[i..];
-            let shown: Vec<&str> = cycle.iter().chain(std::iter::once(&next)).copied().collect();
+            let shown: Vec<&str> = cycle
+                .iter()
+                .chain(std::iter::once(&next))
+                .copied()
+                .collect();
             let back = cycle.last().expect("cycle is not empty");
             let at = target_paths(back, &flow.steps[*back])
                 .into_iter()
@@ -287,7 +318,10 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
                         continue;
                     }
                     Some((split, branch)) => {
-                        closes.entry(flow.steps.get_key_value(&split).unwrap().0).or_default().insert(t);
+                        closes
+                            .entry(flow.steps.get_key_value(&split).unwrap().0)
+                            .or_default()
+                            .insert(t);
                         let r = received.entry(t).or_default();
                         r.0.insert(split);
                         r.1.insert(branch);
@@ -314,16 +348,16 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
             }
         }
     }
-    if let Some((frames, _)) = ctx.get("end") {
-        if let Some((split, _)) = frames.last() {
-            c.err(
+    if let Some((frames, _)) = ctx.get("end")
+        && let Some((split, _)) = frames.last()
+    {
+        c.err(
                 path!["steps", "end"],
                 true,
                 format!(
                     "the flow reaches 'end' while the branches of '{split}' are still open: add a step with `join: true` where they meet"
                 ),
             );
-        }
     }
     for (join, (splits, _)) in &received {
         if splits.len() > 1 {
@@ -331,7 +365,10 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
             c.err(
                 path!["steps", *join],
                 true,
-                format!("join '{join}' closes more than one split ({}): give each its own join", list.join(", ")),
+                format!(
+                    "join '{join}' closes more than one split ({}): give each its own join",
+                    list.join(", ")
+                ),
             );
         }
     }
@@ -348,7 +385,10 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
             );
             continue;
         }
-        let join = *joins.iter().next().expect("a split with an entry has a join");
+        let join = *joins
+            .iter()
+            .next()
+            .expect("a split with an entry has a join");
         if let Transition::Split(branches) = &flow.steps[*split].next {
             check_collisions(c, split, branches, join, &ctx);
         }

@@ -40,7 +40,9 @@ pub(super) fn decompress_verified(
         .read_to_end(&mut out)
         .map_err(|e| corrupt(format!("zstd data is damaged: {e}")))?;
     if out.len() as u64 > max_size {
-        return Err(corrupt(format!("it is larger than the {max_size} bytes allowed")));
+        return Err(corrupt(format!(
+            "it is larger than the {max_size} bytes allowed"
+        )));
     }
     let actual = Digest::of(&out);
     if actual != *d {
@@ -174,7 +176,10 @@ impl Read for BlobReader {
         }
         self.hasher.update(&buf[..n]);
         if self.hasher.len() > self.size {
-            return Err(self.corrupt(format!("it holds more than the {} bytes declared", self.size)));
+            return Err(self.corrupt(format!(
+                "it holds more than the {} bytes declared",
+                self.size
+            )));
         }
         Ok(n)
     }

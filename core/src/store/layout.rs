@@ -34,7 +34,8 @@ pub fn is_version_name(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 128
         && !v.starts_with('.')
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 #[cfg(test)]

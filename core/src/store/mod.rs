@@ -104,7 +104,12 @@ impl Store {
         Key::from(self.full_key(key))
     }
 
-    fn request_error(&self, op: &'static str, key: &str, source: object_store::Error) -> StoreError {
+    fn request_error(
+        &self,
+        op: &'static str,
+        key: &str,
+        source: object_store::Error,
+    ) -> StoreError {
         match source {
             object_store::Error::NotFound { .. } => StoreError::NotFound {
                 key: self.full_key(key),
@@ -232,7 +237,11 @@ impl Store {
     }
 
     /// Writes `value` as JSON at `key` unless something is there already.
-    pub async fn create_json<T: Serialize>(&self, key: &str, value: &T) -> Result<Created, StoreError> {
+    pub async fn create_json<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<Created, StoreError> {
         let body = serde_json::to_vec_pretty(value).expect("flowpack records serialize");
         if self.put_create(key, Bytes::from(body)).await? {
             Ok(Created::Written)

@@ -81,7 +81,11 @@ pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
     let bucket = parsed
         .host_str()
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| bad(format!("{scheme}:// needs a bucket: {scheme}://BUCKET/PREFIX")))?
+        .ok_or_else(|| {
+            bad(format!(
+                "{scheme}:// needs a bucket: {scheme}://BUCKET/PREFIX"
+            ))
+        })?
         .to_string();
     let prefix = parsed.path().trim_matches('/').to_string();
     let mut options: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
@@ -110,7 +114,9 @@ pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
         }
     }
     let endpoint = opt("endpoint");
-    let insecure = endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
+    let insecure = endpoint
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
     let open_err = |source| StoreError::Open {
         url: url.to_string(),
         source,
@@ -137,9 +143,8 @@ pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
                 b = b.with_allow_http(true);
             }
             if let Some(p) = opt("path_style") {
-                let path_style = parse_bool(&p).ok_or_else(|| {
-                    bad(format!("path_style must be true or false, not '{p}'"))
-                })?;
+                let path_style = parse_bool(&p)
+                    .ok_or_else(|| bad(format!("path_style must be true or false, not '{p}'")))?;
                 b = b.with_virtual_hosted_style_request(!path_style);
             }
             Arc::new(b.build().map_err(open_err)?)
@@ -236,7 +241,9 @@ mod tests {
         assert!(reason("s3://AKIA:secret@bucket/x").contains("credentials do not belong"));
         assert!(!reason("s3://AKIA:secret@bucket/x").contains("secret@"));
         assert!(reason("ftp://host/x").contains("unknown scheme 'ftp'"));
-        assert!(reason("s3://b/x?secret_access_key=k").contains("unknown option 'secret_access_key'"));
+        assert!(
+            reason("s3://b/x?secret_access_key=k").contains("unknown option 'secret_access_key'")
+        );
         assert!(reason("s3:///x").contains("needs a bucket"));
     }
 

@@ -1,0 +1,423 @@
+//! Packing and pushing: determinism, dedup, ignore rules, refusals, the env layer, and
+//! concurrent pushes — through the library and through the `flowpack` binary.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use flowpack_core::Flow;
+use flowpack_core::manifest::LayerKind;
+use flowpack_core::store::{Store, layout};
+use flowpack_packager::{PushOptions, PushReport, push};
+
+use crate::util::{self, Kind, LINEAR_FLOW, flowpack, flowpack_ok, store_url, write_tree};
+
+async fn push_dir(dir: &Path, store: &str, cache: &Path) -> PushReport {
+    let flow_file = dir.join("flow.yaml");
+    let flow = Flow::load(&flow_file).unwrap();
+    let opts = PushOptions {
+        store: Store::open(store).unwrap(),
+        version: None,
+        rebuild_env: false,
+        cache_dir: cache.to_path_buf(),
+    };
+    push(&flow_file, &flow, &opts, &()).await.unwrap()
+}
+
+const FILES: [(&str, &str); 5] = [
+    ("flow.yaml", LINEAR_FLOW),
+    ("main.py", "print('hello')\n"),
+    ("lib/util.py", "def f():\n    return 1\n"),
+    ("lib/data/table.csv", "a,b\n1,2\n"),
+    ("README.md", "# demo\n"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_tree_gives_the_same_digest_whatever_its_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    write_tree(&a, &FILES);
+    // b: created in reverse order, other modes, owners and mtimes.
+    let mut reversed = FILES;
+    reversed.reverse();
+    write_tree(&b, &reversed);
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    for (p, _) in FILES {
+        let path = b.join(p);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let _ = std::os::unix::fs::chown(&path, Some(1234), Some(4321));
+    }
+    let store = store_url(Kind::Local, tmp.path());
+    let ra = push_dir(&a, &store, &tmp.path().join("cache")).await;
+    let rb = push_dir(&b, &store, &tmp.path().join("cache")).await;
+    assert_eq!(ra.layers[0].digest, rb.layers[0].digest);
+    assert_eq!(ra.package, rb.package);
+    assert_eq!(
+        rb.uploaded_bytes, 0,
+        "b's package was already complete in the store"
+    );
+
+    // The execute bit is content: changing it changes the digest.
+    std::fs::set_permissions(b.join("main.py"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rc = push_dir(&b, &store, &tmp.path().join("cache")).await;
+    assert_ne!(rc.package, ra.package);
+}
+
+async fn dedup_uploads_only_what_changed(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("flow");
+    write_tree(&dir, &FILES);
+    std::fs::write(
+        dir.join("flow.yaml"),
+        format!("{LINEAR_FLOW}env:\n  path: ../site\n"),
+    )
+    .unwrap();
+    write_tree(
+        &tmp.path().join("site"),
+        &[
+            ("pkg/__init__.py", "X = 1\n"),
+            ("pkg/big.py", &"# padding\n".repeat(5000)),
+        ],
+    );
+    let store = store_url(kind, tmp.path());
+    let cache = tmp.path().join("cache");
+
+    let first = push_dir(&dir, &store, &cache).await;
+    assert_eq!(first.layers.len(), 2);
+    assert!(
+        first
+            .layers
+            .iter()
+            .all(|l| l.uploaded_bytes > 0 && l.reused_bytes == 0)
+    );
+    assert!(first.manifest_uploaded);
+
+    let again = push_dir(&dir, &store, &cache).await;
+    assert_eq!(again.package, first.package);
+    assert!(
+        again
+            .layers
+            .iter()
+            .all(|l| l.uploaded_bytes == 0 && l.reused_bytes > 0)
+    );
+    assert_eq!(again.uploaded_bytes, 0);
+    assert!(!again.manifest_uploaded);
+    assert_ne!(
+        again.version, first.version,
+        "each push names a new version"
+    );
+
+    std::fs::write(dir.join("main.py"), "print('changed')\n").unwrap();
+    let changed = push_dir(&dir, &store, &cache).await;
+    assert_ne!(changed.package, first.package);
+    let code = &changed.layers[0];
+    let env = &changed.layers[1];
+    assert_eq!((code.kind, env.kind), (LayerKind::Code, LayerKind::Env));
+    assert!(code.uploaded_bytes > 0);
+    assert_eq!(env.uploaded_bytes, 0);
+    assert!(changed.manifest_uploaded);
+    assert_eq!(
+        changed.uploaded_bytes,
+        code.uploaded_bytes + (changed.uploaded_bytes - code.uploaded_bytes),
+    );
+
+    // Everything is in the store: 3 layers (2 code, 1 env) and 2 manifests; 3 versions.
+    let s = Store::open(&store).unwrap();
+    assert_eq!(s.list("v1/blobs").await.unwrap().len(), 5);
+    assert_eq!(s.list(&layout::versions("demo")).await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dedup_local() {
+    dedup_uploads_only_what_changed(Kind::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dedup_s3() {
+    dedup_uploads_only_what_changed(Kind::S3).await;
+}
+
+#[test]
+fn ignore_rules_and_symlinks_shape_the_code_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("flow");
+    write_tree(&dir, &FILES);
+    write_tree(
+        &dir,
+        &[
+            (".gitignore", "*.log\ndata-cache/\n"),
+            (".flowpackignore", "secret.txt\n"),
+            ("run.log", "x"),
+            ("data-cache/blob", "x"),
+            ("secret.txt", "x"),
+            (".git/HEAD", "ref: x"),
+            ("lib/__pycache__/util.cpython-311.pyc", "x"),
+            ("kept/.hidden", "hidden files are code too"),
+        ],
+    );
+    std::os::unix::fs::symlink("lib/util.py", dir.join("inner-link.py")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", dir.join("outer-link")).unwrap();
+    let store = tmp.path().join("store");
+    let out = flowpack(
+        &dir,
+        &[
+            "push",
+            "flow.yaml",
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("left out symlink outer-link -> /etc/hostname"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let package = report["package"].as_str().unwrap();
+
+    let fetched = tmp.path().join("fetched");
+    flowpack_ok(
+        tmp.path(),
+        &[
+            "fetch",
+            package,
+            "--store",
+            store.to_str().unwrap(),
+            "-o",
+            fetched.to_str().unwrap(),
+        ],
+    );
+    let mut files: Vec<String> = walk(&fetched.join("code"));
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            ".flowpackignore",
+            ".gitignore",
+            "README.md",
+            "flow.yaml",
+            "inner-link.py",
+            "kept/.hidden",
+            "lib/data/table.csv",
+            "lib/util.py",
+            "main.py"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(fetched.join("code/inner-link.py")).unwrap(),
+        "def f():\n    return 1\n"
+    );
+}
+
+fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn special_files_are_refused_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &FILES);
+    let status = std::process::Command::new("mkfifo")
+        .arg(tmp.path().join("pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = flowpack(tmp.path(), &["push", "flow.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pipe") && stderr.contains("special files"),
+        "{stderr}"
+    );
+    assert!(
+        !tmp.path().join(".flowpack/v1/blobs").exists(),
+        "nothing was uploaded"
+    );
+}
+
+#[test]
+fn the_env_layer_is_built_from_requirements_with_uv_and_cached() {
+    let uv = util::find_uv();
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &FILES);
+    let wheels = util::workspace().join("tests/fixtures/wheels");
+    std::fs::write(
+        tmp.path().join("requirements.txt"),
+        format!(
+            "--no-index\n--find-links {}\nflowpack-testpkg==0.1\n",
+            wheels.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("flow.yaml"),
+        format!("{LINEAR_FLOW}env:\n  requirements: requirements.txt\n  python: '3.11'\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(util::BIN)
+            .args(args)
+            .current_dir(tmp.path())
+            .env("FLOWPACK_CACHE_DIR", tmp.path().join("cache"))
+            .env("FLOWPACK_UV", &uv)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = run(&["push", "flow.yaml", "--json"]);
+    let env = &first["layers"][1];
+    assert_eq!(env["kind"], "env");
+    assert!(env["uploaded_bytes"].as_u64().unwrap() > 0);
+    let second = run(&["push", "flow.yaml", "--json"]);
+    assert_eq!(
+        second["package"], first["package"],
+        "the cached env gives the same layer"
+    );
+    assert_eq!(second["layers"][1]["uploaded_bytes"], 0);
+
+    let fetched = tmp.path().join("fetched");
+    run(&[
+        "fetch",
+        first["package"].as_str().unwrap(),
+        "--store",
+        ".flowpack",
+        "-o",
+        "fetched",
+        "--json",
+    ]);
+    let init = std::fs::read_to_string(fetched.join("env/flowpack_testpkg/__init__.py")).unwrap();
+    assert!(init.contains("VALUE = 42"));
+}
+
+#[test]
+fn sixteen_concurrent_pushes_of_one_package_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &FILES);
+    let store = util::s3_store("concurrent");
+    let children: Vec<_> = (0..16)
+        .map(|_| {
+            std::process::Command::new(util::BIN)
+                .args([
+                    "push",
+                    "flow.yaml",
+                    "--store",
+                    &store,
+                    "--json",
+                    "--version-name",
+                    "v1",
+                ])
+                .current_dir(tmp.path())
+                .env("FLOWPACK_CACHE_DIR", tmp.path().join("cache"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut packages = std::collections::BTreeSet::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        packages.insert(r["package"].as_str().unwrap().to_string());
+    }
+    assert_eq!(packages.len(), 1);
+    let package = packages.pop_first().unwrap();
+    flowpack_ok(
+        tmp.path(),
+        &["fetch", &package, "--store", &store, "-o", "out"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("out/code/main.py")).unwrap(),
+        "print('hello')\n"
+    );
+
+    // The version is immutable: another package cannot take its name.
+    std::fs::write(tmp.path().join("main.py"), "print('other')\n").unwrap();
+    let out = flowpack(
+        tmp.path(),
+        &[
+            "push",
+            "flow.yaml",
+            "--store",
+            &store,
+            "--version-name",
+            "v1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("version 'v1' of flow 'demo' already exists"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_tampered_package_is_refused_on_fetch_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &FILES);
+    let report: serde_json::Value =
+        serde_json::from_str(&flowpack_ok(tmp.path(), &["push", "flow.yaml", "--json"])).unwrap();
+    let layer = report["layers"][0]["digest"].as_str().unwrap();
+    let hex = layer.strip_prefix("sha256:").unwrap();
+    let blob = tmp
+        .path()
+        .join(format!(".flowpack/v1/blobs/sha256/{}/{hex}", &hex[..2]));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&blob, bytes).unwrap();
+    let out = flowpack(
+        tmp.path(),
+        &[
+            "fetch",
+            report["package"].as_str().unwrap(),
+            "--store",
+            ".flowpack",
+            "-o",
+            "out",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("v1/blobs/sha256/{}/{hex} is corrupt", &hex[..2])),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("out").exists());
+}

@@ -1,0 +1,8 @@
+//! flowpack's integration tests, compiled into one binary (one build, one place to look).
+//! S3 tests run against a real moto server on 127.0.0.1 started by `util`.
+
+mod util;
+
+mod cli;
+mod push;
+mod store;

@@ -1,0 +1,181 @@
+//! The test harness: a real S3 server (moto) on 127.0.0.1, started once per test binary,
+//! a fresh bucket per test, and helpers to run the `flowpack` binary.
+//!
+//! moto is found at `$FLOWPACK_TEST_MOTO`, `.venv/bin/moto_server` (made by `.ci/run`) or
+//! on `PATH`. When it is missing, S3 tests fail with instructions: they never skip.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_flowpack");
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn find_tool(env: &str, venv_name: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(p.into());
+    }
+    let venv = workspace().join(".venv/bin").join(venv_name);
+    if venv.is_file() {
+        return Some(venv);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(venv_name))
+        .find(|p| p.is_file())
+}
+
+pub struct Moto {
+    pub port: u16,
+}
+
+/// The shared moto server.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let bin = find_tool("FLOWPACK_TEST_MOTO", "moto_server").unwrap_or_else(|| {
+            panic!(
+                "moto_server not found: S3 tests need a real S3 server. Run `bash .ci/setup` \
+                 (creates .venv with moto) or `pip install 'moto[server]'`, or set FLOWPACK_TEST_MOTO"
+            )
+        });
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::env::temp_dir().join(format!("flowpack-moto-{port}.log"));
+        // A watchdog shell stops moto when this test process ends; it is left running.
+        #[allow(clippy::zombie_processes)]
+        let _watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 & m=$!; while kill -0 "$3" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; kill $m 2>/dev/null"#)
+            .arg(&bin)
+            .arg(port.to_string())
+            .arg(&log)
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on port {port}: see {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { port }
+    })
+}
+
+/// A new empty bucket on the moto server, as an s3:// store URL with `prefix`.
+pub fn s3_store(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let m = moto();
+    let bucket = format!(
+        "t{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    // moto creates a bucket on an unsigned PUT /bucket.
+    let mut s = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        m.port
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
+    format!(
+        "s3://{bucket}/{prefix}?endpoint=http://127.0.0.1:{}&region=us-east-1",
+        m.port
+    )
+}
+
+/// Which store a test runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Local,
+    S3,
+}
+
+/// A fresh store URL of `kind`; a local one lives in `dir`.
+pub fn store_url(kind: Kind, dir: &Path) -> String {
+    match kind {
+        Kind::Local => dir.join("store").display().to_string(),
+        Kind::S3 => s3_store("root/prefix"),
+    }
+}
+
+/// Runs `flowpack ARGS` in `cwd` with a private cache folder.
+pub fn flowpack(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env("FLOWPACK_CACHE_DIR", cwd.join(".test-cache"))
+        .env_remove("FLOWPACK_STORE")
+        .env_remove("FLOWPACK_LOG")
+        .output()
+        .expect("run flowpack")
+}
+
+/// Like [`flowpack`], asserting success; returns stdout.
+pub fn flowpack_ok(cwd: &Path, args: &[&str]) -> String {
+    let out = flowpack(cwd, args);
+    assert!(
+        out.status.success(),
+        "flowpack {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Writes `files` (path, content) under `root`, creating folders.
+pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
+    for (p, content) in files {
+        let path = root.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+}
+
+pub const LINEAR_FLOW: &str = "name: demo\nsteps:\n  start: {run: python3 main.py, next: end}\n  end: {run: python3 main.py}\n";
+
+/// Replaces temp paths, digests and times in CLI output so snapshots are stable.
+pub fn redact(text: &str, tmp: &Path) -> String {
+    let mut out = text.replace(&tmp.display().to_string(), "[TMP]");
+    let mut result = String::new();
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find("sha256:") {
+        result.push_str(&rest[..i]);
+        let hex: String = rest[i + 7..]
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .collect();
+        result.push_str(if hex.len() == 64 {
+            "sha256:[DIGEST]"
+        } else {
+            "sha256:"
+        });
+        rest = &rest[i + 7 + if hex.len() == 64 { 64 } else { 0 }..];
+    }
+    result.push_str(rest);
+    out = result;
+    out
+}
+
+/// The uv binary for env layer tests (never skipped: `.ci/setup` installs it).
+pub fn find_uv() -> PathBuf {
+    find_tool("FLOWPACK_TEST_UV", "uv").unwrap_or_else(|| {
+        panic!("uv not found: run `bash .ci/setup` (creates .venv with uv) or `pip install uv`, or set FLOWPACK_TEST_UV")
+    })
+}
