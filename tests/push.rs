@@ -421,3 +421,26 @@ fn a_tampered_package_is_refused_on_fetch_and_leaves_nothing() {
     );
     assert!(!tmp.path().join("out").exists());
 }
+
+#[test]
+fn an_unreachable_store_fails_after_bounded_retries_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &FILES);
+    // Nothing listens on port 9 of the loopback.
+    let store = "s3://bucket/prefix?endpoint=http://127.0.0.1:9";
+    let started = std::time::Instant::now();
+    let out = flowpack(tmp.path(), &["push", "flow.yaml", "--store", store]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HEAD prefix/v1/blobs/sha256/"), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("retr"),
+        "the error says it retried: {stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "retries are bounded: took {took:?}"
+    );
+    assert!(!stderr.contains("flowpack-test-secret"), "{stderr}");
+}

@@ -1,4 +1,5 @@
-//! The store suite: every test runs on the local folder store and on S3 (moto).
+//! The store suite: every test runs on the local folder store, on S3 (moto) and on Azure
+//! Blob Storage (Azurite).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -49,6 +50,10 @@ macro_rules! on_every_store {
         mod s3 {
             $(#[tokio::test(flavor = "multi_thread")]
             async fn $name() { super::$name(crate::util::Kind::S3).await })*
+        }
+        mod azure {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() { super::$name(crate::util::Kind::Azure).await })*
         }
     };
 }

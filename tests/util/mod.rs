@@ -1,8 +1,10 @@
-//! The test harness: a real S3 server (moto) on 127.0.0.1, started once per test binary,
-//! a fresh bucket per test, and helpers to run the `flowpack` binary.
+//! The test harness: real storage servers on 127.0.0.1 — moto (S3) and Azurite (Azure
+//! Blob Storage) — each started once per test binary, a fresh bucket or container per
+//! test, and helpers to run the `flowpack` binary.
 //!
-//! moto is found at `$FLOWPACK_TEST_MOTO`, `.venv/bin/moto_server` (made by `.ci/run`) or
-//! on `PATH`. When it is missing, S3 tests fail with instructions: they never skip.
+//! The tools are found through `$FLOWPACK_TEST_*` variables, else in `.venv/` (made by
+//! `tests/run.sh`), else on `PATH`. When one is missing its tests fail with instructions:
+//! they never skip.
 
 #![allow(dead_code)]
 
@@ -46,29 +48,13 @@ pub fn moto() -> &'static Moto {
                  (creates .venv with moto) or `pip install 'moto[server]'`, or set FLOWPACK_TEST_MOTO"
             )
         });
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::env::temp_dir().join(format!("flowpack-moto-{port}.log"));
-        // A watchdog shell stops moto when this test process ends; it is left running.
-        #[allow(clippy::zombie_processes)]
-        let _watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(r#""$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 & m=$!; while kill -0 "$3" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; kill $m 2>/dev/null"#)
-            .arg(&bin)
-            .arg(port.to_string())
-            .arg(&log)
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start moto");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start on port {port}: see {}",
-                log.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let port = free_port();
+        let port_s = port.to_string();
+        start_server(
+            "moto",
+            &[bin.as_os_str(), "-H".as_ref(), "127.0.0.1".as_ref(), "-p".as_ref(), port_s.as_ref()],
+            port,
+        );
         Moto { port }
     })
 }
@@ -100,11 +86,115 @@ pub fn s3_store(prefix: &str) -> String {
     )
 }
 
+/// Starts a server with a watchdog shell that stops it when this test process ends, and
+/// waits until `port` accepts connections.
+fn start_server(what: &str, command: &[&std::ffi::OsStr], port: u16) {
+    let log = std::env::temp_dir().join(format!("flowpack-{what}-{port}.log"));
+    #[allow(clippy::zombie_processes)]
+    let _watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(r#"pid=$1; log=$2; shift 2; "$@" >"$log" 2>&1 & m=$!; while kill -0 "$pid" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; kill $m 2>/dev/null"#)
+        .arg("watchdog")
+        .arg(std::process::id().to_string())
+        .arg(&log)
+        .args(command)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}: see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+static NAMES: AtomicU32 = AtomicU32::new(0);
+
+/// A bucket or container name unique to this test process.
+fn unique_name() -> String {
+    format!(
+        "t{}-{}",
+        std::process::id(),
+        NAMES.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// The shared Azurite server (Azure Blob Storage emulator).
+pub fn azurite() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let bin = find_tool("FLOWPACK_TEST_AZURITE", "azurite-blob")
+            .or_else(|| {
+                let p = workspace().join(".venv/azurite/node_modules/.bin/azurite-blob");
+                p.is_file().then_some(p)
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "azurite-blob not found: Azure tests need the Azurite emulator. Run tests/run.sh \
+                     (installs it into .venv/azurite) or `npm install azurite`, or set FLOWPACK_TEST_AZURITE"
+                )
+            });
+        let port = free_port();
+        let port_s = port.to_string();
+        start_server(
+            "azurite",
+            &[
+                bin.as_os_str(),
+                "--blobHost".as_ref(),
+                "127.0.0.1".as_ref(),
+                "--blobPort".as_ref(),
+                port_s.as_ref(),
+                "--inMemoryPersistence".as_ref(),
+                "--skipApiVersionCheck".as_ref(),
+                "--loose".as_ref(),
+                "--silent".as_ref(),
+            ],
+            port,
+        );
+        port
+    })
+}
+
+/// A new empty container on Azurite, as an az:// store URL with `prefix`.
+pub fn azure_store(prefix: &str) -> String {
+    let port = azurite();
+    let container = unique_name();
+    let endpoint = format!("http://127.0.0.1:{port}/devstoreaccount1");
+    let python = find_tool("FLOWPACK_TEST_PYTHON", "python").unwrap_or_else(|| "python3".into());
+    let key = std::env::var("AZURE_STORAGE_ACCOUNT_KEY").expect("set by .cargo/config.toml");
+    let script = "import sys\nfrom azure.storage.blob import BlobServiceClient\n\
+        cs = 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=' + sys.argv[3] + ';BlobEndpoint=' + sys.argv[1] + ';'\n\
+        BlobServiceClient.from_connection_string(cs).create_container(sys.argv[2])\n";
+    let out = Command::new(&python)
+        .args(["-c", script, &endpoint, &container, &key])
+        .output()
+        .expect("run python to create a container");
+    assert!(
+        out.status.success(),
+        "create container (needs azure-storage-blob; tests/run.sh installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("az://{container}/{prefix}?endpoint={endpoint}")
+}
+
 /// Which store a test runs against.
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
     Local,
     S3,
+    Azure,
 }
 
 /// A fresh store URL of `kind`; a local one lives in `dir`.
@@ -112,6 +202,7 @@ pub fn store_url(kind: Kind, dir: &Path) -> String {
     match kind {
         Kind::Local => dir.join("store").display().to_string(),
         Kind::S3 => s3_store("root/prefix"),
+        Kind::Azure => azure_store("root/prefix"),
     }
 }
 

@@ -36,12 +36,18 @@ pub enum StoreError {
         source: object_store::Error,
     },
     /// An object that should exist does not.
-    #[error("{key} is not in the store{hint}")]
+    #[error("{key} is not in the store")]
     NotFound {
         /// The full key.
         key: String,
-        /// What may explain it.
-        hint: String,
+    },
+    /// The bucket or container does not exist.
+    #[error(
+        "the bucket or container of {url} does not exist, or these credentials cannot see it: create it first"
+    )]
+    NoBucket {
+        /// The store.
+        url: String,
     },
     /// Stored bytes do not hash to the digest that names them.
     #[error("{key} is corrupt: its content hashes to {actual}, not {expected}; it was not used")]

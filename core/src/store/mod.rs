@@ -111,9 +111,14 @@ impl Store {
         source: object_store::Error,
     ) -> StoreError {
         match source {
+            // A write or listing that finds nothing means the bucket itself is missing.
+            object_store::Error::NotFound { .. } if op == "PUT" || op == "LIST" => {
+                StoreError::NoBucket {
+                    url: self.display.clone(),
+                }
+            }
             object_store::Error::NotFound { .. } => StoreError::NotFound {
                 key: self.full_key(key),
-                hint: String::new(),
             },
             source => StoreError::Request {
                 op,
