@@ -444,3 +444,45 @@ fn an_unreachable_store_fails_after_bounded_retries_naming_the_key() {
     );
     assert!(!stderr.contains("flowpack-test-secret"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tree_index_finds_unchanged_trees_and_never_hides_a_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("flow");
+    write_tree(&dir, &FILES);
+    // Files changed more than the racy window ago: the index records the tree.
+    let settle =
+        || std::thread::sleep(flowpack_packager::tree::RACY_WINDOW + Duration::from_millis(100));
+    let old = SystemTime::now() - Duration::from_secs(60);
+    for (p, _) in FILES {
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(p))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    settle();
+    let store = store_url(Kind::Local, tmp.path());
+    let cache = tmp.path().join("cache");
+    let first = push_dir(&dir, &store, &cache).await;
+    assert_eq!(
+        std::fs::read_dir(cache.join("layers-v1")).unwrap().count(),
+        1
+    );
+    let again = push_dir(&dir, &store, &cache).await;
+    assert_eq!(again.package, first.package);
+
+    // Same size, same mtime, new content: ctime still moves, so the change is seen.
+    std::fs::write(dir.join("main.py"), "print('HELLO')\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join("main.py"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    settle();
+    let changed = push_dir(&dir, &store, &cache).await;
+    assert_ne!(changed.package, first.package);
+    assert!(changed.layers[0].uploaded_bytes > 0);
+}

@@ -7,8 +7,8 @@ use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
 
+use aws_lc_rs::digest::{Context, SHA256};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest as _, Sha256};
 
 /// A SHA-256 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,10 +79,19 @@ impl<'de> Deserialize<'de> for Digest {
 }
 
 /// An incremental SHA-256 that also counts the bytes it saw.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Hasher {
-    inner: Sha256,
+    inner: Context,
     len: u64,
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Self {
+            inner: Context::new(&SHA256),
+            len: 0,
+        }
+    }
 }
 
 impl Hasher {
@@ -109,7 +118,9 @@ impl Hasher {
 
     /// The digest of everything fed.
     pub fn finish(self) -> Digest {
-        Digest(self.inner.finalize().into())
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.inner.finish().as_ref());
+        Digest(out)
     }
 }
 

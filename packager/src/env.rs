@@ -68,7 +68,10 @@ pub fn resolve(
             let dir = envs.join(key.hex());
             let site = dir.join("site");
             let mut built = false;
-            if rebuild || !site.is_dir() {
+            if rebuild {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            if !site.is_dir() {
                 build(&installer, &req, python, platform, &envs, &dir)?;
                 built = true;
             }
@@ -196,14 +199,17 @@ fn build(
     }
     std::fs::create_dir_all(&site).map_err(|e| env_err(e.to_string()))?;
     remove_installer_bookkeeping(&site);
-    let _ = std::fs::remove_dir_all(dir);
     let kept = tmp.keep();
-    std::fs::rename(&kept, dir).map_err(|e| {
-        env_err(format!(
-            "cannot move the built env into {}: {e}",
-            dir.display()
-        ))
-    })?;
+    if let Err(e) = std::fs::rename(&kept, dir) {
+        let _ = std::fs::remove_dir_all(&kept);
+        // Another push built the same env meanwhile: same inputs, so use that one.
+        if !dir.join("site").is_dir() {
+            return Err(env_err(format!(
+                "cannot move the built env into {}: {e}",
+                dir.display()
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -1,12 +1,18 @@
-//! Building one layer: hash the deterministic tar stream first (cheap), and compress it to
-//! a temporary file only when the store lacks the blob.
+//! Building one layer in a single pass over the files: the deterministic tar stream is
+//! hashed and zstd-compressed to a temporary file at once, the compression running on
+//! zstd's own worker threads while this thread reads and hashes.
+//!
+//! [`Index`] remembers, per tree fingerprint (see `tree::Listing::fingerprint`), the digest
+//! the tree packed to: an unchanged tree is then found in the store without reading a
+//! single file.
 
-use std::io::{self, BufWriter};
-use std::path::Path;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
 
 use flowpack_core::Digest;
 use flowpack_core::archive::{self, Entry};
 use flowpack_core::digest::HashingWriter;
+use serde::{Deserialize, Serialize};
 use tempfile::NamedTempFile;
 
 use crate::PushError;
@@ -15,7 +21,7 @@ use crate::PushError;
 pub const LEVEL: i32 = 3;
 
 /// The identity of a layer's tar stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hashed {
     /// Digest of the uncompressed tar stream.
     pub digest: Digest,
@@ -25,24 +31,9 @@ pub struct Hashed {
     pub entries: u64,
 }
 
-/// Hashes the tar stream of `entries` without storing it.
-pub fn hash(entries: &mut [Entry]) -> Result<Hashed, PushError> {
-    let w = archive::write_tar(entries, HashingWriter::new(io::sink()))?;
-    let (_, digest, size) = w.finish();
-    Ok(Hashed {
-        digest,
-        size,
-        entries: entries.len() as u64,
-    })
-}
-
 /// Writes the tar stream of `entries`, zstd-compressed, to a temporary file in `tmp_dir`,
-/// and checks that it still hashes to `expected` (the tree did not change meanwhile).
-pub fn compress(
-    entries: &mut [Entry],
-    expected: &Hashed,
-    tmp_dir: &Path,
-) -> Result<NamedTempFile, PushError> {
+/// and returns the stream's identity with the file.
+pub fn pack(entries: &mut [Entry], tmp_dir: &Path) -> Result<(Hashed, NamedTempFile), PushError> {
     let io_err = |source| PushError::Io {
         path: tmp_dir.to_path_buf(),
         source,
@@ -51,7 +42,8 @@ pub fn compress(
     let mut enc =
         zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), LEVEL).map_err(io_err)?;
     enc.include_checksum(true).map_err(io_err)?;
-    // Multi-threaded zstd (its output does not depend on the thread count).
+    // Worker threads compress while this thread reads and hashes. (zstd's multi-threaded
+    // output does not depend on the number of workers.)
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     enc.multithread(threads.clamp(1, 8)).map_err(io_err)?;
     let w = archive::write_tar(entries, HashingWriter::new(enc))?;
@@ -61,8 +53,49 @@ pub fn compress(
         .map_err(io_err)?
         .into_inner()
         .map_err(|e| io_err(e.into_error()))?;
-    if digest != expected.digest || size != expected.size {
-        return Err(PushError::TreeChanged);
+    let hashed = Hashed {
+        digest,
+        size,
+        entries: entries.len() as u64,
+    };
+    Ok((hashed, file))
+}
+
+/// Tree fingerprint -> layer identity, one small file per tree in the local cache.
+pub struct Index {
+    dir: PathBuf,
+}
+
+impl Index {
+    /// The index in `cache_dir`.
+    pub fn new(cache_dir: &Path) -> Self {
+        Self {
+            dir: cache_dir.join("layers-v1"),
+        }
     }
-    Ok(file)
+
+    fn path(&self, fingerprint: &Digest) -> PathBuf {
+        self.dir.join(fingerprint.hex())
+    }
+
+    /// What the tree of `fingerprint` packed to, if known.
+    pub fn get(&self, fingerprint: &Digest) -> Option<Hashed> {
+        let bytes = std::fs::read(self.path(fingerprint)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Remembers what the tree of `fingerprint` packed to. Failing to write only costs a
+    /// later push a re-read, so errors are ignored.
+    pub fn put(&self, fingerprint: &Digest, hashed: &Hashed) {
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let tmp = NamedTempFile::new_in(&self.dir)?;
+            serde_json::to_writer(tmp.as_file(), hashed)?;
+            tmp.persist(self.path(fingerprint))?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::debug!("cannot record the layer index entry: {e}");
+        }
+    }
 }

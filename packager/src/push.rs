@@ -3,14 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use flowpack_core::archive::Entry;
 use flowpack_core::manifest::{Layer, LayerKind, Manifest, Version};
 use flowpack_core::store::{Created, Put, Store, layout};
 use flowpack_core::{Digest, Flow};
 use serde::Serialize;
 
-use crate::layer::{self, Hashed};
-use crate::tree::{self, Rules};
+use crate::layer;
+use crate::tree::{self, Listing, Rules};
 use crate::{PushError, env};
 
 /// Receives progress; the CLI draws it, tests ignore it. Every method has a no-op default.
@@ -120,7 +119,7 @@ pub async fn push(
     let mut layers = Vec::new();
     let mut reports = Vec::new();
 
-    reporter.phase("packing code");
+    reporter.phase("listing code");
     let code_root = base.join(&flow.code);
     let code_root = std::fs::canonicalize(&code_root).map_err(|e| PushError::Tree {
         path: code_root.clone(),
@@ -134,9 +133,9 @@ pub async fn push(
         .chain([opts.cache_dir.as_path()])
         .filter_map(|p| std::fs::canonicalize(p).ok())
         .collect();
-    let listing = tree::list(&code_root, Rules::Code, &exclude)?;
-    warnings.extend(listing.warnings);
-    let (layer, report) = push_layer(LayerKind::Code, listing.entries, opts, reporter).await?;
+    let mut listing = tree::list(&code_root, Rules::Code, &exclude)?;
+    warnings.append(&mut listing.warnings);
+    let (layer, report) = push_layer(LayerKind::Code, listing, opts, reporter).await?;
     layers.push(layer);
     reports.push(report);
 
@@ -152,11 +151,10 @@ pub async fn push(
             tokio::task::spawn_blocking(move || env::resolve(&spec, &base, &cache, rebuild))
                 .await
                 .expect("env build does not panic")?;
-        reporter.phase("packing env");
-        let listing = tree::list(&source.dir, Rules::Env, &[])?;
-        warnings.extend(listing.warnings);
-        let (mut layer, report) =
-            push_layer(LayerKind::Env, listing.entries, opts, reporter).await?;
+        reporter.phase("listing env");
+        let mut listing = tree::list(&source.dir, Rules::Env, &[])?;
+        warnings.append(&mut listing.warnings);
+        let (mut layer, report) = push_layer(LayerKind::Env, listing, opts, reporter).await?;
         layer.python = source.python;
         layer.platform = source.platform;
         layers.push(layer);
@@ -217,46 +215,60 @@ pub async fn push(
     })
 }
 
-/// Hashes a layer; compresses and uploads it only when the store lacks its blob.
+/// Finds a layer in the store by its tree fingerprint, else packs it in one pass and
+/// uploads it unless the store has it.
 async fn push_layer(
     kind: LayerKind,
-    entries: Vec<Entry>,
+    listing: Listing,
     opts: &PushOptions,
     reporter: &dyn Reporter,
 ) -> Result<(Layer, LayerReport), PushError> {
-    let (entries, hashed) = tokio::task::spawn_blocking(move || {
-        let mut entries = entries;
-        let hashed = layer::hash(&mut entries);
-        (entries, hashed)
-    })
-    .await
-    .expect("hashing does not panic");
-    let hashed: Hashed = hashed?;
     let what = match kind {
         LayerKind::Code => "code layer",
         LayerKind::Env => "env layer",
     };
-    let (uploaded_bytes, reused_bytes) = match opts.store.stat_blob(&hashed.digest).await? {
-        Some(stored) => (0, stored),
+    let index = layer::Index::new(&opts.cache_dir);
+    let known = listing.fingerprint.as_ref().and_then(|fp| index.get(fp));
+    let mut reused = None;
+    if let Some(h) = known
+        && let Some(stored) = opts.store.stat_blob(&h.digest).await?
+    {
+        reused = Some((h, stored));
+    }
+    let (hashed, uploaded_bytes, reused_bytes) = match reused {
+        Some((h, stored)) => (h, 0, stored),
         None => {
-            reporter.phase(&format!("compressing {what}"));
+            reporter.phase(&format!("packing {what}"));
             let tmp_dir = opts.cache_dir.clone();
-            let file = tokio::task::spawn_blocking(move || {
-                let mut entries = entries;
-                layer::compress(&mut entries, &hashed, &tmp_dir)
-            })
-            .await
-            .expect("compressing does not panic")?;
-            let len = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
-            reporter.upload_started(what, len);
-            let put = opts
-                .store
-                .put_blob_file(&hashed.digest, file.path(), &|n| reporter.uploaded(n))
-                .await;
-            reporter.upload_finished();
-            match put? {
-                Put::Uploaded(n) => (n, 0),
-                Put::Existed => (0, len),
+            let mut entries = listing.entries;
+            let (hashed, file) =
+                tokio::task::spawn_blocking(move || layer::pack(&mut entries, &tmp_dir))
+                    .await
+                    .expect("packing does not panic")?;
+            if let Some(fp) = &listing.fingerprint {
+                index.put(fp, &hashed);
+            }
+            // Known and missing was just checked; otherwise ask the store now.
+            let stored = if known.is_some_and(|k| k.digest == hashed.digest) {
+                None
+            } else {
+                opts.store.stat_blob(&hashed.digest).await?
+            };
+            match stored {
+                Some(stored) => (hashed, 0, stored),
+                None => {
+                    let len = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+                    reporter.upload_started(what, len);
+                    let put = opts
+                        .store
+                        .put_blob_file(&hashed.digest, file.path(), &|n| reporter.uploaded(n))
+                        .await;
+                    reporter.upload_finished();
+                    match put? {
+                        Put::Uploaded(n) => (hashed, n, 0),
+                        Put::Existed => (hashed, 0, len),
+                    }
+                }
             }
         }
     };

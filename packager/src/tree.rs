@@ -7,8 +7,11 @@
 //! when they point inside the tree and left out, with a warning, when they leave it;
 //! sockets, fifos and device files are refused.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
+use flowpack_core::Digest;
 use flowpack_core::archive::{Entry, EntryKind};
 use ignore::WalkBuilder;
 
@@ -33,7 +36,15 @@ pub struct Listing {
     pub entries: Vec<Entry>,
     /// Messages about what was left out.
     pub warnings: Vec<String>,
+    /// A digest of every entry's path, kind and file metadata (size, mtime, ctime, inode,
+    /// device, mode, link target): equal fingerprints mean the layer is unchanged, as
+    /// git's index assumes. None when a file changed within [`RACY_WINDOW`] of the listing,
+    /// so that a change in the same clock tick is never missed.
+    pub fingerprint: Option<Digest>,
 }
+
+/// Files modified this recently are not trusted to show a later change in their metadata.
+pub const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// Lists `root` for a layer. Folders in `exclude` (absolute) are left out.
 pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, PushError> {
@@ -65,6 +76,16 @@ pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, P
             || exclude.iter().any(|x| x == e.path()))
     });
     let mut out = Listing::default();
+    let started = SystemTime::now();
+    let racy_after = started
+        .checked_sub(RACY_WINDOW)
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or(Duration::MAX);
+    let since_epoch = |secs: i64, nsecs: i64| {
+        Duration::new(secs.max(0) as u64, nsecs.clamp(0, 999_999_999) as u32)
+    };
+    let mut racy = false;
+    let mut records: Vec<(String, String)> = Vec::new();
     for item in wb.build() {
         let item = item.map_err(|e| PushError::Tree {
             path: root.to_path_buf(),
@@ -83,13 +104,13 @@ pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, P
             })?
             .replace(std::path::MAIN_SEPARATOR, "/");
         let ft = item.file_type().expect("only stdin has no file type");
+        let meta = std::fs::symlink_metadata(path).map_err(|e| PushError::Tree {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         let kind = if ft.is_dir() {
             EntryKind::Dir
         } else if ft.is_file() {
-            let meta = std::fs::symlink_metadata(path).map_err(|e| PushError::Tree {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
             EntryKind::File {
                 source: path.to_path_buf(),
                 size: meta.len(),
@@ -119,7 +140,44 @@ pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, P
                 reason: "special files (sockets, fifos, devices) cannot be packed; delete it or list it in .flowpackignore".into(),
             });
         };
+        let target = match &kind {
+            EntryKind::Symlink { target } => target.as_str(),
+            // A folder's own times change with ignored files; its entries are listed anyway.
+            EntryKind::Dir => {
+                records.push((rel.clone(), "dir\n".to_string()));
+                out.entries.push(Entry { path: rel, kind });
+                continue;
+            }
+            EntryKind::File { .. } => "",
+        };
+        racy |= since_epoch(meta.mtime(), meta.mtime_nsec()) >= racy_after
+            || since_epoch(meta.ctime(), meta.ctime_nsec()) >= racy_after;
+        records.push((
+            rel.clone(),
+            format!(
+                "{}\0{}.{}\0{}.{}\0{}\0{}\0{:o}\0{target}\n",
+                meta.len(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.ctime(),
+                meta.ctime_nsec(),
+                meta.ino(),
+                meta.dev(),
+                meta.mode(),
+            ),
+        ));
         out.entries.push(Entry { path: rel, kind });
+    }
+    if !racy {
+        records.sort();
+        let mut h = flowpack_core::digest::Hasher::new();
+        h.update(format!("flowpack.tree-index.v1\0{}\0{rules:?}\n", root.display()).as_bytes());
+        for (path, rec) in &records {
+            h.update(path.as_bytes());
+            h.update(b"\0");
+            h.update(rec.as_bytes());
+        }
+        out.fingerprint = Some(h.finish());
     }
     Ok(out)
 }

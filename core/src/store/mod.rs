@@ -142,8 +142,10 @@ impl Store {
         self.stat(&layout::blob(d)).await
     }
 
-    /// Uploads the zstd-compressed file `file` as the blob named `d`, unless the store has
-    /// it. `progress` is told the compressed bytes sent as they go.
+    /// Uploads the zstd-compressed file `file` as the blob named `d`. Call
+    /// [`Store::stat_blob`] first to skip blobs the store has; a single-part upload is
+    /// create-only anyway, and a multipart one rewrites identical content. `progress` is
+    /// told the compressed bytes sent as they go.
     pub async fn put_blob_file(
         &self,
         d: &Digest,
@@ -151,9 +153,6 @@ impl Store {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Put, StoreError> {
         let key = layout::blob(d);
-        if self.stat(&key).await?.is_some() {
-            return Ok(Put::Existed);
-        }
         let io = |source| StoreError::Io {
             path: file.to_path_buf(),
             source,
