@@ -17,6 +17,7 @@ pub mod digest;
 pub mod env_vars;
 pub mod flow;
 pub mod manifest;
+mod name;
 pub mod package;
 pub mod store;
 

@@ -762,27 +762,15 @@ pub(super) const ARTIFACT_NAME_RULE: &str =
     "use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'";
 
 pub(super) fn is_artifact_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    crate::name::is_name(s, 128, b"._-", false)
 }
 
 fn is_flow_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    crate::name::is_name(s, 128, b"._-", true)
 }
 
 fn is_step_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 100
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+    crate::name::is_name(s, 100, b"_-", true)
 }
 
 fn is_identifier(s: &str) -> bool {

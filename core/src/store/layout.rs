@@ -31,11 +31,7 @@ pub fn version(flow: &str, version: &str) -> String {
 /// Whether `v` may name a version: 1 to 128 letters, digits, `.`, `_` or `-`, not
 /// starting with `.`.
 pub fn is_version_name(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 128
-        && !v.starts_with('.')
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    crate::name::is_name(v, 128, b"._-", false)
 }
 
 #[cfg(test)]
