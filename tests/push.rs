@@ -261,6 +261,51 @@ fn special_files_are_refused_with_a_message() {
 }
 
 #[test]
+fn the_env_layer_falls_back_to_pip_without_uv() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &FILES);
+    let wheels = util::workspace().join("tests/fixtures/wheels");
+    std::fs::write(
+        tmp.path().join("requirements.txt"),
+        format!(
+            "--no-index\n--find-links {}\nflowpack-testpkg==0.1\n",
+            wheels.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("flow.yaml"),
+        format!("{LINEAR_FLOW}env: {{requirements: requirements.txt}}\n"),
+    )
+    .unwrap();
+    let python = util::find_python();
+    let out = std::process::Command::new(util::BIN)
+        .args(["push", "flow.yaml", "--json", "-v"])
+        .current_dir(tmp.path())
+        .env("FLOWPACK_CACHE_DIR", tmp.path().join("cache"))
+        .env("FLOWPACK_PYTHON", &python)
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("FLOWPACK_UV")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("installer=\"pip\""), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["layers"][1]["kind"], "env");
+    let site = std::fs::read_dir(tmp.path().join("cache/envs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(
+        site.path()
+            .join("site/flowpack_testpkg/__init__.py")
+            .is_file()
+    );
+}
+
+#[test]
 fn the_env_layer_is_built_from_requirements_with_uv_and_cached() {
     let uv = util::find_uv();
     let tmp = tempfile::tempdir().unwrap();

@@ -172,7 +172,7 @@ pub fn azure_store(prefix: &str) -> String {
     let port = azurite();
     let container = unique_name();
     let endpoint = format!("http://127.0.0.1:{port}/devstoreaccount1");
-    let python = find_tool("FLOWPACK_TEST_PYTHON", "python").unwrap_or_else(|| "python3".into());
+    let python = find_python();
     let key = std::env::var("AZURE_STORAGE_ACCOUNT_KEY").expect("set by .cargo/config.toml");
     let script = "import sys\nfrom azure.storage.blob import BlobServiceClient\n\
         cs = 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=' + sys.argv[3] + ';BlobEndpoint=' + sys.argv[1] + ';'\n\
@@ -269,4 +269,9 @@ pub fn find_uv() -> PathBuf {
     find_tool("FLOWPACK_TEST_UV", "uv").unwrap_or_else(|| {
         panic!("uv not found: run `bash .ci/setup` (creates .venv with uv) or `pip install uv`, or set FLOWPACK_TEST_UV")
     })
+}
+
+/// A Python with pip, for pip-fallback tests (`.venv/bin/python` from tests/run.sh).
+pub fn find_python() -> PathBuf {
+    find_tool("FLOWPACK_TEST_PYTHON", "python").unwrap_or_else(|| "python3".into())
 }
