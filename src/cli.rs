@@ -25,6 +25,67 @@ pub enum Command {
     Push(PushArgs),
     /// Fetch a package from the store, verify it, and extract its layers.
     Fetch(FetchArgs),
+    /// Run the whole flow on this machine (a local dry-run through `flowpack step`).
+    Run(RunArgs),
+    /// Run one task: the entrypoint of every KFP pod (written by the compiler, not by hand).
+    Step(StepArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The flow file.
+    pub flow: PathBuf,
+    /// A parameter value, NAME=VALUE (repeatable); others take their defaults.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Tasks at once. Default: the flow's max_workers (16).
+    #[arg(long, value_name = "N")]
+    pub max_workers: Option<usize>,
+    /// Print the run summary as JSON on stdout (task output still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StepArgs {
+    /// The store (as a URL; no default: the compiler always writes it).
+    #[arg(long, value_name = "URL")]
+    pub store: String,
+    /// The package to run, sha256:<64 hex>.
+    #[arg(long, value_name = "DIGEST")]
+    pub package: String,
+    /// The run id.
+    #[arg(long, value_name = "RUN")]
+    pub run: String,
+    /// The step.
+    #[arg(long, value_name = "STEP")]
+    pub step: String,
+    /// The task id: 0, or the foreach indices (3, 3.1).
+    #[arg(long, value_name = "TASK", default_value = "0")]
+    pub task: String,
+    /// A parent task whose artifacts are restored, STEP/TASK (repeatable).
+    #[arg(long = "parent", value_name = "STEP/TASK")]
+    pub parents: Vec<String>,
+    /// Parent tasks as a JSON list of "STEP/TASK" (KFP's collected outputs of a foreach).
+    #[arg(long, value_name = "JSON")]
+    pub parents_json: Option<String>,
+    /// This task's index in its foreach list.
+    #[arg(long, value_name = "N")]
+    pub split_index: Option<u64>,
+    /// A parameter value, NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Where to write a KFP output parameter, NAME=PATH: task, foreach or switch.
+    #[arg(long = "output-param", value_name = "NAME=PATH")]
+    pub output_params: Vec<String>,
+    /// Seconds the child gets between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub grace: u64,
+    /// The image this task runs in (recorded).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,10 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    if let cli::Command::Step(step) = args.command {
+        let code = runtime.block_on(commands::step::run(step));
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     match runtime.block_on(commands::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

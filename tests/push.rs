@@ -19,6 +19,7 @@ async fn push_dir(dir: &Path, store: &str, cache: &Path) -> PushReport {
         store: Store::open(store).unwrap(),
         version: None,
         rebuild_env: false,
+        record_version: true,
         cache_dir: cache.to_path_buf(),
     };
     push(&flow_file, &flow, &opts, &()).await.unwrap()

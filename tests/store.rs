@@ -113,7 +113,7 @@ async fn tamper(store: &Store, d: &Digest, f: impl FnOnce(&mut Vec<u8>)) {
     let key = layout::blob(d);
     let mut stored = store.get_bytes(&key).await.unwrap().to_vec();
     f(&mut stored);
-    store.put_raw(&key, Bytes::from(stored)).await.unwrap();
+    store.put_bytes(&key, Bytes::from(stored)).await.unwrap();
 }
 
 async fn a_flipped_byte_is_detected_and_names_the_key(kind: Kind) {

@@ -13,3 +13,26 @@ pub const FLOWPACK_UV: &str = "FLOWPACK_UV";
 /// The Python interpreter used to build env layers with pip when uv is absent; default
 /// `python3` on `PATH`.
 pub const FLOWPACK_PYTHON: &str = "FLOWPACK_PYTHON";
+
+/// Set for a step: the flow's name.
+pub const FLOWPACK_FLOW: &str = "FLOWPACK_FLOW";
+/// Set for a step: the run id.
+pub const FLOWPACK_RUN_ID: &str = "FLOWPACK_RUN_ID";
+/// Set for a step: the step's name.
+pub const FLOWPACK_STEP: &str = "FLOWPACK_STEP";
+/// Set for a step: the task id (`0`, or foreach indices `3`, `3.1`).
+pub const FLOWPACK_TASK_ID: &str = "FLOWPACK_TASK_ID";
+/// Set for a step: the attempt, from 0.
+pub const FLOWPACK_ATTEMPT: &str = "FLOWPACK_ATTEMPT";
+/// Set for a step: the folder of restored artifacts.
+pub const FLOWPACK_INPUT_DIR: &str = "FLOWPACK_INPUT_DIR";
+/// Set for a step: the folder to write artifacts to (each top-level entry is one).
+pub const FLOWPACK_OUTPUT_DIR: &str = "FLOWPACK_OUTPUT_DIR";
+/// Set for a step: a JSON file with every parameter's value.
+pub const FLOWPACK_PARAMS: &str = "FLOWPACK_PARAMS";
+/// Set for a step: `FLOWPACK_PARAM_<NAME>` holds each parameter's value as text.
+pub const FLOWPACK_PARAM_PREFIX: &str = "FLOWPACK_PARAM_";
+/// Set for a task inside a foreach: its index in the list.
+pub const FLOWPACK_SPLIT_INDEX: &str = "FLOWPACK_SPLIT_INDEX";
+/// Set for the first task of a foreach body: its item (text as is, other JSON as JSON).
+pub const FLOWPACK_SPLIT_ITEM: &str = "FLOWPACK_SPLIT_ITEM";

@@ -57,7 +57,8 @@ pub async fn read_manifest(store: &Store, digest: &Digest) -> Result<Manifest, P
 }
 
 /// Extracts `layer` into `dest`, which must not exist: it is written as a temporary sibling
-/// folder and renamed into place only when every byte has been verified.
+/// folder and renamed into place only when every byte has been verified. If another
+/// process renames the same layer into `dest` first, that one is kept.
 pub async fn extract_layer(
     store: &Store,
     layer: &Layer,
@@ -96,6 +97,12 @@ pub async fn extract_layer(
     .expect("extraction does not panic")
     .map_err(layer_err)?;
     let kept = tmp.keep();
-    std::fs::rename(&kept, dest).map_err(io_err(dest))?;
+    if let Err(e) = std::fs::rename(&kept, dest) {
+        let _ = std::fs::remove_dir_all(&kept);
+        // Another process extracted the same layer meanwhile: verified content, use it.
+        if !dest.is_dir() {
+            return Err(io_err(dest)(e));
+        }
+    }
     Ok(stats)
 }

@@ -1,17 +1,15 @@
-//! Building one layer in a single pass over the files: the deterministic tar stream is
-//! hashed and zstd-compressed to a temporary file at once, the compression running on
-//! zstd's own worker threads while this thread reads and hashes.
+//! Building one layer in a single pass over the files: the deterministic tar stream goes
+//! through a [`BlobWriter`] (hashed and zstd-compressed to a temporary file at once).
 //!
 //! [`Index`] remembers, per tree fingerprint (see `tree::Listing::fingerprint`), the digest
 //! the tree packed to: an unchanged tree is then found in the store without reading a
 //! single file.
 
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use flowpack_core::Digest;
 use flowpack_core::archive::{self, Entry};
-use flowpack_core::digest::HashingWriter;
+use flowpack_core::store::BlobWriter;
 use serde::{Deserialize, Serialize};
 use tempfile::NamedTempFile;
 
@@ -32,27 +30,15 @@ pub struct Hashed {
 }
 
 /// Writes the tar stream of `entries`, zstd-compressed, to a temporary file in `tmp_dir`,
-/// and returns the stream's identity with the file.
+/// and returns the stream's identity with the file. One pass: this thread reads and hashes
+/// while zstd's workers compress.
 pub fn pack(entries: &mut [Entry], tmp_dir: &Path) -> Result<(Hashed, NamedTempFile), PushError> {
     let io_err = |source| PushError::Io {
         path: tmp_dir.to_path_buf(),
         source,
     };
-    let file = NamedTempFile::new_in(tmp_dir).map_err(io_err)?;
-    let mut enc =
-        zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), LEVEL).map_err(io_err)?;
-    enc.include_checksum(true).map_err(io_err)?;
-    // Worker threads compress while this thread reads and hashes. (zstd's multi-threaded
-    // output does not depend on the number of workers.)
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    enc.multithread(threads.clamp(1, 8)).map_err(io_err)?;
-    let w = archive::write_tar(entries, HashingWriter::new(enc))?;
-    let (enc, digest, size) = w.finish();
-    let file = enc
-        .finish()
-        .map_err(io_err)?
-        .into_inner()
-        .map_err(|e| io_err(e.into_error()))?;
+    let w = archive::write_tar(entries, BlobWriter::new(tmp_dir, LEVEL).map_err(io_err)?)?;
+    let (digest, size, file) = w.finish().map_err(io_err)?;
     let hashed = Hashed {
         digest,
         size,

@@ -35,6 +35,8 @@ pub struct PushOptions {
     pub store: Store,
     /// The version's name; None gives [`default_version_name`].
     pub version: Option<String>,
+    /// Whether to write a version pointer (a local dry-run needs only the package).
+    pub record_version: bool,
     /// Rebuild the env layer even when the cache has it.
     pub rebuild_env: bool,
     /// The local cache folder (built envs) and where temporary layer files go.
@@ -65,7 +67,8 @@ pub struct PushReport {
     pub flow: String,
     /// The package id.
     pub package: Digest,
-    /// The version pointer written (or found, when it already named this package).
+    /// The version pointer written (or found, when it already named this package); empty
+    /// when none was written.
     pub version: String,
     /// The store, safe to print.
     pub store: String,
@@ -184,7 +187,9 @@ pub async fn push(
         kfp: None,
     };
     let key = layout::version(&flow.name, &version);
-    if let Created::Existed(existing) = opts.store.create_json(&key, &record).await? {
+    if !opts.record_version {
+        // Nothing names this package; the caller keeps its digest.
+    } else if let Created::Existed(existing) = opts.store.create_json(&key, &record).await? {
         let existing: Option<Version> = serde_json::from_slice(&existing).ok();
         match existing {
             Some(v) if v.package == package => {}
@@ -204,7 +209,11 @@ pub async fn push(
     Ok(PushReport {
         flow: flow.name.clone(),
         package,
-        version,
+        version: if opts.record_version {
+            version
+        } else {
+            String::new()
+        },
         store: opts.store.url().to_string(),
         layers: reports,
         uploaded_bytes,

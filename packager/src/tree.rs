@@ -27,6 +27,8 @@ pub enum Rules {
     Code,
     /// Only the fixed exclusions.
     Env,
+    /// Everything (artifact folders).
+    All,
 }
 
 /// A listed tree: its entries (unsorted) and what was left out with a warning.
@@ -70,6 +72,9 @@ pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, P
     }
     let exclude: Vec<PathBuf> = exclude.to_vec();
     wb.filter_entry(move |e| {
+        if rules == Rules::All {
+            return true;
+        }
         let name = e.file_name().to_string_lossy();
         !(ALWAYS_EXCLUDED.contains(&name.as_ref())
             || name.ends_with(".pyc")

@@ -3,6 +3,8 @@
 mod check;
 mod fetch;
 mod push;
+mod run;
+pub mod step;
 
 use anyhow::Result;
 
@@ -13,6 +15,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Check(a) => check::run(a),
         Command::Push(a) => push::run(a).await,
         Command::Fetch(a) => fetch::run(a).await,
+        Command::Run(a) => run::run(a).await,
+        Command::Step(_) => unreachable!("main runs `step` itself: it owns the exit code"),
     }
 }
 
@@ -36,4 +40,14 @@ fn bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[unit])
     }
+}
+
+/// Splits `NAME=VALUE` arguments.
+fn key_values(args: &[String], what: &str) -> Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => anyhow::bail!("{what} '{a}' must be written NAME=VALUE"),
+        })
+        .collect()
 }

@@ -16,6 +16,7 @@ pub async fn run(args: PushArgs) -> Result<()> {
         store,
         version: args.version_name,
         rebuild_env: args.rebuild_env,
+        record_version: true,
         cache_dir: settings::cache_dir()?,
     };
     let progress = Progress::new(args.json);

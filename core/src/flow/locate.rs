@@ -136,7 +136,7 @@ impl Locations {
 /// Builds a path: `path!["steps", name, "next", 0]`.
 macro_rules! yaml_path {
     ($($seg:expr),* $(,)?) => {
-        vec![$($crate::flow::locate::IntoSeg::into_seg($seg)),*]
+        Vec::from([$($crate::flow::locate::IntoSeg::into_seg($seg)),*])
     };
 }
 pub(crate) use yaml_path as path;

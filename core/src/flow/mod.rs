@@ -8,8 +8,6 @@
 
 mod error;
 pub(crate) mod locate;
-// `path!` builds a Vec for every caller; some only borrow it as a slice.
-#[allow(clippy::useless_vec)]
 mod parse;
 mod validate;
 
@@ -395,6 +393,12 @@ impl Flow {
     pub fn canonical_json(&self) -> String {
         crate::canonical::to_string(self)
     }
+}
+
+/// Whether `s` can name an artifact: 1 to 128 letters, digits, `.`, `_` or `-`, not
+/// starting with `.`.
+pub fn is_artifact_name(s: &str) -> bool {
+    parse::is_artifact_name(s)
 }
 
 /// How a step name becomes a KFP task name: `_` becomes `-`, as KFP task names must

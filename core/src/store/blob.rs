@@ -1,7 +1,8 @@
 //! Reading and writing blob bytes: zstd frames whose *uncompressed* content hashes to the
 //! blob's digest.
 
-use std::io::{self, Read};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -21,6 +22,44 @@ pub fn compress_bytes(content: &[u8]) -> Vec<u8> {
     enc.include_checksum(true).expect("zstd checksum flag");
     io::Write::write_all(&mut enc, content).expect("writing to memory");
     enc.finish().expect("writing to memory")
+}
+
+/// A blob being written to a temporary file: what is written is hashed (the blob's name)
+/// and zstd-compressed (what is stored) in one pass, compression running on zstd's worker
+/// threads. Its output does not depend on the number of workers.
+pub struct BlobWriter {
+    inner: crate::digest::HashingWriter<zstd::Encoder<'static, BufWriter<tempfile::NamedTempFile>>>,
+}
+
+impl BlobWriter {
+    /// A new blob in a temporary file in `dir`, compressed at zstd `level`.
+    pub fn new(dir: &Path, level: i32) -> io::Result<Self> {
+        let file = tempfile::NamedTempFile::new_in(dir)?;
+        let mut enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), level)?;
+        enc.include_checksum(true)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        enc.multithread(threads.clamp(1, 8))?;
+        Ok(Self {
+            inner: crate::digest::HashingWriter::new(enc),
+        })
+    }
+
+    /// The digest and uncompressed size of what was written, and the compressed file.
+    pub fn finish(self) -> io::Result<(Digest, u64, tempfile::NamedTempFile)> {
+        let (enc, digest, size) = self.inner.finish();
+        let file = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
+        Ok((digest, size, file))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Decompresses a small blob read whole and checks it against `d`.

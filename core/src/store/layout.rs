@@ -4,6 +4,10 @@
 //! ```text
 //! v1/blobs/sha256/<first 2 hex>/<64 hex>       immutable, zstd; named by the content's digest
 //! v1/flows/<flow>/versions/<version>.json      version pointer -> package digest
+//! v1/runs/<flow>/<run>/run.json                   run record (create-only)
+//! v1/runs/<flow>/<run>/<step>/<task>/<attempt>/task.json        lifecycle (claimed create-only)
+//! v1/runs/<flow>/<run>/<step>/<task>/<attempt>/logs/<seq>.log   log chunks, appended as new objects
+//! v1/runs/<flow>/<run>/<step>/<task>/<attempt>/artifacts.json   commit point, written last
 //! ```
 //! No key is also a prefix of another key (some S3 servers store keys as file paths).
 
@@ -26,6 +30,36 @@ pub fn versions(flow: &str) -> String {
 /// The key of one version pointer of a flow.
 pub fn version(flow: &str, version: &str) -> String {
     format!("{}{version}.json", versions(flow))
+}
+
+/// The folder of all runs.
+pub fn runs() -> String {
+    format!("{FORMAT_VERSION}/runs/")
+}
+
+/// The folder of a flow's runs.
+pub fn flow_runs(flow: &str) -> String {
+    format!("{FORMAT_VERSION}/runs/{flow}/")
+}
+
+/// The folder of one run.
+pub fn run(flow: &str, run: &str) -> String {
+    format!("{FORMAT_VERSION}/runs/{flow}/{run}/")
+}
+
+/// The run record.
+pub fn run_record(flow: &str, run_id: &str) -> String {
+    format!("{}run.json", run(flow, run_id))
+}
+
+/// The folder of a task's attempts.
+pub fn task(flow: &str, run_id: &str, step: &str, task: &str) -> String {
+    format!("{}{step}/{task}/", run(flow, run_id))
+}
+
+/// The folder of one attempt of a task.
+pub fn attempt(flow: &str, run_id: &str, step: &str, task_id: &str, attempt: u32) -> String {
+    format!("{}{attempt}/", task(flow, run_id, step, task_id))
 }
 
 /// Whether `v` may name a version: 1 to 128 letters, digits, `.`, `_` or `-`, not

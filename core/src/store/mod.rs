@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncReadExt;
 
-pub use blob::{BlobReader, compress_bytes};
+pub use blob::{BlobReader, BlobWriter, compress_bytes};
 pub use error::StoreError;
 
 use crate::Digest;
@@ -300,13 +300,42 @@ impl Store {
         Ok(keys)
     }
 
-    /// Overwrites the object at `key` (tests and repair tools only: blobs are immutable).
-    pub async fn put_raw(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+    /// Writes `body` at `key`, replacing what is there. For mutable documents only (a
+    /// task's lifecycle record); blobs are immutable and go through the blob methods.
+    pub async fn put_bytes(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
         self.inner
             .put(&self.key(key), PutPayload::from(body))
             .await
             .map(|_| ())
             .map_err(|e| self.request_error("PUT", key, e))
+    }
+
+    /// Writes `value` as JSON at `key`, replacing what is there.
+    pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let body = serde_json::to_vec_pretty(value).expect("flowpack records serialize");
+        self.put_bytes(key, Bytes::from(body)).await
+    }
+
+    /// Writes `body` at `key` unless something is there: true when written.
+    pub async fn create_bytes(&self, key: &str, body: Bytes) -> Result<bool, StoreError> {
+        self.put_create(key, body).await
+    }
+
+    /// The names of the sub-folders of the folder `prefix` (one level, sorted).
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let full = self.key(prefix.trim_end_matches('/'));
+        let listed = self
+            .inner
+            .list_with_delimiter(Some(&full))
+            .await
+            .map_err(|e| self.request_error("LIST", prefix, e))?;
+        let mut names: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(String::from))
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     /// A create-only PUT: true when written, false when something was there.

@@ -1,0 +1,203 @@
+//! Run and task records: what `flowpack step` writes and `flowpack run`, `show`, `logs`
+//! and `resume` read. Keys are in [`crate::store::layout`]; `docs/format.md` specifies them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Digest;
+
+/// A run: one execution of a package with parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The flow.
+    pub flow: String,
+    /// The run id: `local-…` or `kfp-<uuid>`.
+    pub run: String,
+    /// The package it runs.
+    pub package: Digest,
+    /// Parameter values, defaults included.
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    /// `local` or `kfp`.
+    pub origin: String,
+    /// When it was created (RFC 3339, UTC).
+    pub created_at: String,
+    /// The flowpack that created it.
+    pub created_by: String,
+    /// The run this one resumed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<String>,
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Claimed and working.
+    Running,
+    /// The child exited 0 and the outputs are committed.
+    Succeeded,
+    /// The child exited non-zero, or flowpack failed around it.
+    Failed,
+    /// The child ran past the step's timeout and was stopped.
+    TimedOut,
+    /// The task was stopped by SIGTERM or SIGINT.
+    Terminated,
+    /// Taken over from an earlier run by `resume`, by reference.
+    Reused,
+}
+
+impl TaskStatus {
+    /// Whether the task's outputs are committed and usable.
+    pub fn is_success(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Reused)
+    }
+}
+
+/// Bytes a task moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bytes {
+    /// Downloaded from the store (package layers, inputs), compressed.
+    pub downloaded: u64,
+    /// Uploaded to the store (outputs, logs), compressed.
+    pub uploaded: u64,
+    /// Outputs the store already had, or inherited by reference.
+    pub reused: u64,
+}
+
+/// The lifecycle record of one attempt of a task (`task.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The run.
+    pub run: String,
+    /// The step.
+    pub step: String,
+    /// The task id within the step.
+    pub task: String,
+    /// The attempt, from 0.
+    pub attempt: u32,
+    /// Status.
+    pub status: TaskStatus,
+    /// The host or pod.
+    pub host: String,
+    /// The step's image.
+    pub image: String,
+    /// The flowpack that ran it.
+    pub flowpack_version: String,
+    /// The parent tasks whose artifacts it restored (`step/task`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
+    /// For a foreach child: its index in the parent's list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_index: Option<u64>,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// The last sign of life (RFC 3339).
+    pub heartbeat_at: String,
+    /// When it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// The child's exit code, or flowpack's own (see docs/runtime.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// What went wrong, for flowpack's own failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds spent in each phase.
+    #[serde(default)]
+    pub phases: BTreeMap<String, f64>,
+    /// Bytes moved.
+    #[serde(default)]
+    pub bytes: Bytes,
+    /// For reused tasks: `run/step/task/attempt` the outputs come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<String>,
+}
+
+/// What an artifact is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    /// A file; the blob is its content.
+    File,
+    /// A folder; the blob is a layer-format tar of it.
+    Dir,
+}
+
+/// One artifact in a task's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    /// The blob.
+    pub digest: Digest,
+    /// Uncompressed size of the blob.
+    pub size: u64,
+    /// File or folder.
+    pub kind: ArtifactKind,
+    /// The task that wrote it: `step/task/attempt` (inherited artifacts keep their origin).
+    pub origin: String,
+}
+
+/// A task's committed namespace (`artifacts.json`): what it inherited and what it wrote.
+/// Its existence commits the attempt.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifacts {
+    /// Every artifact visible after the task, by name.
+    pub artifacts: BTreeMap<String, ArtifactRef>,
+}
+
+/// A task's address within a run: `step/task`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskRef {
+    /// The step.
+    pub step: String,
+    /// The task id.
+    pub task: String,
+}
+
+impl fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.step, self.task)
+    }
+}
+
+impl FromStr for TaskRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('/') {
+            Some((step, task)) if !step.is_empty() && is_task_id(task) => Ok(Self {
+                step: step.to_string(),
+                task: task.to_string(),
+            }),
+            _ => Err(format!(
+                "'{s}' is not a task: write STEP/TASK, e.g. train/0"
+            )),
+        }
+    }
+}
+
+/// Task ids: `0` outside any foreach, else the foreach indices from the outermost in,
+/// joined by `.` (`3`, `3.1`).
+pub fn is_task_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.')
+            .all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `s` can be a run id: 1 to 128 letters, digits, `_` or `-`.
+pub fn is_run_id(s: &str) -> bool {
+    crate::name::is_name(s, 128, b"_-", true)
+}
+
+/// A new local run id: `local-<UTC time>-<4 hex>`.
+pub fn new_local_run_id() -> String {
+    let now = jiff::Timestamp::now();
+    let nanos = now.subsec_nanosecond() as u32 ^ std::process::id();
+    format!(
+        "local-{}-{:04x}",
+        now.strftime("%Y%m%dT%H%M%SZ"),
+        nanos & 0xffff
+    )
+}

@@ -1,0 +1,1 @@
+//! Reading runs back: lists, task details, logs and artifacts; and resume.

@@ -1,0 +1,450 @@
+//! `flowpack run`: the local dry-run. It pushes the flow (reusing `push`), plans the graph,
+//! and runs every task by spawning `flowpack step` with the same arguments a KFP pod gets —
+//! branches and foreach children in parallel up to `max_workers`, switches routed by the
+//! step's own output parameter, retries as the flow says. The dry-run is the production
+//! path with a local folder as the store and local processes as pods.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowpack_core::Digest;
+use flowpack_core::flow::{Flow, Transition};
+use flowpack_core::run::{RunRecord, TaskRef, TaskStatus};
+use flowpack_core::store::{Store, layout};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::task::JoinSet;
+
+use crate::RuntimeError;
+
+/// What to run and how.
+pub struct RunOptions {
+    /// The store.
+    pub store: Store,
+    /// The package (already pushed).
+    pub package: Digest,
+    /// The flow of the package.
+    pub flow: Flow,
+    /// The run id (`local-…`).
+    pub run: String,
+    /// Parameter values as given (`name=text`).
+    pub params: Vec<(String, String)>,
+    /// Tasks at once; None: the flow's `max_workers`.
+    pub max_workers: Option<usize>,
+    /// The cache folder the tasks share.
+    pub cache_dir: PathBuf,
+    /// The `flowpack` binary to spawn for each task.
+    pub exe: PathBuf,
+    /// Tasks already done (a resumed run's reused tasks): their routes.
+    pub done: BTreeMap<TaskRef, Option<String>>,
+    /// The run this one resumes.
+    pub resumed_from: Option<String>,
+}
+
+/// Receives the live output of a run.
+pub trait RunReporter: Send + Sync {
+    /// A line printed by a task.
+    fn line(&self, task: &TaskRef, text: &str);
+    /// A task ended (after its retries).
+    fn finished(&self, task: &TaskSummary);
+}
+
+/// One task of a finished run.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskSummary {
+    /// The task.
+    pub task: String,
+    /// Its final status.
+    pub status: TaskStatus,
+    /// Attempts made by this run (0 for reused tasks).
+    pub attempts: u32,
+    /// The last attempt's exit code.
+    pub exit_code: Option<i32>,
+    /// Wall seconds, retries included.
+    pub seconds: f64,
+}
+
+/// A finished run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    /// The run id.
+    pub run: String,
+    /// The flow.
+    pub flow: String,
+    /// The package.
+    pub package: Digest,
+    /// Whether every task that ran succeeded and `end` was reached.
+    pub succeeded: bool,
+    /// Tasks in the order they ended.
+    pub tasks: Vec<TaskSummary>,
+    /// Wall seconds.
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Frame {
+    Split { count: usize },
+    Foreach { index: usize, count: usize },
+}
+
+#[derive(Clone, Debug)]
+struct Planned {
+    task: TaskRef,
+    parents: Vec<TaskRef>,
+    frames: Vec<Frame>,
+}
+
+impl Planned {
+    fn split_index(&self) -> Option<u64> {
+        self.frames.iter().rev().find_map(|f| match f {
+            Frame::Foreach { index, .. } => Some(*index as u64),
+            Frame::Split { .. } => None,
+        })
+    }
+}
+
+fn task_id(frames: &[Frame]) -> String {
+    let idx: Vec<String> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Foreach { index, .. } => Some(index.to_string()),
+            Frame::Split { .. } => None,
+        })
+        .collect();
+    if idx.is_empty() {
+        "0".into()
+    } else {
+        idx.join(".")
+    }
+}
+
+struct Planner<'a> {
+    flow: &'a Flow,
+    ready: VecDeque<Planned>,
+    /// (join step, frames outside) -> arrived parents by position.
+    joins: HashMap<(String, String), (usize, BTreeMap<usize, TaskRef>)>,
+}
+
+impl Planner<'_> {
+    /// Plans what follows `done`, whose step routed as `route` (foreach count or switch case).
+    fn after(&mut self, done: &Planned, route: Option<&str>) -> Result<(), RuntimeError> {
+        let step = &self.flow.steps[&done.task.step];
+        match &step.next {
+            Transition::End => {}
+            Transition::Linear(t) => self.to(t, done, done.frames.clone(), 0),
+            Transition::Split(ts) => {
+                for (i, t) in ts.iter().enumerate() {
+                    let mut f = done.frames.clone();
+                    f.push(Frame::Split { count: ts.len() });
+                    self.to(t, done, f, i);
+                }
+            }
+            Transition::Foreach { body, .. } => {
+                let n: usize = route.and_then(|r| r.parse().ok()).ok_or_else(|| {
+                    RuntimeError::Invalid(format!("task {} gave no foreach count", done.task))
+                })?;
+                for i in 0..n {
+                    let mut f = done.frames.clone();
+                    f.push(Frame::Foreach { index: i, count: n });
+                    self.to(body, done, f, i);
+                }
+            }
+            Transition::Switch { cases, .. } => {
+                let case = route.unwrap_or_default();
+                let t = cases.get(case).ok_or_else(|| {
+                    RuntimeError::Invalid(format!("task {} chose unknown case '{case}'", done.task))
+                })?;
+                self.to(t, done, done.frames.clone(), 0);
+            }
+        }
+        Ok(())
+    }
+
+    fn to(&mut self, step: &str, parent: &Planned, mut frames: Vec<Frame>, position: usize) {
+        if !self.flow.steps[step].join {
+            self.ready.push_back(Planned {
+                task: TaskRef {
+                    step: step.into(),
+                    task: task_id(&frames),
+                },
+                parents: vec![parent.task.clone()],
+                frames,
+            });
+            return;
+        }
+        let closed = frames
+            .pop()
+            .expect("validation: a join closes an open split");
+        let (count, position) = match closed {
+            Frame::Split { count } => (count, position),
+            Frame::Foreach { index, count } => (count, index),
+        };
+        let key = (step.to_string(), task_id(&frames));
+        let entry = self
+            .joins
+            .entry(key.clone())
+            .or_insert_with(|| (count, BTreeMap::new()));
+        entry.1.insert(position, parent.task.clone());
+        if entry.1.len() == entry.0 {
+            let (_, arrived) = self.joins.remove(&key).expect("just seen");
+            self.ready.push_back(Planned {
+                task: TaskRef {
+                    step: step.into(),
+                    task: task_id(&frames),
+                },
+                parents: arrived.into_values().collect(),
+                frames,
+            });
+        }
+    }
+}
+
+/// Runs the whole flow. Returns when every started task has ended.
+pub async fn run(
+    opts: RunOptions,
+    reporter: Arc<dyn RunReporter>,
+) -> Result<RunSummary, RuntimeError> {
+    let started = Instant::now();
+    let flow = &opts.flow;
+    let params = crate::step::resolve_params(flow, &opts.params)?;
+    let record = RunRecord {
+        flow: flow.name.clone(),
+        run: opts.run.clone(),
+        package: opts.package,
+        parameters: params,
+        origin: "local".into(),
+        created_at: jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string(),
+        created_by: format!("flowpack {}", env!("CARGO_PKG_VERSION")),
+        resumed_from: opts.resumed_from.clone(),
+    };
+    opts.store
+        .create_json(&layout::run_record(&flow.name, &opts.run), &record)
+        .await?;
+
+    let workers = opts.max_workers.unwrap_or(flow.max_workers as usize).max(1);
+    let mut planner = Planner {
+        flow,
+        ready: VecDeque::new(),
+        joins: HashMap::new(),
+    };
+    planner.ready.push_back(Planned {
+        task: TaskRef {
+            step: "start".into(),
+            task: "0".into(),
+        },
+        parents: vec![],
+        frames: vec![],
+    });
+    let scratch = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(crate::cache::Cache::new(&opts.cache_dir).tmp()?)
+        .map_err(|e| RuntimeError::io(&opts.cache_dir, e))?;
+    let shared = Arc::new(Shared {
+        store_url: opts.store.url().to_string(),
+        package: opts.package,
+        run: opts.run.clone(),
+        params: opts.params.clone(),
+        cache_dir: opts.cache_dir.clone(),
+        exe: opts.exe.clone(),
+        scratch: scratch.path().to_path_buf(),
+    });
+    let mut running: JoinSet<(Planned, TaskSummary, Option<String>)> = JoinSet::new();
+    let mut summaries = Vec::new();
+    let mut failed = false;
+    let mut reached_end = false;
+    loop {
+        while !failed && running.len() < workers {
+            let Some(p) = planner.ready.pop_front() else {
+                break;
+            };
+            if let Some(route) = opts.done.get(&p.task) {
+                // Reused from an earlier run: committed already.
+                let s = TaskSummary {
+                    task: p.task.to_string(),
+                    status: TaskStatus::Reused,
+                    attempts: 0,
+                    exit_code: Some(0),
+                    seconds: 0.0,
+                };
+                reporter.finished(&s);
+                summaries.push(s);
+                reached_end |= p.task.step == "end";
+                let route = route.clone();
+                planner.after(&p, route.as_deref())?;
+                continue;
+            }
+            let retry = flow.steps[&p.task.step].settings.retry.clone();
+            let (shared, reporter) = (shared.clone(), reporter.clone());
+            running.spawn(async move {
+                run_task(
+                    p,
+                    retry.times,
+                    retry.delay_seconds,
+                    &shared,
+                    reporter.as_ref(),
+                )
+                .await
+            });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (p, summary, route) = joined.expect("a task runner does not panic");
+        reporter.finished(&summary);
+        if summary.status.is_success() {
+            reached_end |= p.task.step == "end";
+            if let Err(e) = planner.after(&p, route.as_deref()) {
+                tracing::error!("{e}");
+                failed = true;
+            }
+        } else {
+            failed = true;
+        }
+        summaries.push(summary);
+    }
+    Ok(RunSummary {
+        run: opts.run.clone(),
+        flow: flow.name.clone(),
+        package: opts.package,
+        succeeded: !failed && reached_end,
+        tasks: summaries,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+struct Shared {
+    store_url: String,
+    package: Digest,
+    run: String,
+    params: Vec<(String, String)>,
+    cache_dir: PathBuf,
+    exe: PathBuf,
+    scratch: PathBuf,
+}
+
+/// Runs one task, with retries, as `flowpack step` child processes.
+async fn run_task(
+    p: Planned,
+    retries: u32,
+    delay: u64,
+    shared: &Shared,
+    reporter: &dyn RunReporter,
+) -> (Planned, TaskSummary, Option<String>) {
+    let started = Instant::now();
+    let out_dir = shared
+        .scratch
+        .join(format!("{}-{}", p.task.step, p.task.task));
+    let mut attempts = 0;
+    let mut last = (TaskStatus::Failed, None);
+    let mut route = None;
+    while attempts <= retries {
+        if attempts > 0 {
+            reporter.line(
+                &p.task,
+                &format!(
+                    "flowpack: retrying in {delay}s (attempt {} of {})",
+                    attempts + 1,
+                    retries + 1
+                ),
+            );
+            tokio::time::sleep(Duration::from_secs(delay)).await;
+        }
+        attempts += 1;
+        let foreach_file = out_dir.join("foreach");
+        let switch_file = out_dir.join("switch");
+        let _ = std::fs::remove_file(&foreach_file);
+        let _ = std::fs::remove_file(&switch_file);
+        let mut cmd = tokio::process::Command::new(&shared.exe);
+        cmd.arg("step")
+            .args(["--store", &shared.store_url])
+            .args(["--package", &shared.package.to_string()])
+            .args(["--run", &shared.run])
+            .args(["--step", &p.task.step])
+            .args(["--task", &p.task.task]);
+        for parent in &p.parents {
+            cmd.args(["--parent", &parent.to_string()]);
+        }
+        if let Some(i) = p.split_index() {
+            cmd.args(["--split-index", &i.to_string()]);
+        }
+        for (k, v) in &shared.params {
+            cmd.args(["--param", &format!("{k}={v}")]);
+        }
+        cmd.arg("--output-param")
+            .arg(format!("foreach={}", foreach_file.display()));
+        cmd.arg("--output-param")
+            .arg(format!("switch={}", switch_file.display()));
+        cmd.env(
+            flowpack_core::env_vars::FLOWPACK_CACHE_DIR,
+            &shared.cache_dir,
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                reporter.line(
+                    &p.task,
+                    &format!("flowpack: cannot start flowpack step: {e}"),
+                );
+                break;
+            }
+        };
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        let lines = async {
+            let mut out = BufReader::new(out).lines();
+            let mut err = BufReader::new(err).lines();
+            let (mut out_done, mut err_done) = (false, false);
+            while !(out_done && err_done) {
+                tokio::select! {
+                    l = out.next_line(), if !out_done => match l {
+                        Ok(Some(l)) => reporter.line(&p.task, &l),
+                        _ => out_done = true,
+                    },
+                    l = err.next_line(), if !err_done => match l {
+                        Ok(Some(l)) => reporter.line(&p.task, &l),
+                        _ => err_done = true,
+                    },
+                }
+            }
+        };
+        let (_, status) = tokio::join!(lines, child.wait());
+        let code = status.ok().and_then(|s| s.code());
+        if code == Some(0) {
+            last = (TaskStatus::Succeeded, code);
+            route = std::fs::read_to_string(&foreach_file)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Vec<u64>>(&t).ok())
+                .map(|l| l.len().to_string())
+                .or_else(|| std::fs::read_to_string(&switch_file).ok());
+            break;
+        }
+        last = (
+            match code {
+                Some(crate::step::EXIT_TIMEOUT) => TaskStatus::TimedOut,
+                Some(crate::step::EXIT_TERMINATED) => TaskStatus::Terminated,
+                _ => TaskStatus::Failed,
+            },
+            code,
+        );
+        if last.0 == TaskStatus::Terminated {
+            break;
+        }
+    }
+    let summary = TaskSummary {
+        task: p.task.to_string(),
+        status: last.0,
+        attempts,
+        exit_code: last.1,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    (p, summary, route)
+}

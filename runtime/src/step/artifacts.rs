@@ -1,0 +1,272 @@
+//! Restoring a task's inputs from its parents' committed namespaces, and uploading its
+//! outputs into its own.
+//!
+//! A task's namespace (`artifacts.json`) is what it inherited plus what it wrote: inherited
+//! artifacts are references to blobs already stored, so they cost no upload. At a join,
+//! each parent's namespace is restored under `INPUT_DIR/<parent step>/` (static split) or
+//! `INPUT_DIR/<split index>/` (foreach), and artifacts equal in every parent also at the
+//! top; only those equal ones are inherited past the join.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use flowpack_core::Digest;
+use flowpack_core::archive;
+use flowpack_core::run::{ArtifactKind, ArtifactRef, Artifacts, TaskRef};
+use flowpack_core::store::{Put, Store, layout};
+use flowpack_packager::tree::{self, Rules};
+
+use crate::RuntimeError;
+use crate::cache::{Cache, link_file, link_tree};
+
+/// The zstd level of artifacts: fast, since artifacts are often large and already dense.
+pub const LEVEL: i32 = 1;
+
+/// The newest committed attempt of a task and its namespace.
+pub async fn committed(
+    store: &Store,
+    flow: &str,
+    run: &str,
+    task: &TaskRef,
+) -> Result<Option<(u32, Artifacts)>, RuntimeError> {
+    let prefix = layout::task(flow, run, &task.step, &task.task);
+    let mut attempts: Vec<u32> = store
+        .list_dirs(&prefix)
+        .await?
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    attempts.sort_unstable_by(|a, b| b.cmp(a));
+    for a in attempts {
+        let key = format!(
+            "{}artifacts.json",
+            layout::attempt(flow, run, &task.step, &task.task, a)
+        );
+        match store.get_json::<Artifacts>(&key).await {
+            Ok(arts) => return Ok(Some((a, arts))),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+/// What restoring inputs gave.
+pub struct Restored {
+    /// The namespace inherited (before this task's own outputs).
+    pub inherited: Artifacts,
+    /// The parents' namespaces, for the foreach item lookup.
+    pub parents: Vec<(TaskRef, Artifacts)>,
+    /// Compressed bytes downloaded.
+    pub downloaded: u64,
+}
+
+/// Restores the artifacts of `parents` into `input_dir` (only `only`, when given).
+pub async fn restore(
+    store: &Store,
+    cache: &Cache,
+    flow: &str,
+    run: &str,
+    parents: &[TaskRef],
+    only: Option<&std::collections::BTreeSet<String>>,
+    input_dir: &Path,
+) -> Result<Restored, RuntimeError> {
+    let mut namespaces = Vec::new();
+    for p in parents {
+        match committed(store, flow, run, p).await? {
+            Some((_, arts)) => namespaces.push((p.clone(), arts)),
+            None => {
+                return Err(RuntimeError::Invalid(format!(
+                    "parent task {p} of run {run} has no committed attempt: it did not succeed"
+                )));
+            }
+        }
+    }
+    let parents_text = parents
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The top level: the only parent's namespace, or what all parents agree on.
+    let top: BTreeMap<String, ArtifactRef> = match namespaces.split_first() {
+        None => BTreeMap::new(),
+        Some(((_, first), rest)) => first
+            .artifacts
+            .iter()
+            .filter(|(name, a)| {
+                rest.iter()
+                    .all(|(_, o)| o.artifacts.get(*name).is_some_and(|b| b.digest == a.digest))
+            })
+            .map(|(n, a)| (n.clone(), a.clone()))
+            .collect(),
+    };
+    if let Some(only) = only {
+        for name in only {
+            let anywhere = namespaces
+                .iter()
+                .any(|(_, n)| n.artifacts.contains_key(name));
+            if !anywhere {
+                return Err(RuntimeError::MissingInput {
+                    artifact: name.clone(),
+                    parents: parents_text,
+                    hint: "check the step's `inputs:` and that a step before it writes the artifact to $FLOWPACK_OUTPUT_DIR".into(),
+                });
+            }
+        }
+    }
+    let wanted = |name: &str| only.is_none_or(|o| o.contains(name));
+    let mut downloaded = 0;
+    std::fs::create_dir_all(input_dir).map_err(|e| RuntimeError::io(input_dir, e))?;
+    for (name, a) in &top {
+        if wanted(name) {
+            downloaded += place(store, cache, a, &input_dir.join(name)).await?;
+        }
+    }
+    if namespaces.len() > 1 {
+        let foreach = namespaces
+            .iter()
+            .all(|(p, _)| p.step == namespaces[0].0.step);
+        for (p, arts) in &namespaces {
+            let label = if foreach {
+                p.task.rsplit('.').next().unwrap_or(&p.task).to_string()
+            } else {
+                p.step.clone()
+            };
+            let dir = input_dir.join(label);
+            std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
+            for (name, a) in &arts.artifacts {
+                if wanted(name) {
+                    downloaded += place(store, cache, a, &dir.join(name)).await?;
+                }
+            }
+        }
+    }
+    Ok(Restored {
+        inherited: Artifacts { artifacts: top },
+        parents: namespaces,
+        downloaded,
+    })
+}
+
+/// Puts artifact `a` at `dest` from the cache (downloading it first when missing).
+async fn place(
+    store: &Store,
+    cache: &Cache,
+    a: &ArtifactRef,
+    dest: &Path,
+) -> Result<u64, RuntimeError> {
+    let (src, downloaded) = cache.artifact(store, &a.digest, a.size, a.kind).await?;
+    match a.kind {
+        ArtifactKind::File => link_file(&src, dest)?,
+        ArtifactKind::Dir => link_tree(&src, dest)?,
+    }
+    Ok(downloaded)
+}
+
+/// Reads a JSON artifact from a namespace (the foreach list of a parent).
+pub async fn read_json(
+    store: &Store,
+    cache: &Cache,
+    a: &ArtifactRef,
+) -> Result<serde_json::Value, RuntimeError> {
+    if a.kind != ArtifactKind::File {
+        return Err(RuntimeError::Invalid(
+            "a folder artifact is not JSON".into(),
+        ));
+    }
+    let (path, _) = cache.artifact(store, &a.digest, a.size, a.kind).await?;
+    let text = std::fs::read(&path).map_err(|e| RuntimeError::io(&path, e))?;
+    serde_json::from_slice(&text).map_err(|e| RuntimeError::Invalid(format!("not JSON: {e}")))
+}
+
+/// What uploading outputs did.
+pub struct Uploaded {
+    /// The task's namespace: inherited, overridden by its outputs.
+    pub namespace: Artifacts,
+    /// Compressed bytes uploaded.
+    pub uploaded: u64,
+    /// Compressed bytes the store had already.
+    pub reused: u64,
+}
+
+/// Uploads each top-level file or folder of `output_dir` as an artifact.
+pub async fn upload(
+    store: &Store,
+    cache: &Cache,
+    output_dir: &Path,
+    inherited: Artifacts,
+    origin: &str,
+) -> Result<Uploaded, RuntimeError> {
+    let mut namespace = inherited;
+    let (mut uploaded, mut reused) = (0, 0);
+    let mut names: Vec<_> = std::fs::read_dir(output_dir)
+        .map_err(|e| RuntimeError::io(output_dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| RuntimeError::io(output_dir, e))?;
+    names.sort_by_key(|e| e.file_name());
+    for entry in names {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if !flowpack_core::flow::is_artifact_name(&name) {
+            return Err(RuntimeError::Invalid(format!(
+                "output '{name}' is not a valid artifact name: use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'"
+            )));
+        }
+        let ft = entry.file_type().map_err(|e| RuntimeError::io(&path, e))?;
+        let kind = if ft.is_file() {
+            ArtifactKind::File
+        } else if ft.is_dir() {
+            ArtifactKind::Dir
+        } else {
+            return Err(RuntimeError::Invalid(format!(
+                "output '{name}' is neither a file nor a folder (symlinks and special files cannot be artifacts)"
+            )));
+        };
+        let tmp = cache.tmp()?;
+        let (digest, size, file) = tokio::task::spawn_blocking(move || pack(&path, kind, &tmp))
+            .await
+            .expect("packing does not panic")?;
+        match store.stat_blob(&digest).await? {
+            Some(stored) => reused += stored,
+            None => match store.put_blob_file(&digest, file.path(), &|_| {}).await? {
+                Put::Uploaded(n) => uploaded += n,
+                Put::Existed => {}
+            },
+        }
+        namespace.artifacts.insert(
+            name,
+            ArtifactRef {
+                digest,
+                size,
+                kind,
+                origin: origin.to_string(),
+            },
+        );
+    }
+    Ok(Uploaded {
+        namespace,
+        uploaded,
+        reused,
+    })
+}
+
+fn pack(
+    path: &Path,
+    kind: ArtifactKind,
+    tmp: &Path,
+) -> Result<(Digest, u64, tempfile::NamedTempFile), RuntimeError> {
+    let io = |e| RuntimeError::io(path, e);
+    let mut w =
+        flowpack_core::store::BlobWriter::new(tmp, LEVEL).map_err(|e| RuntimeError::io(tmp, e))?;
+    match kind {
+        ArtifactKind::File => {
+            let mut f = std::fs::File::open(path).map_err(io)?;
+            std::io::copy(&mut f, &mut w).map_err(io)?;
+        }
+        ArtifactKind::Dir => {
+            let mut listing = tree::list(path, Rules::All, &[])?;
+            w = archive::write_tar(&mut listing.entries, w)?;
+        }
+    }
+    w.finish().map_err(|e| RuntimeError::io(tmp, e))
+}

@@ -1,0 +1,131 @@
+//! `flowpack run FLOW`: push, then run every task locally through `flowpack step`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use flowpack_core::Flow;
+use flowpack_core::run::{TaskRef, new_local_run_id};
+use flowpack_packager::{PushOptions, push};
+use flowpack_runtime::local::{self, RunOptions, RunReporter, TaskSummary};
+
+use crate::cli::RunArgs;
+use crate::progress::Progress;
+use crate::settings;
+
+struct Printer {
+    run: String,
+}
+
+impl RunReporter for Printer {
+    fn line(&self, task: &TaskRef, text: &str) {
+        let _ = writeln!(std::io::stderr().lock(), "[{}/{task}] {text}", self.run);
+    }
+
+    fn finished(&self, t: &TaskSummary) {
+        let attempts = if t.attempts > 1 {
+            format!(" after {} attempts", t.attempts)
+        } else {
+            String::new()
+        };
+        let code = match (t.status.is_success(), t.exit_code) {
+            (false, Some(c)) => format!(" (exit {c})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "[{}/{}] {:?}{code}{attempts} in {:.2}s",
+            self.run,
+            t.task,
+            t.status,
+            t.seconds
+        );
+    }
+}
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    let flow = Flow::load(&args.flow)?;
+    let params = super::key_values(&args.params, "--param")?;
+    // Check parameters before anything is pushed.
+    flowpack_runtime::step::resolve_params(&flow, &params)?;
+    let store = settings::store(args.store.store.as_deref(), &settings::flow_dir(&args.flow))?;
+    let cache_dir = settings::cache_dir()?;
+    let progress = Progress::new(args.json);
+    let pushed = push(
+        &args.flow,
+        &flow,
+        &PushOptions {
+            store: store.clone(),
+            version: None,
+            record_version: false,
+            rebuild_env: false,
+            cache_dir: cache_dir.clone(),
+        },
+        &progress,
+    )
+    .await;
+    progress.clear();
+    let pushed = pushed?;
+    let run_id = new_local_run_id();
+    eprintln!(
+        "run {run_id} of flow {} (package {}) in {}",
+        flow.name,
+        pushed.package.short(),
+        store.url()
+    );
+    let summary = local::run(
+        RunOptions {
+            store,
+            package: pushed.package,
+            flow,
+            run: run_id.clone(),
+            params,
+            max_workers: args.max_workers,
+            cache_dir,
+            exe: std::env::current_exe().context("cannot find the flowpack binary to run steps")?,
+            done: Default::default(),
+            resumed_from: None,
+        },
+        Arc::new(Printer {
+            run: run_id.clone(),
+        }),
+    )
+    .await?;
+    if args.json {
+        super::print_json(&summary)?;
+    } else {
+        let failed: Vec<&TaskSummary> = summary
+            .tasks
+            .iter()
+            .filter(|t| !t.status.is_success())
+            .collect();
+        println!(
+            "run {} {} in {:.2}s: {} tasks, {} failed",
+            summary.run,
+            if summary.succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            summary.seconds,
+            summary.tasks.len(),
+            failed.len()
+        );
+        for t in failed {
+            println!(
+                "  {} {:?} exit {}",
+                t.task,
+                t.status,
+                t.exit_code.map_or("-".into(), |c| c.to_string())
+            );
+        }
+        if !summary.succeeded {
+            println!("inspect it with: flowpack show {run_id}");
+        }
+    }
+    if summary.succeeded {
+        Ok(())
+    } else {
+        anyhow::bail!("run {run_id} failed")
+    }
+}
