@@ -29,6 +29,94 @@ pub enum Command {
     Run(RunArgs),
     /// Run one task: the entrypoint of every KFP pod (written by the compiler, not by hand).
     Step(StepArgs),
+    /// List runs, newest first.
+    Runs(RunsArgs),
+    /// Show a run: its tasks, attempts, status, durations and artifacts.
+    Show(ShowArgs),
+    /// Print the logs of a task.
+    Logs(LogsArgs),
+    /// Work with artifacts.
+    #[command(subcommand)]
+    Artifacts(ArtifactsCommand),
+    /// Start a new run that reuses the committed tasks of a failed one.
+    Resume(ResumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only runs of this flow.
+    pub flow: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The run id (or FLOW/RUN).
+    pub run: String,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// RUN/STEP or RUN/STEP/TASK (task 0 by default).
+    pub target: String,
+    /// The attempt (default: the newest).
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+    /// Keep printing new lines until the task ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Print JSON: one object per line with time, stream and text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// Download an artifact of a task's newest committed attempt.
+    Get(ArtifactGetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactGetArgs {
+    /// RUN/STEP/NAME (task 0) or RUN/STEP/TASK/NAME.
+    pub target: String,
+    /// Where to write it (a file, or a folder for folder artifacts). Default: ./NAME;
+    /// `-` writes a file artifact to stdout.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run to resume.
+    pub run: String,
+    /// Run again from this step (default: the steps that failed); tasks before it are reused.
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Tasks at once. Default: the flow's max_workers.
+    #[arg(long, value_name = "N")]
+    pub max_workers: Option<usize>,
+    /// Print the run summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,1 +1,320 @@
-//! Reading runs back: lists, task details, logs and artifacts; and resume.
+//! Reading runs back: run lists and status, a run's tasks, logs (also while they are
+//! written), artifacts; and `resume`, which starts a new run reusing the committed tasks
+//! of an old one by reference.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use flowpack_core::flow::{Flow, Transition};
+use flowpack_core::run::{ArtifactRef, Artifacts, RunRecord, TaskRecord, TaskRef, TaskStatus};
+use flowpack_core::store::{Store, layout};
+use serde::Serialize;
+
+use crate::RuntimeError;
+
+/// A run's overall state, derived from its task records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// `end` committed.
+    Succeeded,
+    /// A task failed and none is running.
+    Failed,
+    /// Tasks are running (or their runner died: see the heartbeats).
+    Running,
+}
+
+/// One attempt of one task, as stored.
+#[derive(Clone, Debug, Serialize)]
+pub struct Attempt {
+    /// The lifecycle record.
+    pub record: TaskRecord,
+    /// Whether its outputs are committed.
+    pub committed: bool,
+}
+
+/// One task of a run with all its attempts.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskInfo {
+    /// `step/task`.
+    pub task: String,
+    /// The step.
+    pub step: String,
+    /// Attempts, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// The artifacts of the newest committed attempt, by name.
+    pub artifacts: BTreeMap<String, ArtifactRef>,
+}
+
+impl TaskInfo {
+    /// Wall seconds from the first attempt's start to the last one's end.
+    pub fn seconds(&self) -> Option<f64> {
+        let start: jiff::Timestamp = self.attempts.first()?.record.started_at.parse().ok()?;
+        let end: jiff::Timestamp = self.attempts.last()?.record.finished_at.as_deref()?.parse().ok()?;
+        Some(end.duration_since(start).as_secs_f64())
+    }
+
+    /// The status of the newest attempt.
+    pub fn status(&self) -> Option<TaskStatus> {
+        self.attempts.last().map(|a| {
+            if a.committed && !a.record.status.is_success() {
+                TaskStatus::Succeeded
+            } else {
+                a.record.status
+            }
+        })
+    }
+}
+
+/// A run with its tasks.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunInfo {
+    /// The run record.
+    pub record: RunRecord,
+    /// Derived status.
+    pub status: RunStatus,
+    /// Tasks in the order their steps appear in the flow, then by task id.
+    pub tasks: Vec<TaskInfo>,
+}
+
+/// The flow a run belongs to and its record; `run` may be `FLOW/RUN` or just `RUN`.
+pub async fn find_run(store: &Store, run: &str) -> Result<RunRecord, RuntimeError> {
+    if let Some((flow, id)) = run.split_once('/') {
+        return Ok(store.get_json(&layout::run_record(flow, id)).await?);
+    }
+    for flow in store.list_dirs(&layout::runs()).await? {
+        match store.get_json::<RunRecord>(&layout::run_record(&flow, run)).await {
+            Ok(r) => return Ok(r),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(RuntimeError::Invalid(format!(
+        "run '{run}' is not in the store {}: `flowpack runs` lists the runs there",
+        store.url()
+    )))
+}
+
+/// Every run in the store (of `flow`, when given), newest first.
+pub async fn list_runs(store: &Store, flow: Option<&str>) -> Result<Vec<RunInfo>, RuntimeError> {
+    let flows = match flow {
+        Some(f) => vec![f.to_string()],
+        None => store.list_dirs(&layout::runs()).await?,
+    };
+    let mut out = Vec::new();
+    for f in flows {
+        for id in store.list_dirs(&layout::flow_runs(&f)).await? {
+            match store.get_json::<RunRecord>(&layout::run_record(&f, &id)).await {
+                Ok(record) => out.push(load(store, record).await?),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    out.sort_by(|a, b| b.record.created_at.cmp(&a.record.created_at));
+    Ok(out)
+}
+
+/// A run with every task and attempt.
+pub async fn load(store: &Store, record: RunRecord) -> Result<RunInfo, RuntimeError> {
+    let prefix = layout::run(&record.flow, &record.run);
+    // One listing gives every task, attempt and commit.
+    let keys = store.list(&prefix).await?;
+    let mut seen: BTreeMap<(String, String), BTreeMap<u32, bool>> = BTreeMap::new();
+    for k in &keys {
+        let rest = &k[prefix.len()..];
+        let parts: Vec<&str> = rest.split('/').collect();
+        if parts.len() < 4 {
+            continue;
+        }
+        let Ok(attempt) = parts[2].parse::<u32>() else { continue };
+        let slot = seen
+            .entry((parts[0].to_string(), parts[1].to_string()))
+            .or_default()
+            .entry(attempt)
+            .or_insert(false);
+        if parts[3] == "artifacts.json" {
+            *slot = true;
+        }
+    }
+    let mut tasks = Vec::new();
+    for ((step, task), attempts) in seen {
+        let mut info = TaskInfo {
+            task: format!("{step}/{task}"),
+            step: step.clone(),
+            attempts: Vec::new(),
+            artifacts: BTreeMap::new(),
+        };
+        for (attempt, committed) in &attempts {
+            let base = layout::attempt(&record.flow, &record.run, &step, &task, *attempt);
+            let rec: TaskRecord = match store.get_json(&format!("{base}task.json")).await {
+                Ok(r) => r,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if *committed {
+                let arts: Artifacts = store.get_json(&format!("{base}artifacts.json")).await?;
+                info.artifacts = arts.artifacts;
+            }
+            info.attempts.push(Attempt { record: rec, committed: *committed });
+        }
+        tasks.push(info);
+    }
+    let status = if tasks.iter().any(|t| t.step == "end" && t.attempts.iter().any(|a| a.committed)) {
+        RunStatus::Succeeded
+    } else if tasks.iter().any(|t| t.status() == Some(TaskStatus::Running)) {
+        RunStatus::Running
+    } else if tasks.iter().any(|t| t.status().is_some_and(|s| !s.is_success())) {
+        RunStatus::Failed
+    } else {
+        RunStatus::Running
+    };
+    tasks.sort_by(|a, b| {
+        (a.attempts.first().map(|x| x.record.started_at.clone()), &a.task)
+            .cmp(&(b.attempts.first().map(|x| x.record.started_at.clone()), &b.task))
+    });
+    Ok(RunInfo { record, status, tasks })
+}
+
+/// The log text of one attempt (the newest when None), chunk by chunk from `from_chunk`.
+/// Returns the text and the number of chunks read.
+pub async fn read_logs(
+    store: &Store,
+    record: &RunRecord,
+    task: &TaskRef,
+    attempt: u32,
+    from_chunk: usize,
+) -> Result<(String, usize), RuntimeError> {
+    let base = format!(
+        "{}logs/",
+        layout::attempt(&record.flow, &record.run, &task.step, &task.task, attempt)
+    );
+    let chunks = store.list(&base).await?;
+    let mut text = String::new();
+    for key in chunks.iter().skip(from_chunk) {
+        text.push_str(&String::from_utf8_lossy(&store.get_bytes(key).await?));
+    }
+    Ok((text, chunks.len()))
+}
+
+/// Steps at and after `from` in the graph.
+fn downstream(flow: &Flow, from: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut queue: VecDeque<String> = from.iter().cloned().collect();
+    while let Some(s) = queue.pop_front() {
+        if out.insert(s.clone()) {
+            queue.extend(flow.steps[&s].next.targets().into_iter().map(String::from));
+        }
+    }
+    out
+}
+
+/// Prepares a resumed run: copies, by reference, every committed task of `old` that is
+/// not at or after the failed steps (or `from`) into the new run `new_run`, and returns
+/// them with their routes (foreach count, switch case) for the planner.
+pub async fn reuse_tasks(
+    store: &Store,
+    flow: &Flow,
+    old: &RunInfo,
+    from: Option<&str>,
+    new_run: &str,
+    cache: &crate::cache::Cache,
+) -> Result<BTreeMap<TaskRef, Option<String>>, RuntimeError> {
+    let restart: BTreeSet<String> = match from {
+        Some(f) => {
+            if !flow.steps.contains_key(f) {
+                return Err(RuntimeError::Invalid(format!("flow '{}' has no step '{f}'", flow.name)));
+            }
+            [f.to_string()].into()
+        }
+        None => old
+            .tasks
+            .iter()
+            .filter(|t| t.status().is_some_and(|s| !s.is_success()))
+            .map(|t| t.step.clone())
+            .collect(),
+    };
+    let redo = downstream(flow, &restart);
+    let mut done = BTreeMap::new();
+    let fname = &old.record.flow;
+    for t in &old.tasks {
+        if redo.contains(&t.step) {
+            continue;
+        }
+        let Some(a) = t.attempts.iter().rev().find(|a| a.committed) else { continue };
+        let tref: TaskRef = t.task.parse().map_err(RuntimeError::Invalid)?;
+        let base = layout::attempt(fname, new_run, &tref.step, &tref.task, 0);
+        let mut rec = a.record.clone();
+        rec.run = new_run.to_string();
+        rec.attempt = 0;
+        rec.status = TaskStatus::Reused;
+        rec.reused_from = Some(format!("{}/{}/{}", old.record.run, t.task, a.record.attempt));
+        store.create_json(&format!("{base}task.json"), &rec).await?;
+        store
+            .create_json(&format!("{base}artifacts.json"), &Artifacts { artifacts: t.artifacts.clone() })
+            .await?;
+        let route = match &flow.steps[&t.step].next {
+            Transition::Foreach { over, .. } => {
+                let a = t.artifacts.get(over).ok_or_else(|| RuntimeError::MissingInput {
+                    artifact: over.clone(),
+                    parents: t.task.clone(),
+                    hint: "the reused foreach task lacks its list".into(),
+                })?;
+                let list = crate::step::read_json_artifact(store, cache, a).await?;
+                Some(list.as_array().map_or(0, Vec::len).to_string())
+            }
+            Transition::Switch { on, .. } => {
+                let a = t.artifacts.get(on).ok_or_else(|| RuntimeError::MissingInput {
+                    artifact: on.clone(),
+                    parents: t.task.clone(),
+                    hint: "the reused switch task lacks its choice".into(),
+                })?;
+                let bytes = store.get_blob_bytes(&a.digest, a.size).await?;
+                Some(String::from_utf8_lossy(&bytes).trim().trim_matches('"').to_string())
+            }
+            _ => None,
+        };
+        done.insert(tref, route);
+    }
+    Ok(done)
+}
+
+/// Writes artifact `art` to `dest` (a new file or folder; written beside it and renamed in
+/// when verified), or a file artifact to stdout when `dest` is None.
+pub async fn save_artifact(store: &Store, art: &ArtifactRef, dest: Option<&std::path::Path>) -> Result<(), RuntimeError> {
+    use flowpack_core::run::ArtifactKind;
+    use flowpack_core::store::StoreError;
+    let reader = store.open_blob(&art.digest, art.size).await?;
+    let dest = dest.map(std::path::Path::to_path_buf);
+    let kind = art.kind;
+    tokio::task::spawn_blocking(move || -> Result<(), RuntimeError> {
+        let mut reader = reader;
+        let Some(dest) = dest else {
+            let mut stdout = std::io::stdout().lock();
+            std::io::copy(&mut reader, &mut stdout).map_err(|e| StoreError::from_io(e, "stdout"))?;
+            return Ok(());
+        };
+        let parent = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf();
+        match kind {
+            ArtifactKind::File => {
+                let mut tmp = tempfile::NamedTempFile::new_in(&parent).map_err(|e| RuntimeError::io(&parent, e))?;
+                std::io::copy(&mut reader, tmp.as_file_mut())
+                    .map_err(|e| StoreError::from_io(e, &dest.display().to_string()))?;
+                reader.finish()?;
+                tmp.persist_noclobber(&dest).map_err(|e| RuntimeError::io(&dest, e.error))?;
+            }
+            ArtifactKind::Dir => {
+                let tmp = tempfile::tempdir_in(&parent).map_err(|e| RuntimeError::io(&parent, e))?;
+                flowpack_core::archive::extract(&mut reader, tmp.path())?;
+                reader.finish()?;
+                std::fs::rename(tmp.keep(), &dest).map_err(|e| RuntimeError::io(&dest, e))?;
+            }
+        }
+        Ok(())
+    })
+    .await
+    .expect("writing an artifact does not panic")
+}

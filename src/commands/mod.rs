@@ -2,6 +2,7 @@
 
 mod check;
 mod fetch;
+mod inspect;
 mod push;
 mod run;
 pub mod step;
@@ -16,6 +17,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Push(a) => push::run(a).await,
         Command::Fetch(a) => fetch::run(a).await,
         Command::Run(a) => run::run(a).await,
+        Command::Runs(a) => inspect::runs(a).await,
+        Command::Show(a) => inspect::show(a).await,
+        Command::Logs(a) => inspect::logs(a).await,
+        Command::Artifacts(crate::cli::ArtifactsCommand::Get(a)) => inspect::artifact_get(a).await,
+        Command::Resume(a) => run::resume(a).await,
         Command::Step(_) => unreachable!("main runs `step` itself: it owns the exit code"),
     }
 }

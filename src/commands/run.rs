@@ -7,9 +7,11 @@ use anyhow::{Context, Result};
 use flowpack_core::Flow;
 use flowpack_core::run::{TaskRef, new_local_run_id};
 use flowpack_packager::{PushOptions, push};
+use flowpack_runtime::cache::Cache;
+use flowpack_runtime::inspect;
 use flowpack_runtime::local::{self, RunOptions, RunReporter, TaskSummary};
 
-use crate::cli::RunArgs;
+use crate::cli::{ResumeArgs, RunArgs};
 use crate::progress::Progress;
 use crate::settings;
 
@@ -67,18 +69,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
     progress.clear();
     let pushed = pushed?;
     let run_id = new_local_run_id();
-    eprintln!(
-        "run {run_id} of flow {} (package {}) in {}",
-        flow.name,
-        pushed.package.short(),
-        store.url()
-    );
-    let summary = local::run(
+    eprintln!("run {run_id} of flow {} (package {}) in {}", flow.name, pushed.package.short(), store.url());
+    execute(
         RunOptions {
             store,
             package: pushed.package,
             flow,
-            run: run_id.clone(),
+            run: run_id,
             params,
             max_workers: args.max_workers,
             cache_dir,
@@ -86,41 +83,70 @@ pub async fn run(args: RunArgs) -> Result<()> {
             done: Default::default(),
             resumed_from: None,
         },
-        Arc::new(Printer {
-            run: run_id.clone(),
-        }),
+        args.json,
     )
-    .await?;
-    if args.json {
+    .await
+}
+
+pub async fn resume(args: ResumeArgs) -> Result<()> {
+    let store = settings::store(args.store.store.as_deref(), std::path::Path::new("."))?;
+    let cache_dir = settings::cache_dir()?;
+    let record = inspect::find_run(&store, &args.run).await?;
+    let old = inspect::load(&store, record.clone()).await?;
+    let cache = Cache::new(&cache_dir);
+    let flow = cache.manifest(&store, &record.package).await?.flow;
+    let run_id = new_local_run_id();
+    let done = inspect::reuse_tasks(&store, &flow, &old, args.from.as_deref(), &run_id, &cache).await?;
+    eprintln!(
+        "run {run_id} resumes {} of flow {}: {} tasks reused",
+        record.run,
+        flow.name,
+        done.len()
+    );
+    let params = record
+        .parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)))
+        .collect();
+    execute(
+        RunOptions {
+            store,
+            package: record.package,
+            flow,
+            run: run_id,
+            params,
+            max_workers: args.max_workers,
+            cache_dir,
+            exe: std::env::current_exe().context("cannot find the flowpack binary to run steps")?,
+            done,
+            resumed_from: Some(record.run.clone()),
+        },
+        args.json,
+    )
+    .await
+}
+
+/// Runs the planned flow, prints the summary, and fails when the run failed.
+async fn execute(opts: RunOptions, json: bool) -> Result<()> {
+    let run_id = opts.run.clone();
+    let summary = local::run(opts, Arc::new(Printer { run: run_id.clone() })).await?;
+    if json {
         super::print_json(&summary)?;
     } else {
-        let failed: Vec<&TaskSummary> = summary
-            .tasks
-            .iter()
-            .filter(|t| !t.status.is_success())
-            .collect();
+        let failed: Vec<&TaskSummary> = summary.tasks.iter().filter(|t| !t.status.is_success()).collect();
         println!(
             "run {} {} in {:.2}s: {} tasks, {} failed",
             summary.run,
-            if summary.succeeded {
-                "succeeded"
-            } else {
-                "failed"
-            },
+            if summary.succeeded { "succeeded" } else { "failed" },
             summary.seconds,
             summary.tasks.len(),
             failed.len()
         );
         for t in failed {
-            println!(
-                "  {} {:?} exit {}",
-                t.task,
-                t.status,
-                t.exit_code.map_or("-".into(), |c| c.to_string())
-            );
+            println!("  {} {:?} exit {}", t.task, t.status, t.exit_code.map_or("-".into(), |c| c.to_string()));
         }
         if !summary.succeeded {
-            println!("inspect it with: flowpack show {run_id}");
+            println!("inspect it with: flowpack show {run_id}; run the rest with: flowpack resume {run_id}");
         }
     }
     if summary.succeeded {

@@ -22,7 +22,7 @@ use flowpack_core::flow::{Flow, Step, Transition};
 use flowpack_core::run::{Artifacts, Bytes, RunRecord, TaskRecord, TaskRef, TaskStatus};
 use flowpack_core::store::{Store, layout};
 
-pub use artifacts::committed;
+pub use artifacts::{committed, read_json as read_json_artifact};
 pub use child::StopSignals;
 
 use crate::RuntimeError;

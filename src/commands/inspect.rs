@@ -1,0 +1,186 @@
+//! `runs`, `show`, `logs` and `artifacts get`: reading runs back from the store.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use flowpack_core::run::{ArtifactKind, TaskRef, is_task_id};
+use flowpack_runtime::inspect::{self, RunInfo};
+use serde::Serialize;
+
+use crate::cli::{ArtifactGetArgs, LogsArgs, RunsArgs, ShowArgs};
+use crate::settings;
+
+fn store(flag: Option<&str>) -> Result<flowpack_core::store::Store> {
+    settings::store(flag, Path::new("."))
+}
+
+fn status_text<T: Serialize>(s: T) -> String {
+    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+pub async fn runs(a: RunsArgs) -> Result<()> {
+    let store = store(a.store.store.as_deref())?;
+    let runs = inspect::list_runs(&store, a.flow.as_deref()).await?;
+    if a.json {
+        let list: Vec<_> = runs
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "run": r.record.run, "flow": r.record.flow, "status": r.status,
+                    "created_at": r.record.created_at, "origin": r.record.origin,
+                    "package": r.record.package, "tasks": r.tasks.len(),
+                })
+            })
+            .collect();
+        return super::print_json(&list);
+    }
+    if runs.is_empty() {
+        println!("no runs in {}", store.url());
+        return Ok(());
+    }
+    println!("{:<36} {:<20} {:<10} {:<6} {:>5}  CREATED", "RUN", "FLOW", "STATUS", "ORIGIN", "TASKS");
+    for r in &runs {
+        println!(
+            "{:<36} {:<20} {:<10} {:<6} {:>5}  {}",
+            r.record.run,
+            r.record.flow,
+            status_text(r.status),
+            r.record.origin,
+            r.tasks.len(),
+            r.record.created_at
+        );
+    }
+    Ok(())
+}
+
+pub async fn show(a: ShowArgs) -> Result<()> {
+    let store = store(a.store.store.as_deref())?;
+    let record = inspect::find_run(&store, &a.run).await?;
+    let info = inspect::load(&store, record).await?;
+    if a.json {
+        return super::print_json(&info);
+    }
+    print_run(&info);
+    Ok(())
+}
+
+fn print_run(info: &RunInfo) {
+    let r = &info.record;
+    println!("run {} of flow {}: {}", r.run, r.flow, status_text(info.status));
+    println!("package {}  origin {}  created {}", r.package, r.origin, r.created_at);
+    if let Some(from) = &r.resumed_from {
+        println!("resumed from {from}");
+    }
+    if !r.parameters.is_empty() {
+        let params: Vec<String> = r.parameters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("parameters {}", params.join(" "));
+    }
+    println!("{:<24} {:<11} {:>8} {:>8}  ARTIFACTS", "TASK", "STATUS", "ATTEMPTS", "SECONDS");
+    for t in &info.tasks {
+        let status = t.status().map(status_text).unwrap_or_default();
+        let secs = t.seconds().map_or("-".into(), |s| format!("{s:.2}"));
+        let arts: Vec<&str> = t.artifacts.keys().map(String::as_str).collect();
+        println!("{:<24} {:<11} {:>8} {:>8}  {}", t.task, status, t.attempts.len(), secs, arts.join(", "));
+        if let Some(last) = t.attempts.last() {
+            if let Some(e) = &last.record.error {
+                println!("{:<24} error: {e}", "");
+            } else if !last.record.status.is_success() && last.record.exit_code.is_some() {
+                println!("{:<24} exit code {}", "", last.record.exit_code.unwrap_or_default());
+            }
+        }
+    }
+}
+
+/// `RUN/STEP[/TASK]` into its parts.
+fn parse_task_target(target: &str) -> Result<(String, TaskRef)> {
+    let parts: Vec<&str> = target.split('/').collect();
+    let (run, step, task) = match parts.as_slice() {
+        [run, step] => (*run, *step, "0"),
+        [run, step, task] => (*run, *step, *task),
+        _ => bail!("'{target}' must be RUN/STEP or RUN/STEP/TASK"),
+    };
+    if !is_task_id(task) {
+        bail!("'{task}' is not a task id: use 0, or foreach indices like 3 or 3.1");
+    }
+    Ok((run.to_string(), TaskRef { step: step.into(), task: task.into() }))
+}
+
+pub async fn logs(a: LogsArgs) -> Result<()> {
+    let store = store(a.store.store.as_deref())?;
+    let (run, task) = parse_task_target(&a.target)?;
+    let record = inspect::find_run(&store, &run).await?;
+    let mut chunk = 0;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let info = inspect::load(&store, record.clone()).await?;
+        let t = info.tasks.iter().find(|t| t.task == task.to_string());
+        let attempt = match (a.attempt, t.and_then(|t| t.attempts.last())) {
+            (Some(n), _) => Some(n),
+            (None, Some(last)) => Some(last.record.attempt),
+            (None, None) => None,
+        };
+        let finished = t
+            .and_then(|t| t.attempts.iter().find(|x| Some(x.record.attempt) == attempt))
+            .is_some_and(|x| x.record.finished_at.is_some());
+        if let Some(attempt) = attempt {
+            let (text, n) = inspect::read_logs(&store, &record, &task, attempt, chunk).await?;
+            chunk = n;
+            for line in text.lines() {
+                if a.json {
+                    let mut it = line.splitn(3, ' ');
+                    let (time, stream, text) = (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next().unwrap_or(""));
+                    writeln!(out, "{}", serde_json::json!({"time": time, "stream": stream, "text": text}))?;
+                } else {
+                    writeln!(out, "{line}")?;
+                }
+            }
+            out.flush()?;
+        } else if !a.follow {
+            bail!("run {run} has no task {task} (yet)");
+        }
+        if !a.follow || finished {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn artifact_get(a: ArtifactGetArgs) -> Result<()> {
+    let store = store(a.store.store.as_deref())?;
+    let parts: Vec<&str> = a.target.split('/').collect();
+    let (run, task, name) = match parts.as_slice() {
+        [run, step, name] => (*run, TaskRef { step: step.to_string(), task: "0".into() }, *name),
+        [run, step, task, name] if is_task_id(task) => {
+            (*run, TaskRef { step: step.to_string(), task: task.to_string() }, *name)
+        }
+        _ => bail!("'{}' must be RUN/STEP/NAME or RUN/STEP/TASK/NAME", a.target),
+    };
+    let record = inspect::find_run(&store, run).await?;
+    let (attempt, arts) = flowpack_runtime::step::committed(&store, &record.flow, &record.run, &task)
+        .await?
+        .with_context(|| format!("task {task} of run {run} has no committed attempt"))?;
+    let art = arts.artifacts.get(name).cloned().with_context(|| {
+        let names: Vec<&str> = arts.artifacts.keys().map(String::as_str).collect();
+        format!("task {task} of run {run} has no artifact '{name}' (it has: {})", names.join(", "))
+    })?;
+    let out = a.output.clone().unwrap_or_else(|| PathBuf::from(name));
+    let to_stdout = out.as_os_str() == "-";
+    if to_stdout && art.kind == ArtifactKind::Dir {
+        bail!("'{name}' is a folder: give -o FOLDER");
+    }
+    if !to_stdout && out.exists() {
+        bail!("{} exists already: give another -o", out.display());
+    }
+    inspect::save_artifact(&store, &art, (!to_stdout).then_some(out.as_path())).await?;
+    if a.json {
+        super::print_json(&serde_json::json!({
+            "run": record.run, "task": task.to_string(), "attempt": attempt, "name": name,
+            "digest": art.digest, "size": art.size, "kind": art.kind, "path": out.display().to_string(),
+        }))?;
+    } else if !to_stdout {
+        eprintln!("wrote {} ({} bytes) from {task} attempt {attempt}", out.display(), art.size);
+    }
+    Ok(())
+}
