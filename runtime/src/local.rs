@@ -86,7 +86,7 @@ pub struct RunSummary {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Frame {
-    Split { count: usize },
+    Split { branch: usize, count: usize },
     Foreach { index: usize, count: usize },
 }
 
@@ -134,12 +134,12 @@ impl Planner<'_> {
         let step = &self.flow.steps[&done.task.step];
         match &step.next {
             Transition::End => {}
-            Transition::Linear(t) => self.to(t, done, done.frames.clone(), 0),
+            Transition::Linear(t) => self.to(t, done, done.frames.clone()),
             Transition::Split(ts) => {
                 for (i, t) in ts.iter().enumerate() {
                     let mut f = done.frames.clone();
-                    f.push(Frame::Split { count: ts.len() });
-                    self.to(t, done, f, i);
+                    f.push(Frame::Split { branch: i, count: ts.len() });
+                    self.to(t, done, f);
                 }
             }
             Transition::Foreach { body, .. } => {
@@ -149,7 +149,7 @@ impl Planner<'_> {
                 for i in 0..n {
                     let mut f = done.frames.clone();
                     f.push(Frame::Foreach { index: i, count: n });
-                    self.to(body, done, f, i);
+                    self.to(body, done, f);
                 }
             }
             Transition::Switch { cases, .. } => {
@@ -157,13 +157,13 @@ impl Planner<'_> {
                 let t = cases.get(case).ok_or_else(|| {
                     RuntimeError::Invalid(format!("task {} chose unknown case '{case}'", done.task))
                 })?;
-                self.to(t, done, done.frames.clone(), 0);
+                self.to(t, done, done.frames.clone());
             }
         }
         Ok(())
     }
 
-    fn to(&mut self, step: &str, parent: &Planned, mut frames: Vec<Frame>, position: usize) {
+    fn to(&mut self, step: &str, parent: &Planned, mut frames: Vec<Frame>) {
         if !self.flow.steps[step].join {
             self.ready.push_back(Planned {
                 task: TaskRef {
@@ -179,7 +179,7 @@ impl Planner<'_> {
             .pop()
             .expect("validation: a join closes an open split");
         let (count, position) = match closed {
-            Frame::Split { count } => (count, position),
+            Frame::Split { branch, count } => (count, branch),
             Frame::Foreach { index, count } => (count, index),
         };
         let key = (step.to_string(), task_id(&frames));
