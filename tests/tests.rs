@@ -5,4 +5,5 @@ mod util;
 
 mod cli;
 mod push;
+mod runs;
 mod store;

@@ -49,7 +49,14 @@ impl TaskInfo {
     /// Wall seconds from the first attempt's start to the last one's end.
     pub fn seconds(&self) -> Option<f64> {
         let start: jiff::Timestamp = self.attempts.first()?.record.started_at.parse().ok()?;
-        let end: jiff::Timestamp = self.attempts.last()?.record.finished_at.as_deref()?.parse().ok()?;
+        let end: jiff::Timestamp = self
+            .attempts
+            .last()?
+            .record
+            .finished_at
+            .as_deref()?
+            .parse()
+            .ok()?;
         Some(end.duration_since(start).as_secs_f64())
     }
 
@@ -82,7 +89,10 @@ pub async fn find_run(store: &Store, run: &str) -> Result<RunRecord, RuntimeErro
         return Ok(store.get_json(&layout::run_record(flow, id)).await?);
     }
     for flow in store.list_dirs(&layout::runs()).await? {
-        match store.get_json::<RunRecord>(&layout::run_record(&flow, run)).await {
+        match store
+            .get_json::<RunRecord>(&layout::run_record(&flow, run))
+            .await
+        {
             Ok(r) => return Ok(r),
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e.into()),
@@ -103,7 +113,10 @@ pub async fn list_runs(store: &Store, flow: Option<&str>) -> Result<Vec<RunInfo>
     let mut out = Vec::new();
     for f in flows {
         for id in store.list_dirs(&layout::flow_runs(&f)).await? {
-            match store.get_json::<RunRecord>(&layout::run_record(&f, &id)).await {
+            match store
+                .get_json::<RunRecord>(&layout::run_record(&f, &id))
+                .await
+            {
                 Ok(record) => out.push(load(store, record).await?),
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
@@ -126,7 +139,9 @@ pub async fn load(store: &Store, record: RunRecord) -> Result<RunInfo, RuntimeEr
         if parts.len() < 4 {
             continue;
         }
-        let Ok(attempt) = parts[2].parse::<u32>() else { continue };
+        let Ok(attempt) = parts[2].parse::<u32>() else {
+            continue;
+        };
         let slot = seen
             .entry((parts[0].to_string(), parts[1].to_string()))
             .or_default()
@@ -155,24 +170,46 @@ pub async fn load(store: &Store, record: RunRecord) -> Result<RunInfo, RuntimeEr
                 let arts: Artifacts = store.get_json(&format!("{base}artifacts.json")).await?;
                 info.artifacts = arts.artifacts;
             }
-            info.attempts.push(Attempt { record: rec, committed: *committed });
+            info.attempts.push(Attempt {
+                record: rec,
+                committed: *committed,
+            });
         }
         tasks.push(info);
     }
-    let status = if tasks.iter().any(|t| t.step == "end" && t.attempts.iter().any(|a| a.committed)) {
+    let status = if tasks
+        .iter()
+        .any(|t| t.step == "end" && t.attempts.iter().any(|a| a.committed))
+    {
         RunStatus::Succeeded
-    } else if tasks.iter().any(|t| t.status() == Some(TaskStatus::Running)) {
+    } else if tasks
+        .iter()
+        .any(|t| t.status() == Some(TaskStatus::Running))
+    {
         RunStatus::Running
-    } else if tasks.iter().any(|t| t.status().is_some_and(|s| !s.is_success())) {
+    } else if tasks
+        .iter()
+        .any(|t| t.status().is_some_and(|s| !s.is_success()))
+    {
         RunStatus::Failed
     } else {
         RunStatus::Running
     };
     tasks.sort_by(|a, b| {
-        (a.attempts.first().map(|x| x.record.started_at.clone()), &a.task)
-            .cmp(&(b.attempts.first().map(|x| x.record.started_at.clone()), &b.task))
+        (
+            a.attempts.first().map(|x| x.record.started_at.clone()),
+            &a.task,
+        )
+            .cmp(&(
+                b.attempts.first().map(|x| x.record.started_at.clone()),
+                &b.task,
+            ))
     });
-    Ok(RunInfo { record, status, tasks })
+    Ok(RunInfo {
+        record,
+        status,
+        tasks,
+    })
 }
 
 /// The log text of one attempt (the newest when None), chunk by chunk from `from_chunk`.
@@ -222,7 +259,10 @@ pub async fn reuse_tasks(
     let restart: BTreeSet<String> = match from {
         Some(f) => {
             if !flow.steps.contains_key(f) {
-                return Err(RuntimeError::Invalid(format!("flow '{}' has no step '{f}'", flow.name)));
+                return Err(RuntimeError::Invalid(format!(
+                    "flow '{}' has no step '{f}'",
+                    flow.name
+                )));
             }
             [f.to_string()].into()
         }
@@ -240,36 +280,57 @@ pub async fn reuse_tasks(
         if redo.contains(&t.step) {
             continue;
         }
-        let Some(a) = t.attempts.iter().rev().find(|a| a.committed) else { continue };
+        let Some(a) = t.attempts.iter().rev().find(|a| a.committed) else {
+            continue;
+        };
         let tref: TaskRef = t.task.parse().map_err(RuntimeError::Invalid)?;
         let base = layout::attempt(fname, new_run, &tref.step, &tref.task, 0);
         let mut rec = a.record.clone();
         rec.run = new_run.to_string();
         rec.attempt = 0;
         rec.status = TaskStatus::Reused;
-        rec.reused_from = Some(format!("{}/{}/{}", old.record.run, t.task, a.record.attempt));
+        rec.reused_from = Some(format!(
+            "{}/{}/{}",
+            old.record.run, t.task, a.record.attempt
+        ));
         store.create_json(&format!("{base}task.json"), &rec).await?;
         store
-            .create_json(&format!("{base}artifacts.json"), &Artifacts { artifacts: t.artifacts.clone() })
+            .create_json(
+                &format!("{base}artifacts.json"),
+                &Artifacts {
+                    artifacts: t.artifacts.clone(),
+                },
+            )
             .await?;
         let route = match &flow.steps[&t.step].next {
             Transition::Foreach { over, .. } => {
-                let a = t.artifacts.get(over).ok_or_else(|| RuntimeError::MissingInput {
-                    artifact: over.clone(),
-                    parents: t.task.clone(),
-                    hint: "the reused foreach task lacks its list".into(),
-                })?;
+                let a = t
+                    .artifacts
+                    .get(over)
+                    .ok_or_else(|| RuntimeError::MissingInput {
+                        artifact: over.clone(),
+                        parents: t.task.clone(),
+                        hint: "the reused foreach task lacks its list".into(),
+                    })?;
                 let list = crate::step::read_json_artifact(store, cache, a).await?;
                 Some(list.as_array().map_or(0, Vec::len).to_string())
             }
             Transition::Switch { on, .. } => {
-                let a = t.artifacts.get(on).ok_or_else(|| RuntimeError::MissingInput {
-                    artifact: on.clone(),
-                    parents: t.task.clone(),
-                    hint: "the reused switch task lacks its choice".into(),
-                })?;
+                let a = t
+                    .artifacts
+                    .get(on)
+                    .ok_or_else(|| RuntimeError::MissingInput {
+                        artifact: on.clone(),
+                        parents: t.task.clone(),
+                        hint: "the reused switch task lacks its choice".into(),
+                    })?;
                 let bytes = store.get_blob_bytes(&a.digest, a.size).await?;
-                Some(String::from_utf8_lossy(&bytes).trim().trim_matches('"').to_string())
+                Some(
+                    String::from_utf8_lossy(&bytes)
+                        .trim()
+                        .trim_matches('"')
+                        .to_string(),
+                )
             }
             _ => None,
         };
@@ -280,7 +341,11 @@ pub async fn reuse_tasks(
 
 /// Writes artifact `art` to `dest` (a new file or folder; written beside it and renamed in
 /// when verified), or a file artifact to stdout when `dest` is None.
-pub async fn save_artifact(store: &Store, art: &ArtifactRef, dest: Option<&std::path::Path>) -> Result<(), RuntimeError> {
+pub async fn save_artifact(
+    store: &Store,
+    art: &ArtifactRef,
+    dest: Option<&std::path::Path>,
+) -> Result<(), RuntimeError> {
     use flowpack_core::run::ArtifactKind;
     use flowpack_core::store::StoreError;
     let reader = store.open_blob(&art.digest, art.size).await?;
@@ -290,7 +355,8 @@ pub async fn save_artifact(store: &Store, art: &ArtifactRef, dest: Option<&std::
         let mut reader = reader;
         let Some(dest) = dest else {
             let mut stdout = std::io::stdout().lock();
-            std::io::copy(&mut reader, &mut stdout).map_err(|e| StoreError::from_io(e, "stdout"))?;
+            std::io::copy(&mut reader, &mut stdout)
+                .map_err(|e| StoreError::from_io(e, "stdout"))?;
             return Ok(());
         };
         let parent = dest
@@ -300,14 +366,17 @@ pub async fn save_artifact(store: &Store, art: &ArtifactRef, dest: Option<&std::
             .to_path_buf();
         match kind {
             ArtifactKind::File => {
-                let mut tmp = tempfile::NamedTempFile::new_in(&parent).map_err(|e| RuntimeError::io(&parent, e))?;
+                let mut tmp = tempfile::NamedTempFile::new_in(&parent)
+                    .map_err(|e| RuntimeError::io(&parent, e))?;
                 std::io::copy(&mut reader, tmp.as_file_mut())
                     .map_err(|e| StoreError::from_io(e, &dest.display().to_string()))?;
                 reader.finish()?;
-                tmp.persist_noclobber(&dest).map_err(|e| RuntimeError::io(&dest, e.error))?;
+                tmp.persist_noclobber(&dest)
+                    .map_err(|e| RuntimeError::io(&dest, e.error))?;
             }
             ArtifactKind::Dir => {
-                let tmp = tempfile::tempdir_in(&parent).map_err(|e| RuntimeError::io(&parent, e))?;
+                let tmp =
+                    tempfile::tempdir_in(&parent).map_err(|e| RuntimeError::io(&parent, e))?;
                 flowpack_core::archive::extract(&mut reader, tmp.path())?;
                 reader.finish()?;
                 std::fs::rename(tmp.keep(), &dest).map_err(|e| RuntimeError::io(&dest, e))?;

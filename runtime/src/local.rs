@@ -138,7 +138,10 @@ impl Planner<'_> {
             Transition::Split(ts) => {
                 for (i, t) in ts.iter().enumerate() {
                     let mut f = done.frames.clone();
-                    f.push(Frame::Split { branch: i, count: ts.len() });
+                    f.push(Frame::Split {
+                        branch: i,
+                        count: ts.len(),
+                    });
                     self.to(t, done, f);
                 }
             }

@@ -17,7 +17,10 @@ fn store(flag: Option<&str>) -> Result<flowpack_core::store::Store> {
 }
 
 fn status_text<T: Serialize>(s: T) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 pub async fn runs(a: RunsArgs) -> Result<()> {
@@ -40,7 +43,10 @@ pub async fn runs(a: RunsArgs) -> Result<()> {
         println!("no runs in {}", store.url());
         return Ok(());
     }
-    println!("{:<36} {:<20} {:<10} {:<6} {:>5}  CREATED", "RUN", "FLOW", "STATUS", "ORIGIN", "TASKS");
+    println!(
+        "{:<36} {:<20} {:<10} {:<6} {:>5}  CREATED",
+        "RUN", "FLOW", "STATUS", "ORIGIN", "TASKS"
+    );
     for r in &runs {
         println!(
             "{:<36} {:<20} {:<10} {:<6} {:>5}  {}",
@@ -68,26 +74,52 @@ pub async fn show(a: ShowArgs) -> Result<()> {
 
 fn print_run(info: &RunInfo) {
     let r = &info.record;
-    println!("run {} of flow {}: {}", r.run, r.flow, status_text(info.status));
-    println!("package {}  origin {}  created {}", r.package, r.origin, r.created_at);
+    println!(
+        "run {} of flow {}: {}",
+        r.run,
+        r.flow,
+        status_text(info.status)
+    );
+    println!(
+        "package {}  origin {}  created {}",
+        r.package, r.origin, r.created_at
+    );
     if let Some(from) = &r.resumed_from {
         println!("resumed from {from}");
     }
     if !r.parameters.is_empty() {
-        let params: Vec<String> = r.parameters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let params: Vec<String> = r
+            .parameters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         println!("parameters {}", params.join(" "));
     }
-    println!("{:<24} {:<11} {:>8} {:>8}  ARTIFACTS", "TASK", "STATUS", "ATTEMPTS", "SECONDS");
+    println!(
+        "{:<24} {:<11} {:>8} {:>8}  ARTIFACTS",
+        "TASK", "STATUS", "ATTEMPTS", "SECONDS"
+    );
     for t in &info.tasks {
         let status = t.status().map(status_text).unwrap_or_default();
         let secs = t.seconds().map_or("-".into(), |s| format!("{s:.2}"));
         let arts: Vec<&str> = t.artifacts.keys().map(String::as_str).collect();
-        println!("{:<24} {:<11} {:>8} {:>8}  {}", t.task, status, t.attempts.len(), secs, arts.join(", "));
+        println!(
+            "{:<24} {:<11} {:>8} {:>8}  {}",
+            t.task,
+            status,
+            t.attempts.len(),
+            secs,
+            arts.join(", ")
+        );
         if let Some(last) = t.attempts.last() {
             if let Some(e) = &last.record.error {
                 println!("{:<24} error: {e}", "");
             } else if !last.record.status.is_success() && last.record.exit_code.is_some() {
-                println!("{:<24} exit code {}", "", last.record.exit_code.unwrap_or_default());
+                println!(
+                    "{:<24} exit code {}",
+                    "",
+                    last.record.exit_code.unwrap_or_default()
+                );
             }
         }
     }
@@ -104,7 +136,13 @@ fn parse_task_target(target: &str) -> Result<(String, TaskRef)> {
     if !is_task_id(task) {
         bail!("'{task}' is not a task id: use 0, or foreach indices like 3 or 3.1");
     }
-    Ok((run.to_string(), TaskRef { step: step.into(), task: task.into() }))
+    Ok((
+        run.to_string(),
+        TaskRef {
+            step: step.into(),
+            task: task.into(),
+        },
+    ))
 }
 
 pub async fn logs(a: LogsArgs) -> Result<()> {
@@ -122,7 +160,11 @@ pub async fn logs(a: LogsArgs) -> Result<()> {
             (None, None) => None,
         };
         let finished = t
-            .and_then(|t| t.attempts.iter().find(|x| Some(x.record.attempt) == attempt))
+            .and_then(|t| {
+                t.attempts
+                    .iter()
+                    .find(|x| Some(x.record.attempt) == attempt)
+            })
             .is_some_and(|x| x.record.finished_at.is_some());
         if let Some(attempt) = attempt {
             let (text, n) = inspect::read_logs(&store, &record, &task, attempt, chunk).await?;
@@ -130,8 +172,16 @@ pub async fn logs(a: LogsArgs) -> Result<()> {
             for line in text.lines() {
                 if a.json {
                     let mut it = line.splitn(3, ' ');
-                    let (time, stream, text) = (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next().unwrap_or(""));
-                    writeln!(out, "{}", serde_json::json!({"time": time, "stream": stream, "text": text}))?;
+                    let (time, stream, text) = (
+                        it.next().unwrap_or(""),
+                        it.next().unwrap_or(""),
+                        it.next().unwrap_or(""),
+                    );
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"time": time, "stream": stream, "text": text})
+                    )?;
                 } else {
                     writeln!(out, "{line}")?;
                 }
@@ -151,19 +201,35 @@ pub async fn artifact_get(a: ArtifactGetArgs) -> Result<()> {
     let store = store(a.store.store.as_deref())?;
     let parts: Vec<&str> = a.target.split('/').collect();
     let (run, task, name) = match parts.as_slice() {
-        [run, step, name] => (*run, TaskRef { step: step.to_string(), task: "0".into() }, *name),
-        [run, step, task, name] if is_task_id(task) => {
-            (*run, TaskRef { step: step.to_string(), task: task.to_string() }, *name)
-        }
+        [run, step, name] => (
+            *run,
+            TaskRef {
+                step: step.to_string(),
+                task: "0".into(),
+            },
+            *name,
+        ),
+        [run, step, task, name] if is_task_id(task) => (
+            *run,
+            TaskRef {
+                step: step.to_string(),
+                task: task.to_string(),
+            },
+            *name,
+        ),
         _ => bail!("'{}' must be RUN/STEP/NAME or RUN/STEP/TASK/NAME", a.target),
     };
     let record = inspect::find_run(&store, run).await?;
-    let (attempt, arts) = flowpack_runtime::step::committed(&store, &record.flow, &record.run, &task)
-        .await?
-        .with_context(|| format!("task {task} of run {run} has no committed attempt"))?;
+    let (attempt, arts) =
+        flowpack_runtime::step::committed(&store, &record.flow, &record.run, &task)
+            .await?
+            .with_context(|| format!("task {task} of run {run} has no committed attempt"))?;
     let art = arts.artifacts.get(name).cloned().with_context(|| {
         let names: Vec<&str> = arts.artifacts.keys().map(String::as_str).collect();
-        format!("task {task} of run {run} has no artifact '{name}' (it has: {})", names.join(", "))
+        format!(
+            "task {task} of run {run} has no artifact '{name}' (it has: {})",
+            names.join(", ")
+        )
     })?;
     let out = a.output.clone().unwrap_or_else(|| PathBuf::from(name));
     let to_stdout = out.as_os_str() == "-";
@@ -180,7 +246,11 @@ pub async fn artifact_get(a: ArtifactGetArgs) -> Result<()> {
             "digest": art.digest, "size": art.size, "kind": art.kind, "path": out.display().to_string(),
         }))?;
     } else if !to_stdout {
-        eprintln!("wrote {} ({} bytes) from {task} attempt {attempt}", out.display(), art.size);
+        eprintln!(
+            "wrote {} ({} bytes) from {task} attempt {attempt}",
+            out.display(),
+            art.size
+        );
     }
     Ok(())
 }

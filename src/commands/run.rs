@@ -69,7 +69,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     progress.clear();
     let pushed = pushed?;
     let run_id = new_local_run_id();
-    eprintln!("run {run_id} of flow {} (package {}) in {}", flow.name, pushed.package.short(), store.url());
+    eprintln!(
+        "run {run_id} of flow {} (package {}) in {}",
+        flow.name,
+        pushed.package.short(),
+        store.url()
+    );
     execute(
         RunOptions {
             store,
@@ -96,7 +101,8 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
     let cache = Cache::new(&cache_dir);
     let flow = cache.manifest(&store, &record.package).await?.flow;
     let run_id = new_local_run_id();
-    let done = inspect::reuse_tasks(&store, &flow, &old, args.from.as_deref(), &run_id, &cache).await?;
+    let done =
+        inspect::reuse_tasks(&store, &flow, &old, args.from.as_deref(), &run_id, &cache).await?;
     eprintln!(
         "run {run_id} resumes {} of flow {}: {} tasks reused",
         record.run,
@@ -106,7 +112,12 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
     let params = record
         .parameters
         .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().map_or_else(|| v.to_string(), String::from),
+            )
+        })
         .collect();
     execute(
         RunOptions {
@@ -129,24 +140,45 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
 /// Runs the planned flow, prints the summary, and fails when the run failed.
 async fn execute(opts: RunOptions, json: bool) -> Result<()> {
     let run_id = opts.run.clone();
-    let summary = local::run(opts, Arc::new(Printer { run: run_id.clone() })).await?;
+    let summary = local::run(
+        opts,
+        Arc::new(Printer {
+            run: run_id.clone(),
+        }),
+    )
+    .await?;
     if json {
         super::print_json(&summary)?;
     } else {
-        let failed: Vec<&TaskSummary> = summary.tasks.iter().filter(|t| !t.status.is_success()).collect();
+        let failed: Vec<&TaskSummary> = summary
+            .tasks
+            .iter()
+            .filter(|t| !t.status.is_success())
+            .collect();
         println!(
             "run {} {} in {:.2}s: {} tasks, {} failed",
             summary.run,
-            if summary.succeeded { "succeeded" } else { "failed" },
+            if summary.succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            },
             summary.seconds,
             summary.tasks.len(),
             failed.len()
         );
         for t in failed {
-            println!("  {} {:?} exit {}", t.task, t.status, t.exit_code.map_or("-".into(), |c| c.to_string()));
+            println!(
+                "  {} {:?} exit {}",
+                t.task,
+                t.status,
+                t.exit_code.map_or("-".into(), |c| c.to_string())
+            );
         }
         if !summary.succeeded {
-            println!("inspect it with: flowpack show {run_id}; run the rest with: flowpack resume {run_id}");
+            println!(
+                "inspect it with: flowpack show {run_id}; run the rest with: flowpack resume {run_id}"
+            );
         }
     }
     if summary.succeeded {
