@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use flowpack_core::store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 /// How often buffered lines go to the store.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -30,6 +30,7 @@ pub struct LogShipper {
     store: Store,
     prefix: String,
     inner: Arc<Mutex<Inner>>,
+    stop: Arc<Notify>,
 }
 
 impl LogShipper {
@@ -44,6 +45,7 @@ impl LogShipper {
                 uploaded: 0,
                 failed: None,
             })),
+            stop: Arc::new(Notify::new()),
         }
     }
 
@@ -81,19 +83,24 @@ impl LogShipper {
         }
     }
 
-    /// Flushes every [`FLUSH_EVERY`] until dropped (abort the returned task to stop).
+    /// Flushes every [`FLUSH_EVERY`] until [`LogShipper::finish`].
     pub fn spawn_flusher(&self) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(FLUSH_EVERY).await;
-                me.flush().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(FLUSH_EVERY) => me.flush().await,
+                    _ = me.stop.notified() => return,
+                }
             }
         })
     }
 
-    /// The last flush; returns the bytes shipped, or why the last chunk could not be.
-    pub async fn finish(&self) -> Result<u64, String> {
+    /// Stops the flusher (letting a flush under way complete: a chunk is never cut off),
+    /// flushes the rest, and returns the bytes shipped, or why the last chunk could not be.
+    pub async fn finish(&self, flusher: tokio::task::JoinHandle<()>) -> Result<u64, String> {
+        self.stop.notify_one();
+        let _ = flusher.await;
         self.flush().await;
         let inner = self.inner.lock().await;
         match &inner.failed {

@@ -123,10 +123,12 @@ pub async fn run_step(args: StepArgs, mut signals: StopSignals) -> StepOutcome {
     let prefix = layout::attempt(&flow_name, &args.run, &args.step, &args.task, attempt);
     let shipper = LogShipper::new(args.store.clone(), &prefix);
     let flusher = shipper.spawn_flusher();
+    let stop_heartbeat = std::sync::Arc::new(tokio::sync::Notify::new());
     let heartbeat = spawn_heartbeat(
         args.store.clone(),
         format!("{prefix}task.json"),
         record.clone(),
+        stop_heartbeat.clone(),
     );
 
     let mut bytes = Bytes::default();
@@ -143,9 +145,8 @@ pub async fn run_step(args: StepArgs, mut signals: StopSignals) -> StepOutcome {
     .await;
     t.stop();
 
-    heartbeat.abort();
+    stop_heartbeat.notify_one();
     let _ = heartbeat.await;
-    flusher.abort();
     let (status, exit_code, error) = match result {
         Ok((status, code)) => (status, code, None),
         Err(e) => {
@@ -156,7 +157,7 @@ pub async fn run_step(args: StepArgs, mut signals: StopSignals) -> StepOutcome {
         }
     };
     t.start("report");
-    let log_error = match shipper.finish().await {
+    let log_error = match shipper.finish(flusher).await {
         Ok(n) => {
             bytes.uploaded += n;
             None
@@ -269,16 +270,23 @@ async fn claim(args: &StepArgs, flow: &str) -> Result<(u32, TaskRecord), Runtime
     }
 }
 
+/// Refreshes the record every [`HEARTBEAT_EVERY`] until `stop` is notified; a write under
+/// way completes first, so no heartbeat can land after the final record.
 fn spawn_heartbeat(
     store: Store,
     key: String,
     mut record: TaskRecord,
+    stop: std::sync::Arc<tokio::sync::Notify>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(HEARTBEAT_EVERY).await;
-            record.heartbeat_at = now();
-            let _ = store.put_json(&key, &record).await;
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT_EVERY) => {
+                    record.heartbeat_at = now();
+                    let _ = store.put_json(&key, &record).await;
+                }
+                _ = stop.notified() => return,
+            }
         }
     })
 }
