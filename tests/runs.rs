@@ -246,19 +246,22 @@ elif step == "end":
     print("all checks passed")
 "#;
 
-#[test]
-fn inheritance_joins_foreach_and_parameters_behave_as_documented() {
+fn semantics_on(store: Option<String>) {
     let tmp = tempfile::tempdir().unwrap();
     write_tree(
         tmp.path(),
         &[("flow.yaml", SEMANTICS_FLOW), ("s.py", SEMANTICS_PY)],
     );
-    let summary = run_ok(
-        tmp.path(),
-        &["flow.yaml", "--param", "n=3", "--max-workers", "2"],
-    );
+    let store_args: Vec<String> = store
+        .iter()
+        .flat_map(|s| ["--store".to_string(), s.clone()])
+        .collect();
+    let store_refs: Vec<&str> = store_args.iter().map(String::as_str).collect();
+    let mut args = vec!["flow.yaml", "--param", "n=3", "--max-workers", "2"];
+    args.extend_from_slice(&store_refs);
+    let summary = run_ok(tmp.path(), &args);
     assert_eq!(summary["succeeded"], true);
-    let info = show(tmp.path(), summary["run"].as_str().unwrap(), &[]);
+    let info = show(tmp.path(), summary["run"].as_str().unwrap(), &store_refs);
     for t in ["each/0", "each/1", "each/2", "after/2", "gather/0"] {
         assert_eq!(
             task(&info, t)["attempts"][0]["record"]["status"],
@@ -275,6 +278,57 @@ fn inheritance_joins_foreach_and_parameters_behave_as_documented() {
         task(&info, "end/0")["artifacts"]["common"]["origin"],
         "start/0/0"
     );
+}
+
+#[test]
+fn inheritance_joins_foreach_and_parameters_behave_as_documented() {
+    semantics_on(None);
+}
+
+#[test]
+fn inheritance_joins_foreach_and_parameters_behave_the_same_on_s3() {
+    semantics_on(Some(util::s3_store("semantics")));
+}
+
+#[test]
+fn logs_of_a_running_task_show_up_within_seconds_and_follow_ends_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(
+        tmp.path(),
+        &[(
+            "flow.yaml",
+            "name: slow\nsteps:\n  start: {run: 'echo tick; sleep 4; echo tock', next: end}\n  end: {run: 'true'}\n",
+        )],
+    );
+    let package = push(tmp.path());
+    let mut step = step_cmd(tmp.path(), &package, "local-slow", "start", &[])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Poll the store as a user would: the first line appears while the task runs.
+    let started = Instant::now();
+    loop {
+        let out = flowpack(tmp.path(), &["logs", "local-slow/start"]);
+        if String::from_utf8_lossy(&out.stdout).contains("stdout tick") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "no log line within 3 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        step.try_wait().unwrap().is_none(),
+        "the task is still running"
+    );
+    let followed = flowpack_ok(tmp.path(), &["logs", "local-slow/start", "--follow"]);
+    assert!(
+        followed.contains("stdout tick") && followed.contains("stdout tock"),
+        "{followed}"
+    );
+    assert_eq!(followed.matches("stdout tick").count(), 1, "{followed}");
+    assert!(step.wait().unwrap().success());
 }
 
 const FAILING_FLOW: &str = "name: failing\nsteps:\n  start: {run: 'echo before; echo to-stderr >&2; exit 3', next: end}\n  end: {run: 'true'}\n";
