@@ -260,6 +260,7 @@ pub async fn run(
     let mut summaries = Vec::new();
     let mut failed = false;
     let mut reached_end = false;
+    let mut interrupted = false;
     loop {
         while !failed && running.len() < workers {
             let Some(p) = planner.ready.pop_front() else {
@@ -294,7 +295,18 @@ pub async fn run(
                 .await
             });
         }
-        let Some(joined) = running.join_next().await else {
+        let joined = tokio::select! {
+            j = running.join_next() => j,
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                // The steps got the signal too (same process group): they stop their
+                // children and write their records. Start nothing new; wait for them.
+                interrupted = true;
+                failed = true;
+                tracing::warn!("interrupted: waiting for running tasks to stop");
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
         let (p, summary, route) = joined.expect("a task runner does not panic");
