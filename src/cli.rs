@@ -110,11 +110,18 @@ pub struct ResumeArgs {
     #[arg(long, value_name = "STEP")]
     pub from: Option<String>,
     #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// How a run executes (shared by `run` and `resume`).
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
     pub store: StoreArg,
-    /// Tasks at once. Default: the flow's max_workers.
+    /// Tasks at once. Default: the flow's max_workers (16).
     #[arg(long, value_name = "N")]
     pub max_workers: Option<usize>,
-    /// Print the run summary as JSON.
+    /// Print the run summary as JSON on stdout (task output still goes to stderr).
     #[arg(long)]
     pub json: bool,
 }
@@ -127,13 +134,7 @@ pub struct RunArgs {
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
     #[command(flatten)]
-    pub store: StoreArg,
-    /// Tasks at once. Default: the flow's max_workers (16).
-    #[arg(long, value_name = "N")]
-    pub max_workers: Option<usize>,
-    /// Print the run summary as JSON on stdout (task output still goes to stderr).
-    #[arg(long)]
-    pub json: bool,
+    pub exec: ExecArgs,
 }
 
 #[derive(Debug, Args)]

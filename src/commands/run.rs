@@ -1,6 +1,7 @@
 //! `flowpack run FLOW`: push, then run every task locally through `flowpack step`.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -50,9 +51,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let params = super::key_values(&args.params, "--param")?;
     // Check parameters before anything is pushed.
     flowpack_runtime::step::resolve_params(&flow, &params)?;
-    let store = settings::store(args.store.store.as_deref(), &settings::flow_dir(&args.flow))?;
+    let store = settings::store(
+        args.exec.store.store.as_deref(),
+        &settings::flow_dir(&args.flow),
+    )?;
     let cache_dir = settings::cache_dir()?;
-    let progress = Progress::new(args.json);
+    let progress = Progress::new(args.exec.json);
     let pushed = push(
         &args.flow,
         &flow,
@@ -82,19 +86,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
             flow,
             run: run_id,
             params,
-            max_workers: args.max_workers,
+            max_workers: args.exec.max_workers,
             cache_dir,
-            exe: std::env::current_exe().context("cannot find the flowpack binary to run steps")?,
+            exe: PathBuf::new(),
             done: Default::default(),
             resumed_from: None,
         },
-        args.json,
+        args.exec.json,
     )
     .await
 }
 
 pub async fn resume(args: ResumeArgs) -> Result<()> {
-    let store = settings::store(args.store.store.as_deref(), std::path::Path::new("."))?;
+    let store = settings::store(args.exec.store.store.as_deref(), std::path::Path::new("."))?;
     let cache_dir = settings::cache_dir()?;
     let record = inspect::find_run(&store, &args.run).await?;
     let old = inspect::load(&store, record.clone()).await?;
@@ -126,19 +130,21 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
             flow,
             run: run_id,
             params,
-            max_workers: args.max_workers,
+            max_workers: args.exec.max_workers,
             cache_dir,
-            exe: std::env::current_exe().context("cannot find the flowpack binary to run steps")?,
+            exe: PathBuf::new(),
             done,
             resumed_from: Some(record.run.clone()),
         },
-        args.json,
+        args.exec.json,
     )
     .await
 }
 
-/// Runs the planned flow, prints the summary, and fails when the run failed.
-async fn execute(opts: RunOptions, json: bool) -> Result<()> {
+/// Runs the planned flow with this binary as `flowpack step`, prints the summary, and
+/// fails when the run failed.
+async fn execute(mut opts: RunOptions, json: bool) -> Result<()> {
+    opts.exe = std::env::current_exe().context("cannot find the flowpack binary to run steps")?;
     let run_id = opts.run.clone();
     let summary = local::run(
         opts,
