@@ -579,7 +579,7 @@ if big:
     if packs:
         W(f"| - packing (hash + zstd -1 to a temp file), from the RSS/I-O timeline | {med(packs):.2f} | {min(packs):.2f} | | "
           f"{med(rss_pack):.1f} | {1024 / med(packs):.0f} | |")
-        W(f"| - sending (multipart, 8 MiB parts, 4 in flight), from the timeline | {med(ups):.2f} | {min(ups):.2f} | | "
+        W(f"| - sending (multipart, 5 MiB parts, 2 in flight), from the timeline | {med(ups):.2f} | {min(ups):.2f} | | "
           f"{med(rss_up):.1f} | {1024 / med(ups):.0f} | |")
         W(f"| - waiting for CompleteMultipartUpload (server side), from the timeline | {med(completes):.2f} | {min(completes):.2f} | | | | |")
 else:
