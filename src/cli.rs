@@ -28,7 +28,9 @@ pub enum Command {
     /// Run the whole flow on this machine (a local dry-run through `flowpack step`).
     Run(RunArgs),
     /// Run one task: the entrypoint of every KFP pod (written by the compiler, not by hand).
-    Step(StepArgs),
+    Step(Box<StepArgs>),
+    /// Push the flow and compile it into a Kubeflow Pipelines pipeline (IR YAML).
+    Compile(CompileArgs),
     /// List runs, newest first.
     Runs(RunsArgs),
     /// Show a run: its tasks, attempts, status, durations and artifacts.
@@ -40,6 +42,20 @@ pub enum Command {
     Artifacts(ArtifactsCommand),
     /// Start a new run that reuses the committed tasks of a failed one.
     Resume(ResumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The flow file.
+    pub flow: PathBuf,
+    /// The pipeline file to write; `-` for stdout.
+    #[arg(short, long, value_name = "FILE", default_value = "pipeline.yaml")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// The flowpack command inside the step images.
+    #[arg(long, value_name = "CMD", default_value = "flowpack")]
+    pub command: String,
 }
 
 #[derive(Debug, Args)]
@@ -146,8 +162,16 @@ pub struct StepArgs {
     #[arg(long, value_name = "DIGEST")]
     pub package: String,
     /// The run id.
-    #[arg(long, value_name = "RUN")]
-    pub run: String,
+    #[arg(
+        long,
+        value_name = "RUN",
+        required_unless_present = "kfp_run_uuid",
+        conflicts_with = "kfp_run_uuid"
+    )]
+    pub run: Option<String>,
+    /// On KFP: the pipeline job's uuid; the run id is kfp-<uuid>.
+    #[arg(long, value_name = "UUID")]
+    pub kfp_run_uuid: Option<String>,
     /// The step.
     #[arg(long, value_name = "STEP")]
     pub step: String,
@@ -169,6 +193,12 @@ pub struct StepArgs {
     /// Where to write a KFP output parameter, NAME=PATH: task, foreach or switch.
     #[arg(long = "output-param", value_name = "NAME=PATH")]
     pub output_params: Vec<String>,
+    /// A parameter as two arguments, NAME VALUE (KFP placeholders fill whole arguments).
+    #[arg(long = "kfp-param", num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
+    pub kfp_params: Vec<String>,
+    /// An output parameter file as two arguments, NAME PATH.
+    #[arg(long = "kfp-output", num_args = 2, value_names = ["NAME", "PATH"], action = clap::ArgAction::Append)]
+    pub kfp_outputs: Vec<String>,
     /// Seconds the child gets between SIGTERM and SIGKILL.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub grace: u64,

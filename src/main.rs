@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime");
     if let cli::Command::Step(step) = args.command {
-        let code = runtime.block_on(commands::step::run(step));
+        let code = runtime.block_on(commands::step::run(*step));
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
     match runtime.block_on(commands::run(args)) {

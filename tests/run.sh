@@ -2,19 +2,34 @@
 # Runs flowpack's whole test suite on a fresh machine (a Rust toolchain aside):
 # installs the test tools into .venv — moto (a real S3 server), Azurite (the Azure Blob
 # Storage emulator, from npm) and azure-storage-blob (to create its containers), both
-# started by the tests on 127.0.0.1, and uv, which builds env layers — then runs every
+# started by the tests on 127.0.0.1, and uv, which builds env layers — and kfp into
+# .venv-kfp (KFP's validator and local orchestrator), then runs every
 # test of the workspace.
 # It fails when no test ran, or fewer than expected: a suite that silently shrank is a bug.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_TESTS=93
+MIN_TESTS=96
 
 if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/uv ] || ! .venv/bin/python -c 'import azure.storage.blob' 2>/dev/null; then
   echo "tests/run.sh: installing Python test tools into .venv (moto, uv, azure-storage-blob)" >&2
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
     'moto[server]==5.2.5' 'uv==0.13.9' 'azure-storage-blob==12.*'
+fi
+# KFP's validator and local orchestrator (recipe from ../shared/kfp/README.md: kfp's own
+# pins ask for a certifi the registry lacks, so dependencies first, then kfp unpinned).
+if ! .venv-kfp/bin/python -c 'import kfp, kfp.kubernetes, celpy' 2>/dev/null; then
+  echo "tests/run.sh: installing kfp 2.17.3 into .venv-kfp" >&2
+  rm -rf .venv-kfp
+  python3 -m venv .venv-kfp
+  .venv-kfp/bin/pip install --quiet --disable-pip-version-check certifi==2026.10.18 \
+    "protobuf<7,>=6.33.5" PyYAML kubernetes==30.1.0 google-cloud-storage google-api-core \
+    google-auth click click-option-group==0.5.7 docstring-parser requests==2.33.0 urllib3==2.8.0 \
+    requests-toolbelt tabulate cryptography oauthlib pyasn1 six python-dateutil docker \
+    kfp-pipeline-spec==2.17.3 cel-python==0.5.0
+  .venv-kfp/bin/pip install --quiet --disable-pip-version-check --no-deps \
+    kfp==2.17.3 kfp-kubernetes==2.17.3 kfp-server-api==2.17.3
 fi
 if [ ! -x .venv/azurite/node_modules/.bin/azurite-blob ]; then
   echo "tests/run.sh: installing Azurite into .venv/azurite" >&2
@@ -23,6 +38,7 @@ fi
 export FLOWPACK_TEST_MOTO="$PWD/.venv/bin/moto_server"
 export FLOWPACK_TEST_UV="$PWD/.venv/bin/uv"
 export FLOWPACK_TEST_PYTHON="$PWD/.venv/bin/python"
+export FLOWPACK_TEST_KFP_PYTHON="$PWD/.venv-kfp/bin/python"
 export FLOWPACK_TEST_AZURITE="$PWD/.venv/azurite/node_modules/.bin/azurite-blob"
 
 log=$(mktemp)

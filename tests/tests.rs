@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod kfp;
 mod push;
 mod runs;
 mod store;

@@ -1,6 +1,7 @@
 //! One module per command; each turns resolved settings into library calls and prints.
 
 mod check;
+mod compile;
 mod fetch;
 mod inspect;
 mod push;
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Push(a) => push::run(a).await,
         Command::Fetch(a) => fetch::run(a).await,
         Command::Run(a) => run::run(a).await,
+        Command::Compile(a) => compile::run(a).await,
         Command::Runs(a) => inspect::runs(a).await,
         Command::Show(a) => inspect::show(a).await,
         Command::Logs(a) => inspect::logs(a).await,

@@ -45,29 +45,45 @@ fn resolve(a: StepArgs) -> Result<Args> {
             parents.push(p.parse().map_err(anyhow::Error::msg)?);
         }
     }
-    let output_params: BTreeMap<String, PathBuf> =
-        super::key_values(&a.output_params, "--output-param")?
-            .into_iter()
-            .map(|(k, v)| {
-                if ["task", "foreach", "switch"].contains(&k.as_str()) {
-                    Ok((k, PathBuf::from(v)))
-                } else {
-                    anyhow::bail!("unknown output parameter '{k}': use task, foreach or switch")
-                }
-            })
-            .collect::<Result<_>>()?;
+    let mut outputs = super::key_values(&a.output_params, "--output-param")?;
+    outputs.extend(pairs(&a.kfp_outputs));
+    let output_params: BTreeMap<String, PathBuf> = outputs
+        .into_iter()
+        .map(|(k, v)| {
+            if ["task", "foreach", "switch"].contains(&k.as_str()) {
+                Ok((k, PathBuf::from(v)))
+            } else {
+                anyhow::bail!("unknown output parameter '{k}': use task, foreach or switch")
+            }
+        })
+        .collect::<Result<_>>()?;
     Ok(Args {
         store: Store::open(&a.store)?,
         package: a.package.parse()?,
-        run: a.run,
+        run: match (a.run, a.kfp_run_uuid) {
+            (Some(r), _) => r,
+            (None, Some(uuid)) => format!("kfp-{uuid}"),
+            (None, None) => anyhow::bail!("give --run or --kfp-run-uuid"),
+        },
         step: a.step,
         task: a.task,
         parents,
         split_index: a.split_index,
-        params: super::key_values(&a.params, "--param")?,
+        params: {
+            let mut p = super::key_values(&a.params, "--param")?;
+            p.extend(pairs(&a.kfp_params));
+            p
+        },
         output_params,
         cache_dir: settings::cache_dir()?,
         grace: Duration::from_secs(a.grace),
         image: a.image,
     })
+}
+
+/// `[a, b, c, d]` as `[(a, b), (c, d)]` (clap gives two-value options flat).
+fn pairs(flat: &[String]) -> Vec<(String, String)> {
+    flat.chunks(2)
+        .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+        .collect()
 }

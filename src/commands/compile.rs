@@ -1,0 +1,53 @@
+//! `flowpack compile FLOW`: push the package, then write the KFP pipeline that runs it.
+
+use anyhow::{Context, Result};
+use flowpack_core::Flow;
+use flowpack_kfp::{CompileOptions, compile};
+use flowpack_packager::{PushOptions, push};
+
+use crate::cli::CompileArgs;
+use crate::progress::Progress;
+use crate::settings;
+
+pub async fn run(args: CompileArgs) -> Result<()> {
+    let flow = Flow::load(&args.flow)?;
+    let store = settings::store(args.store.store.as_deref(), &settings::flow_dir(&args.flow))?;
+    let progress = Progress::new(false);
+    let pushed = push(
+        &args.flow,
+        &flow,
+        &PushOptions {
+            store: store.clone(),
+            version: None,
+            record_version: false,
+            rebuild_env: false,
+            cache_dir: settings::cache_dir()?,
+        },
+        &progress,
+    )
+    .await;
+    progress.clear();
+    let pushed = pushed?;
+    let compiled = compile(
+        &flow,
+        &CompileOptions {
+            package: pushed.package,
+            store_url: store.url().to_string(),
+            command: args.command,
+        },
+    )?;
+    let yaml = compiled.to_yaml();
+    if args.output.as_os_str() == "-" {
+        print!("{yaml}");
+    } else {
+        std::fs::write(&args.output, yaml)
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
+        eprintln!(
+            "wrote {} for package {} in {}",
+            args.output.display(),
+            pushed.package.short(),
+            store.url()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! The KFP compiler, proven by KFP's own tools: every compiled pipeline passes
+//! `validate_ir.py --strict` (KFP's protobuf schema and the 2.17 backend's rules, with the
+//! kfp SDK, kfp-kubernetes and cel-python installed), and KFP's local orchestrator runs it,
+//! calling the real `flowpack step` for every task.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{self, BIN, flowpack, flowpack_ok, write_tree};
+
+/// The Python of the venv with kfp (made by tests/run.sh).
+fn kfp_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("FLOWPACK_TEST_KFP_PYTHON") {
+        return p.into();
+    }
+    let p = util::workspace().join(".venv-kfp/bin/python");
+    assert!(
+        p.is_file(),
+        "no kfp venv: run tests/run.sh (creates .venv-kfp with kfp 2.17.3) or set FLOWPACK_TEST_KFP_PYTHON"
+    );
+    p
+}
+
+fn shared() -> PathBuf {
+    util::workspace().join("../shared/kfp")
+}
+
+fn validate(file: &Path) {
+    let out = Command::new(kfp_python())
+        .arg(shared().join("validate_ir.py"))
+        .arg(file)
+        .arg("--strict")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "validate_ir rejected {}:\n{text}",
+        file.display()
+    );
+    assert!(
+        !text.contains("NOTE"),
+        "a validator check was skipped:\n{text}"
+    );
+}
+
+fn compile(dir: &Path) -> PathBuf {
+    flowpack_ok(dir, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
+    dir.join("pipeline.yaml")
+}
+
+/// Runs the pipeline with KFP's local orchestrator (host runner: each task's resolved
+/// command runs here, so `flowpack` must be on PATH).
+fn run_local(dir: &Path, pipeline: &Path, args: &[&str]) -> String {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(kfp_python())
+        .arg(shared().join("local/run_local.py"))
+        .arg(pipeline)
+        .args(["--runner", "host", "--root"])
+        .arg(dir.join("kfp-local"))
+        .args(args)
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("finished with status"),
+        "kfp.local failed:\n{text}"
+    );
+    assert!(!text.contains("FAILURE"), "{text}");
+    text
+}
+
+fn only_run(dir: &Path) -> serde_json::Value {
+    let runs: serde_json::Value =
+        serde_json::from_str(&flowpack_ok(dir, &["runs", "--json"])).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+#[test]
+fn hello_compiles_validates_and_runs_under_kfps_orchestrator() {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["flow.yaml", "hello.py"] {
+        std::fs::copy(
+            util::workspace().join("examples/hello").join(f),
+            tmp.path().join(f),
+        )
+        .unwrap();
+    }
+    let pipeline = compile(tmp.path());
+    validate(&pipeline);
+    let text = run_local(tmp.path(), &pipeline, &["times=3"]);
+    assert_eq!(text.matches("Hello, flowpack!").count(), 3, "{text}");
+    let run = only_run(tmp.path());
+    let id = run["run"].as_str().unwrap();
+    assert!(id.starts_with("kfp-"), "{id}");
+    assert_eq!(
+        (run["status"].as_str(), run["origin"].as_str()),
+        (Some("succeeded"), Some("kfp"))
+    );
+    let got = flowpack_ok(
+        tmp.path(),
+        &[
+            "artifacts",
+            "get",
+            &format!("{id}/greet/greetings.txt"),
+            "-o",
+            "-",
+        ],
+    );
+    assert_eq!(got, "Hello, flowpack!\n".repeat(3));
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    let yaml = util::redact(&yaml, tmp.path());
+    insta::assert_snapshot!(yaml);
+}
+
+const SETTINGS_FLOW: &str = r#"name: settings-demo
+description: A split and join with every step setting KFP can carry
+parameters:
+  alpha: {type: float, default: 0.5, help: Learning rate}
+  note: {type: string, default: hi}
+defaults:
+  resources: {cpu: "500m", memory: 1Gi}
+  env: {LOG_LEVEL: info}
+steps:
+  start: {run: "echo $FLOWPACK_PARAM_ALPHA > $FLOWPACK_OUTPUT_DIR/alpha", next: [fast_path, gpu_path]}
+  fast_path: {run: "echo fast > $FLOWPACK_OUTPUT_DIR/fast", next: merge, cache: false, retry: {times: 2, delay: 5s}}
+  gpu_path:
+    run: "echo gpu > $FLOWPACK_OUTPUT_DIR/gpu"
+    next: merge
+    resources: {gpu: 1, gpu_type: nvidia.com/gpu, memory: 2Gi}
+    secrets: {API_TOKEN: api-creds/token, API_USER: api-creds/user}
+    node_selector: {pool: gpu}
+    tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+    image_pull_policy: IfNotPresent
+    timeout: 1h
+  merge: {run: "test -s $FLOWPACK_INPUT_DIR/fast_path/fast && test -s $FLOWPACK_INPUT_DIR/gpu_path/gpu && test -s $FLOWPACK_INPUT_DIR/alpha", join: true, next: end}
+  end: {run: "cat $FLOWPACK_INPUT_DIR/alpha"}
+"#;
+
+#[test]
+fn splits_joins_and_settings_compile_validate_and_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &[("flow.yaml", SETTINGS_FLOW)]);
+    let pipeline = compile(tmp.path());
+    validate(&pipeline);
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    for needle in [
+        "resourceType: nvidia.com/gpu",
+        "secretAsEnv",
+        "nodeSelector",
+        "tolerations",
+        "imagePullPolicy: IfNotPresent",
+        "activeDeadlineSeconds: '3600'",
+        "maxRetryCount: 2",
+        "defaultValue: 0.5",
+        "description: Learning rate",
+    ] {
+        assert!(
+            yaml.contains(needle),
+            "{needle} missing from the compiled pipeline"
+        );
+    }
+    run_local(tmp.path(), &pipeline, &["alpha=0.25"]);
+    let run = only_run(tmp.path());
+    assert_eq!(run["status"], "succeeded");
+    let id = run["run"].as_str().unwrap();
+    assert_eq!(
+        flowpack_ok(
+            tmp.path(),
+            &["artifacts", "get", &format!("{id}/end/alpha"), "-o", "-"]
+        ),
+        "0.25\n"
+    );
+    let logs = flowpack_ok(tmp.path(), &["logs", &format!("{id}/end")]);
+    assert!(logs.contains("stdout 0.25"), "{logs}");
+}
+
+#[test]
+fn what_kfp_cannot_carry_yet_is_an_error_never_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (flow, expected) in [
+        (
+            "name: f\nsteps:\n  start: {run: a, foreach: xs, next: w}\n  w: {run: b, next: j}\n  j: {run: c, join: true, next: end}\n  end: {run: d}\n",
+            "step 'start' is a foreach",
+        ),
+        (
+            "name: s\nsteps:\n  start: {run: a, switch: {on: v, cases: {x: end}}}\n  end: {run: d}\n",
+            "step 'start' is a switch",
+        ),
+        (
+            "name: g\nsteps:\n  start: {run: a, next: end, resources: {gpu: 1}}\n  end: {run: d}\n",
+            "without `gpu_type`",
+        ),
+        (
+            "name: a\nsteps:\n  start: {run: a, next: end, service_account: x}\n  end: {run: d}\n",
+            "service_account",
+        ),
+    ] {
+        write_tree(tmp.path(), &[("flow.yaml", flow)]);
+        let out = flowpack(tmp.path(), &["compile", "flow.yaml", "-o", "p.yaml"]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("cannot compile") && stderr.contains(expected),
+            "{stderr}"
+        );
+        assert!(!tmp.path().join("p.yaml").exists());
+    }
+}
