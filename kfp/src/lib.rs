@@ -103,6 +103,11 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
                 "step '{name}' asks for a GPU without `gpu_type`: KFP needs the accelerator type, e.g. gpu_type: nvidia.com/gpu"
             )));
         }
+        if step.settings.resources.disk.is_some() {
+            return Err(refuse(format!(
+                "step '{name}' sets resources.disk: KFP's IR has no ephemeral-storage request yet; remove it for KFP"
+            )));
+        }
         if step.settings.service_account.is_some() {
             return Err(refuse(format!(
                 "step '{name}' sets service_account: KFP sets the service account per run, not per task; remove it and give it when the run is created"
