@@ -213,6 +213,10 @@ fn what_kfp_cannot_carry_yet_is_an_error_never_dropped() {
             "name: a\nsteps:\n  start: {run: a, next: end, service_account: x}\n  end: {run: d}\n",
             "service_account",
         ),
+        (
+            "name: d\nsteps:\n  start: {run: a, next: end, resources: {disk: 10Gi}}\n  end: {run: d}\n",
+            "resources.disk",
+        ),
     ] {
         write_tree(tmp.path(), &[("flow.yaml", flow)]);
         let out = flowpack(tmp.path(), &["compile", "flow.yaml", "-o", "p.yaml"]);
