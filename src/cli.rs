@@ -184,6 +184,9 @@ pub struct StepArgs {
     /// Parent tasks as a JSON list of "STEP/TASK" (KFP's collected outputs of a foreach).
     #[arg(long, value_name = "JSON")]
     pub parents_json: Option<String>,
+    /// A parent step whose task has this task's id (the step before, inside a foreach).
+    #[arg(long, value_name = "STEP")]
+    pub same_task_parent: Vec<String>,
     /// This task's index in its foreach list.
     #[arg(long, value_name = "N")]
     pub split_index: Option<u64>,

@@ -198,8 +198,8 @@ fn what_kfp_cannot_carry_yet_is_an_error_never_dropped() {
     let tmp = tempfile::tempdir().unwrap();
     for (flow, expected) in [
         (
-            "name: f\nsteps:\n  start: {run: a, foreach: xs, next: w}\n  w: {run: b, next: j}\n  j: {run: c, join: true, next: end}\n  end: {run: d}\n",
-            "step 'start' is a foreach",
+            "name: f\nsteps:\n  start: {run: a, foreach: xs, next: w}\n  w: {run: b, next: [x, y]}\n  x: {run: b, next: m}\n  y: {run: b, next: m}\n  m: {run: b, join: true, next: j}\n  j: {run: c, join: true, next: end}\n  end: {run: d}\n",
+            "is not a straight chain",
         ),
         (
             "name: s\nsteps:\n  start: {run: a, switch: {on: v, cases: {x: end}}}\n  end: {run: d}\n",
@@ -228,4 +228,59 @@ fn what_kfp_cannot_carry_yet_is_an_error_never_dropped() {
         );
         assert!(!tmp.path().join("p.yaml").exists());
     }
+}
+
+/// The shape of examples/train without its scikit-learn: a split whose one branch fans out
+/// over a list and joins, then a join of both branches.
+const LOOP_FLOW: &str = r#"name: loop-demo
+max_workers: 2
+parameters:
+  base: {type: int, default: 10}
+steps:
+  start:    {run: "echo start > $FLOWPACK_OUTPUT_DIR/origin", next: [baseline, grid]}
+  baseline: {run: "echo 1 > $FLOWPACK_OUTPUT_DIR/score", next: pick, outputs: [score]}
+  grid:     {run: "echo '[\"a\",\"b\",\"c\"]' > $FLOWPACK_OUTPUT_DIR/items", foreach: items, next: train}
+  train:    {run: "echo $FLOWPACK_SPLIT_ITEM-$FLOWPACK_PARAM_BASE > $FLOWPACK_OUTPUT_DIR/model", next: evaluate}
+  evaluate: {run: "cp $FLOWPACK_INPUT_DIR/model $FLOWPACK_OUTPUT_DIR/checked", next: best}
+  best:     {run: "cat $FLOWPACK_INPUT_DIR/0/checked $FLOWPACK_INPUT_DIR/1/checked $FLOWPACK_INPUT_DIR/2/checked > $FLOWPACK_OUTPUT_DIR/score", join: true, next: pick, outputs: [score]}
+  pick:     {run: "cat $FLOWPACK_INPUT_DIR/best/score $FLOWPACK_INPUT_DIR/baseline/score > $FLOWPACK_OUTPUT_DIR/score", join: true, next: end, outputs: [score]}
+  end:      {run: "cat $FLOWPACK_INPUT_DIR/score $FLOWPACK_INPUT_DIR/origin"}
+"#;
+
+#[test]
+fn foreach_compiles_to_a_parallel_for_and_runs_every_item() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &[("flow.yaml", LOOP_FLOW)]);
+    let pipeline = compile(tmp.path());
+    validate(&pipeline);
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    assert!(
+        yaml.contains("parameterIterator") && yaml.contains("parallelismLimit: 2"),
+        "{yaml}"
+    );
+    run_local(tmp.path(), &pipeline, &["base=7"]);
+    let run = only_run(tmp.path());
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(
+        run["tasks"], 12,
+        "start, baseline, grid, 3 train, 3 evaluate, best, pick, end"
+    );
+    let id = run["run"].as_str().unwrap();
+    let score = flowpack_ok(
+        tmp.path(),
+        &["artifacts", "get", &format!("{id}/pick/score"), "-o", "-"],
+    );
+    assert_eq!(score, "a-7\nb-7\nc-7\n1\n");
+    let logs = flowpack_ok(tmp.path(), &["logs", &format!("{id}/end")]);
+    assert!(logs.contains("stdout start"), "{logs}");
+    // The same flow runs the same way locally.
+    let out = flowpack(
+        tmp.path(),
+        &["run", "flow.yaml", "--param", "base=7", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

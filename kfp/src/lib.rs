@@ -6,9 +6,10 @@
 //! constant of a task input, so each component takes a `run_id` input and passes it to
 //! `--kfp-run-uuid`. Step names map to KFP names with `_` -> `-` ([`kfp_name`]).
 //!
-//! This version compiles linear chains, static splits and their joins, parameters and
-//! every step setting. foreach and switch are refused with an error (never dropped): their
-//! mapping to `ParallelFor` and conditions comes next (`docs/kubeflow.md`).
+//! This version compiles linear chains, static splits and their joins, foreach loops whose
+//! body is a chain of steps (`ParallelFor` over the foreach step's list of indices, the join
+//! receiving the collected task ids), parameters and every step setting. Switch and other
+//! shapes are refused with an error (never dropped): see `docs/kubeflow.md`.
 #![deny(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -78,25 +79,59 @@ fn output_file(name: &str) -> String {
     format!("{{{{$.outputs.parameters['{name}'].output_file}}}}")
 }
 
+/// Where a step's task lives: the root DAG, or the loop of a foreach step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope<'a> {
+    Root,
+    Loop(&'a str),
+}
+
 /// Compiles `flow` (already validated) for KFP.
 pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileError> {
     let refuse = |reason: String| CompileError {
         flow: flow.name.clone(),
         reason,
     };
+    // Each foreach body is a chain of steps up to its join; it becomes a ParallelFor.
+    let mut scope: BTreeMap<&str, Scope> = BTreeMap::new();
+    let mut loops: Vec<(&str, Vec<&str>, &str)> = Vec::new(); // (foreach step, body chain, join)
     for (name, step) in &flow.steps {
-        match &step.next {
-            Transition::Foreach { .. } => {
+        if let Transition::Foreach { body, .. } = &step.next {
+            let mut chain = vec![body.as_str()];
+            loop {
+                let last = chain[chain.len() - 1];
+                match &flow.steps[last].next {
+                    Transition::Linear(t) if flow.steps[t].join => {
+                        loops.push((name, chain, t.as_str()));
+                        break;
+                    }
+                    Transition::Linear(t) => chain.push(t.as_str()),
+                    _ => {
+                        return Err(refuse(format!(
+                            "the body of foreach '{name}' is not a straight chain of steps up to its join (at '{last}'): this flowpack compiles only that shape for KFP yet"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    for (f, chain, _) in &loops {
+        for s in chain {
+            if scope.insert(s, Scope::Loop(f)).is_some() {
+                return Err(refuse(format!("step '{s}' is in two foreach bodies")));
+            }
+            if matches!(flow.steps[*s].next, Transition::Foreach { .. }) {
                 return Err(refuse(format!(
-                    "step '{name}' is a foreach: this flowpack cannot compile foreach for KFP yet (run it locally with `flowpack run`)"
+                    "step '{s}' is a foreach inside the foreach '{f}': nested foreach does not compile for KFP yet"
                 )));
             }
-            Transition::Switch { .. } => {
-                return Err(refuse(format!(
-                    "step '{name}' is a switch: this flowpack cannot compile switch for KFP yet (run it locally with `flowpack run`)"
-                )));
-            }
-            _ => {}
+        }
+    }
+    for (name, step) in &flow.steps {
+        if let Transition::Switch { .. } = &step.next {
+            return Err(refuse(format!(
+                "step '{name}' is a switch: this flowpack cannot compile switch for KFP yet (run it locally with `flowpack run`)"
+            )));
         }
         if step.settings.resources.gpu.is_some() && step.settings.resources.gpu_type.is_none() {
             return Err(refuse(format!(
@@ -114,8 +149,8 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
             )));
         }
     }
+    let scope_of = |s: &str| scope.get(s).copied().unwrap_or(Scope::Root);
 
-    // Parents of each step (static: every task id is 0 without foreach).
     let mut parents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for name in flow.order() {
         for t in flow.steps[name].next.targets() {
@@ -125,25 +160,41 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
 
     let mut components = Map::new();
     let mut executors = Map::new();
-    let mut tasks = Map::new();
+    let mut root_tasks = Map::new();
+    let mut loop_tasks: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
     let mut platform_execs = Map::new();
     for name in flow.order() {
         let step = &flow.steps[name];
+        let here = scope_of(name);
         let k = kfp_name(name);
         let comp = format!("comp-{k}");
         let exec = format!("exec-{k}");
+        let closing = loops.iter().find(|(_, _, j)| *j == name);
+        let is_foreach = matches!(step.next, Transition::Foreach { .. });
 
         let mut in_params = Map::new();
         in_params.insert("run_id".into(), json!({"parameterType": "STRING"}));
         for (p, spec) in &flow.parameters {
             in_params.insert(p.clone(), json!({"parameterType": param_type(spec.ty)}));
         }
+        if here != Scope::Root {
+            in_params.insert("split".into(), json!({"parameterType": "STRING"}));
+        }
+        if closing.is_some() {
+            in_params.insert("parents".into(), json!({"parameterType": "LIST"}));
+        }
+        let mut out_params = Map::new();
+        out_params.insert("task".into(), json!({"parameterType": "STRING"}));
+        if is_foreach {
+            // kfp.local loops only over an output named `Output`; the backend accepts any.
+            out_params.insert("Output".into(), json!({"parameterType": "LIST"}));
+        }
         components.insert(
             comp.clone(),
             json!({
                 "executorLabel": exec,
                 "inputDefinitions": {"parameters": in_params},
-                "outputDefinitions": {"parameters": {"task": {"parameterType": "STRING"}}},
+                "outputDefinitions": {"parameters": out_params},
             }),
         );
 
@@ -159,19 +210,38 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
             "--image".into(),
             step.settings.image.clone(),
         ];
+        if here != Scope::Root {
+            args.extend([
+                "--task".into(),
+                input("split"),
+                "--split-index".into(),
+                input("split"),
+            ]);
+        }
         let my_parents = parents.get(name).cloned().unwrap_or_default();
-        for p in &my_parents {
-            args.push("--parent".into());
-            args.push(format!("{p}/0"));
+        if closing.is_some() {
+            args.extend(["--parents-json".into(), input("parents")]);
+        } else {
+            for p in &my_parents {
+                match (scope_of(p), here) {
+                    (Scope::Loop(_), Scope::Loop(_)) => {
+                        args.extend(["--same-task-parent".into(), p.to_string()]);
+                    }
+                    _ => args.extend(["--parent".into(), format!("{p}/0")]),
+                }
+            }
         }
         for p in flow.parameters.keys() {
-            args.push("--kfp-param".into());
-            args.push(p.clone());
-            args.push(input(p));
+            args.extend(["--kfp-param".into(), p.clone(), input(p)]);
         }
-        args.push("--kfp-output".into());
-        args.push("task".into());
-        args.push(output_file("task"));
+        args.extend(["--kfp-output".into(), "task".into(), output_file("task")]);
+        if is_foreach {
+            args.extend([
+                "--kfp-output".into(),
+                "foreach".into(),
+                output_file("Output"),
+            ]);
+        }
         executors.insert(
             exec.clone(),
             json!({"container": container(step, opts, args)}),
@@ -183,7 +253,36 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
             json!({"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}),
         );
         for p in flow.parameters.keys() {
-            task_inputs.insert(p.clone(), json!({"componentInputParameter": p}));
+            let from = match here {
+                Scope::Root => p.clone(),
+                Scope::Loop(_) => format!("pipelinechannel--{p}"),
+            };
+            task_inputs.insert(p.clone(), json!({"componentInputParameter": from}));
+        }
+        if let Scope::Loop(f) = here {
+            task_inputs.insert(
+                "split".into(),
+                json!({"componentInputParameter": format!("pipelinechannel--{}-Output-loop-item", kfp_name(f))}),
+            );
+        }
+        let mut depends: Vec<String> = Vec::new();
+        if let Some((f, chain, _)) = closing {
+            let last = kfp_name(chain[chain.len() - 1]);
+            let loop_task = format!("for-each-{}", kfp_name(f));
+            task_inputs.insert(
+                "parents".into(),
+                json!({"taskOutputParameter": {
+                    "producerTask": loop_task,
+                    "outputParameterKey": format!("pipelinechannel--{last}-task"),
+                }}),
+            );
+            depends.push(loop_task);
+        } else {
+            for p in &my_parents {
+                if scope_of(p) == here {
+                    depends.push(kfp_name(p));
+                }
+            }
         }
         let mut task = json!({
             "cachingOptions": if step.settings.cache { json!({"enableCache": true}) } else { json!({}) },
@@ -191,9 +290,8 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
             "inputs": {"parameters": task_inputs},
             "taskInfo": {"name": k},
         });
-        if !my_parents.is_empty() {
-            task["dependentTasks"] =
-                json!(my_parents.iter().map(|p| kfp_name(p)).collect::<Vec<_>>());
+        if !depends.is_empty() {
+            task["dependentTasks"] = json!(depends);
         }
         if step.settings.retry.times > 0 {
             task["retryPolicy"] = json!({
@@ -203,11 +301,65 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
                 "backoffMaxDuration": "3600s",
             });
         }
-        tasks.insert(k.clone(), task);
-
+        match here {
+            Scope::Root => root_tasks.insert(k.clone(), task),
+            Scope::Loop(f) => loop_tasks.entry(f).or_default().insert(k.clone(), task),
+        };
         if let Some(p) = platform(step) {
             platform_execs.insert(exec, p);
         }
+    }
+
+    // One sub-DAG component and one root task per foreach loop.
+    for (f, chain, _) in &loops {
+        let fk = kfp_name(f);
+        let last = kfp_name(chain[chain.len() - 1]);
+        let items = format!("pipelinechannel--{fk}-Output");
+        let item = format!("{items}-loop-item");
+        let collected = format!("pipelinechannel--{last}-task");
+        let mut inputs = Map::new();
+        inputs.insert(items.clone(), json!({"parameterType": "LIST"}));
+        inputs.insert(item.clone(), json!({"parameterType": "STRING"}));
+        let mut loop_inputs = Map::new();
+        loop_inputs.insert(
+            items.clone(),
+            json!({"taskOutputParameter": {"producerTask": fk, "outputParameterKey": "Output"}}),
+        );
+        for (p, spec) in &flow.parameters {
+            inputs.insert(
+                format!("pipelinechannel--{p}"),
+                json!({"parameterType": param_type(spec.ty)}),
+            );
+            loop_inputs.insert(
+                format!("pipelinechannel--{p}"),
+                json!({"componentInputParameter": p}),
+            );
+        }
+        let comp = format!("comp-for-each-{fk}");
+        components.insert(
+            comp.clone(),
+            json!({
+                "dag": {
+                    "outputs": {"parameters": {collected.clone(): {
+                        "valueFromParameter": {"producerSubtask": last, "outputParameterKey": "task"}
+                    }}},
+                    "tasks": loop_tasks.remove(f).unwrap_or_default(),
+                },
+                "inputDefinitions": {"parameters": inputs},
+                "outputDefinitions": {"parameters": {collected: {"parameterType": "LIST"}}},
+            }),
+        );
+        root_tasks.insert(
+            format!("for-each-{fk}"),
+            json!({
+                "componentRef": {"name": comp},
+                "dependentTasks": [fk],
+                "inputs": {"parameters": loop_inputs},
+                "iteratorPolicy": {"parallelismLimit": flow.max_workers},
+                "parameterIterator": {"itemInput": item, "items": {"inputParameter": items}},
+                "taskInfo": {"name": format!("for-each-{fk}")},
+            }),
+        );
     }
 
     let mut root_params = Map::new();
@@ -222,7 +374,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         }
         root_params.insert(p.clone(), def);
     }
-    let mut root = json!({"dag": {"tasks": tasks}});
+    let mut root = json!({"dag": {"tasks": root_tasks}});
     if !root_params.is_empty() {
         root["inputDefinitions"] = json!({"parameters": root_params});
     }

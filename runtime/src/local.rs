@@ -437,7 +437,7 @@ async fn run_task(
             last = (TaskStatus::Succeeded, code);
             route = std::fs::read_to_string(&foreach_file)
                 .ok()
-                .and_then(|t| serde_json::from_str::<Vec<u64>>(&t).ok())
+                .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).ok())
                 .map(|l| l.len().to_string())
                 .or_else(|| std::fs::read_to_string(&switch_file).ok());
             break;

@@ -38,6 +38,12 @@ fn resolve(a: StepArgs) -> Result<Args> {
         .iter()
         .map(|p| p.parse().map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
+    for step in &a.same_task_parent {
+        parents.push(TaskRef {
+            step: step.clone(),
+            task: a.task.clone(),
+        });
+    }
     if let Some(json) = &a.parents_json {
         let list: Vec<String> = serde_json::from_str(json)
             .context("--parents-json must be a JSON list of \"STEP/TASK\"")?;

@@ -653,9 +653,11 @@ fn write_output_params(args: &StepArgs, route: Route) -> Result<(), RuntimeError
     };
     write("task", format!("{}/{}", args.step, args.task))?;
     match route {
+        // Indices as strings: KFP's loop items feed STRING inputs (`--task`).
         Route::Foreach(n) => write(
             "foreach",
-            serde_json::to_string(&(0..n).collect::<Vec<_>>()).expect("a list"),
+            serde_json::to_string(&(0..n).map(|i| i.to_string()).collect::<Vec<_>>())
+                .expect("a list"),
         )?,
         Route::Switch(v) => write("switch", v)?,
         Route::Plain => {}
