@@ -202,8 +202,8 @@ fn what_kfp_cannot_carry_yet_is_an_error_never_dropped() {
             "is not a straight chain",
         ),
         (
-            "name: s\nsteps:\n  start: {run: a, switch: {on: v, cases: {x: end}}}\n  end: {run: d}\n",
-            "step 'start' is a switch",
+            "name: s\nsteps:\n  start: {run: a, switch: {on: v, cases: {x: b, y: end}}}\n  b: {run: b, next: [c, e]}\n  c: {run: c, next: j}\n  e: {run: c, next: j}\n  j: {run: c, join: true, next: end}\n  end: {run: d}\n",
+            "is not a straight chain of steps to the end",
         ),
         (
             "name: g\nsteps:\n  start: {run: a, next: end, resources: {gpu: 1}}\n  end: {run: d}\n",
@@ -283,4 +283,76 @@ fn foreach_compiles_to_a_parallel_for_and_runs_every_item() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn the_switch_example_compiles_to_conditions_and_runs_only_the_chosen_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["flow.yaml", "gate.py"] {
+        std::fs::copy(
+            util::workspace().join("examples/switch").join(f),
+            tmp.path().join(f),
+        )
+        .unwrap();
+    }
+    let pipeline = compile(tmp.path());
+    validate(&pipeline);
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    assert!(
+        yaml.contains("triggerPolicy") && yaml.contains("== 'pass'") && yaml.contains("== 'fail'"),
+        "{yaml}"
+    );
+    for (score, ran, skipped, published) in [
+        ("0.9", "publish", "alert", "yes"),
+        ("0.5", "alert", "publish", "no"),
+    ] {
+        let root = format!("kfp-local-{score}");
+        let bin_dir = Path::new(BIN).parent().unwrap();
+        let out = Command::new(kfp_python())
+            .arg(shared().join("local/run_local.py"))
+            .arg(&pipeline)
+            .args([
+                "--runner",
+                "host",
+                "--root",
+                &root,
+                &format!("score={score}"),
+            ])
+            .current_dir(tmp.path())
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("FLOWPACK_CACHE_DIR", tmp.path().join(".test-cache"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains(&format!("published: {published}")), "{text}");
+        let runs: serde_json::Value =
+            serde_json::from_str(&flowpack_ok(tmp.path(), &["runs", "--json"])).unwrap();
+        let newest = &runs[0];
+        assert_eq!(newest["status"], "succeeded");
+        let id = newest["run"].as_str().unwrap();
+        let info: serde_json::Value =
+            serde_json::from_str(&flowpack_ok(tmp.path(), &["show", id, "--json"])).unwrap();
+        let steps: Vec<&str> = info["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["step"].as_str().unwrap())
+            .collect();
+        assert!(
+            steps.contains(&ran) && !steps.contains(&skipped),
+            "{steps:?}"
+        );
+    }
 }

@@ -8,7 +8,9 @@
 //!
 //! This version compiles linear chains, static splits and their joins, foreach loops whose
 //! body is a chain of steps (`ParallelFor` over the foreach step's list of indices, the join
-//! receiving the collected task ids), parameters and every step setting. Switch and other
+//! receiving the collected task ids), switches whose cases are chains of steps to the end
+//! (one condition sub-DAG per case; steps after the switch are placed in every case that
+//! reaches them, and only the chosen case runs), parameters and every step setting. Other
 //! shapes are refused with an error (never dropped): see `docs/kubeflow.md`.
 #![deny(missing_docs)]
 
@@ -79,11 +81,13 @@ fn output_file(name: &str) -> String {
     format!("{{{{$.outputs.parameters['{name}'].output_file}}}}")
 }
 
-/// Where a step's task lives: the root DAG, or the loop of a foreach step.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Where a step's task lives: the root DAG, the loop of a foreach step, or one case of a
+/// switch step (a step after a switch is placed in every case that leads to it).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Scope<'a> {
     Root,
     Loop(&'a str),
+    Case(&'a str, usize),
 }
 
 /// Compiles `flow` (already validated) for KFP.
@@ -127,12 +131,75 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
             }
         }
     }
+    // Each case of a switch is a chain of steps to the end; it becomes a condition sub-DAG.
+    let mut cases: BTreeMap<&str, BTreeMap<usize, Vec<&str>>> = BTreeMap::new();
+    let mut placed: BTreeMap<&str, Vec<Scope>> = BTreeMap::new();
     for (name, step) in &flow.steps {
-        if let Transition::Switch { .. } = &step.next {
+        if let Transition::Switch { cases: c, .. } = &step.next {
+            if scope.contains_key(name.as_str()) {
+                return Err(refuse(format!(
+                    "step '{name}' is a switch inside a foreach: that does not compile for KFP yet"
+                )));
+            }
+            for (i, (value, target)) in c.iter().enumerate() {
+                if !value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                {
+                    return Err(refuse(format!(
+                        "case '{value}' of switch '{name}': KFP conditions here take letters, digits, '.', '_' and '-' only"
+                    )));
+                }
+                let mut chain = vec![target.as_str()];
+                loop {
+                    let last = chain[chain.len() - 1];
+                    match &flow.steps[last].next {
+                        Transition::End => break,
+                        Transition::Linear(t) => chain.push(t.as_str()),
+                        _ => {
+                            return Err(refuse(format!(
+                                "case '{value}' of switch '{name}' is not a straight chain of steps to the end (at '{last}'): this flowpack compiles only that shape for KFP yet"
+                            )));
+                        }
+                    }
+                }
+                for s in &chain {
+                    placed.entry(s).or_default().push(Scope::Case(name, i));
+                }
+                cases.entry(name).or_default().insert(i, chain);
+            }
+        }
+    }
+    for (s, scopes) in &placed {
+        let Scope::Case(sw, _) = scopes[0] else {
+            unreachable!("only cases are placed here")
+        };
+        let inside = |p: &str| {
+            p == sw
+                || placed
+                    .get(p)
+                    .is_some_and(|v| v.iter().any(|x| matches!(x, Scope::Case(w, _) if *w == sw)))
+        };
+        let outside: Vec<&str> = flow
+            .steps
+            .iter()
+            .filter(|(_, st)| st.next.targets().contains(s))
+            .map(|(n, _)| n.as_str())
+            .filter(|p| !inside(p))
+            .collect();
+        if !outside.is_empty()
+            || scopes
+                .iter()
+                .any(|x| matches!(x, Scope::Case(w, _) if *w != sw))
+            || scope.contains_key(s)
+        {
             return Err(refuse(format!(
-                "step '{name}' is a switch: this flowpack cannot compile switch for KFP yet (run it locally with `flowpack run`)"
+                "step '{s}' follows switch '{sw}' and is also reached another way ({}): this does not compile for KFP yet",
+                outside.join(", ")
             )));
         }
+    }
+    for (name, step) in &flow.steps {
         if step.settings.resources.gpu.is_some() && step.settings.resources.gpu_type.is_none() {
             return Err(refuse(format!(
                 "step '{name}' asks for a GPU without `gpu_type`: KFP needs the accelerator type, e.g. gpu_type: nvidia.com/gpu"
@@ -150,6 +217,8 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         }
     }
     let scope_of = |s: &str| scope.get(s).copied().unwrap_or(Scope::Root);
+    let placements =
+        |s: &str| -> Vec<Scope> { placed.get(s).cloned().unwrap_or_else(|| vec![scope_of(s)]) };
 
     let mut parents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for name in flow.order() {
@@ -162,6 +231,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
     let mut executors = Map::new();
     let mut root_tasks = Map::new();
     let mut loop_tasks: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    let mut case_tasks: BTreeMap<(&str, usize), Map<String, Value>> = BTreeMap::new();
     let mut platform_execs = Map::new();
     for name in flow.order() {
         let step = &flow.steps[name];
@@ -171,6 +241,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         let exec = format!("exec-{k}");
         let closing = loops.iter().find(|(_, _, j)| *j == name);
         let is_foreach = matches!(step.next, Transition::Foreach { .. });
+        let is_switch = matches!(step.next, Transition::Switch { .. });
 
         let mut in_params = Map::new();
         in_params.insert("run_id".into(), json!({"parameterType": "STRING"}));
@@ -180,7 +251,9 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         if here != Scope::Root {
             in_params.insert("split".into(), json!({"parameterType": "STRING"}));
         }
-        if closing.is_some() {
+        // After a switch, parents differ by case: each task passes its own as a constant.
+        let by_input = closing.is_some() || placed.contains_key(name);
+        if by_input {
             in_params.insert("parents".into(), json!({"parameterType": "LIST"}));
         }
         let mut out_params = Map::new();
@@ -188,6 +261,9 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         if is_foreach {
             // kfp.local loops only over an output named `Output`; the backend accepts any.
             out_params.insert("Output".into(), json!({"parameterType": "LIST"}));
+        }
+        if is_switch {
+            out_params.insert("Output".into(), json!({"parameterType": "STRING"}));
         }
         components.insert(
             comp.clone(),
@@ -219,7 +295,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
             ]);
         }
         let my_parents = parents.get(name).cloned().unwrap_or_default();
-        if closing.is_some() {
+        if by_input {
             args.extend(["--parents-json".into(), input("parents")]);
         } else {
             for p in &my_parents {
@@ -242,69 +318,97 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
                 output_file("Output"),
             ]);
         }
+        if is_switch {
+            args.extend([
+                "--kfp-output".into(),
+                "switch".into(),
+                output_file("Output"),
+            ]);
+        }
         executors.insert(
             exec.clone(),
             json!({"container": container(step, opts, args)}),
         );
 
-        let mut task_inputs = Map::new();
-        task_inputs.insert(
-            "run_id".into(),
-            json!({"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}),
-        );
-        for p in flow.parameters.keys() {
-            let from = match here {
-                Scope::Root => p.clone(),
-                Scope::Loop(_) => format!("pipelinechannel--{p}"),
-            };
-            task_inputs.insert(p.clone(), json!({"componentInputParameter": from}));
-        }
-        if let Scope::Loop(f) = here {
+        for here in placements(name) {
+            let mut task_inputs = Map::new();
             task_inputs.insert(
-                "split".into(),
-                json!({"componentInputParameter": format!("pipelinechannel--{}-Output-loop-item", kfp_name(f))}),
+                "run_id".into(),
+                json!({"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}),
             );
-        }
-        let mut depends: Vec<String> = Vec::new();
-        if let Some((f, chain, _)) = closing {
-            let last = kfp_name(chain[chain.len() - 1]);
-            let loop_task = format!("for-each-{}", kfp_name(f));
-            task_inputs.insert(
-                "parents".into(),
-                json!({"taskOutputParameter": {
-                    "producerTask": loop_task,
-                    "outputParameterKey": format!("pipelinechannel--{last}-task"),
-                }}),
-            );
-            depends.push(loop_task);
-        } else {
-            for p in &my_parents {
-                if scope_of(p) == here {
-                    depends.push(kfp_name(p));
+            for p in flow.parameters.keys() {
+                let from = match here {
+                    Scope::Root => p.clone(),
+                    _ => format!("pipelinechannel--{p}"),
+                };
+                task_inputs.insert(p.clone(), json!({"componentInputParameter": from}));
+            }
+            if let Scope::Loop(f) = here {
+                task_inputs.insert(
+                    "split".into(),
+                    json!({"componentInputParameter": format!("pipelinechannel--{}-Output-loop-item", kfp_name(f))}),
+                );
+            }
+            let mut depends: Vec<String> = Vec::new();
+            if let Some((f, chain, _)) = closing {
+                let last = kfp_name(chain[chain.len() - 1]);
+                let loop_task = format!("for-each-{}", kfp_name(f));
+                task_inputs.insert(
+                    "parents".into(),
+                    json!({"taskOutputParameter": {
+                        "producerTask": loop_task,
+                        "outputParameterKey": format!("pipelinechannel--{last}-task"),
+                    }}),
+                );
+                depends.push(loop_task);
+            } else {
+                for p in &my_parents {
+                    if placements(p).contains(&here) {
+                        depends.push(kfp_name(p));
+                    }
+                }
+                if by_input {
+                    // In a case: the switch step or the step before in the same case.
+                    let mine: Vec<String> = my_parents
+                        .iter()
+                        .filter(|p| {
+                            placements(p).contains(&here)
+                                || matches!(here, Scope::Case(sw, _) if sw == **p)
+                        })
+                        .map(|p| format!("{p}/0"))
+                        .collect();
+                    task_inputs.insert(
+                        "parents".into(),
+                        json!({"runtimeValue": {"constant": mine}}),
+                    );
                 }
             }
-        }
-        let mut task = json!({
-            "cachingOptions": if step.settings.cache { json!({"enableCache": true}) } else { json!({}) },
-            "componentRef": {"name": comp},
-            "inputs": {"parameters": task_inputs},
-            "taskInfo": {"name": k},
-        });
-        if !depends.is_empty() {
-            task["dependentTasks"] = json!(depends);
-        }
-        if step.settings.retry.times > 0 {
-            task["retryPolicy"] = json!({
-                "maxRetryCount": step.settings.retry.times,
-                "backoffDuration": format!("{}s", step.settings.retry.delay_seconds),
-                "backoffFactor": 2.0,
-                "backoffMaxDuration": "3600s",
+            let mut task = json!({
+                "cachingOptions": if step.settings.cache { json!({"enableCache": true}) } else { json!({}) },
+                "componentRef": {"name": comp},
+                "inputs": {"parameters": task_inputs},
+                "taskInfo": {"name": k},
             });
+            if !depends.is_empty() {
+                task["dependentTasks"] = json!(depends);
+            }
+            if step.settings.retry.times > 0 {
+                task["retryPolicy"] = json!({
+                    "maxRetryCount": step.settings.retry.times,
+                    "backoffDuration": format!("{}s", step.settings.retry.delay_seconds),
+                    "backoffFactor": 2.0,
+                    "backoffMaxDuration": "3600s",
+                });
+            }
+            match here {
+                Scope::Root => root_tasks.insert(k.clone(), task),
+                Scope::Loop(f) => loop_tasks.entry(f).or_default().insert(k.clone(), task),
+                Scope::Case(sw, i) => case_tasks
+                    .entry((sw, i))
+                    .or_default()
+                    .insert(k.clone(), task),
+            };
         }
-        match here {
-            Scope::Root => root_tasks.insert(k.clone(), task),
-            Scope::Loop(f) => loop_tasks.entry(f).or_default().insert(k.clone(), task),
-        };
         if let Some(p) = platform(step) {
             platform_execs.insert(exec, p);
         }
@@ -360,6 +464,53 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
                 "taskInfo": {"name": format!("for-each-{fk}")},
             }),
         );
+    }
+
+    // One condition sub-DAG component and one root task per case of a switch.
+    for (sw, by_case) in &cases {
+        let sk = kfp_name(sw);
+        let Transition::Switch { cases: values, .. } = &flow.steps[*sw].next else {
+            unreachable!("only switch steps have cases")
+        };
+        let channel = format!("pipelinechannel--{sk}-Output");
+        for (i, (value, _)) in values.iter().enumerate() {
+            let mut inputs = Map::new();
+            inputs.insert(channel.clone(), json!({"parameterType": "STRING"}));
+            let mut task_inputs = Map::new();
+            task_inputs.insert(
+                channel.clone(),
+                json!({"taskOutputParameter": {"producerTask": sk, "outputParameterKey": "Output"}}),
+            );
+            for (p, spec) in &flow.parameters {
+                inputs.insert(
+                    format!("pipelinechannel--{p}"),
+                    json!({"parameterType": param_type(spec.ty)}),
+                );
+                task_inputs.insert(
+                    format!("pipelinechannel--{p}"),
+                    json!({"componentInputParameter": p}),
+                );
+            }
+            let name = format!("{sk}-case-{i}");
+            debug_assert!(by_case.contains_key(&i));
+            components.insert(
+                format!("comp-{name}"),
+                json!({
+                    "dag": {"tasks": case_tasks.remove(&(*sw, i)).unwrap_or_default()},
+                    "inputDefinitions": {"parameters": inputs},
+                }),
+            );
+            root_tasks.insert(
+                name.clone(),
+                json!({
+                    "componentRef": {"name": format!("comp-{name}")},
+                    "dependentTasks": [sk],
+                    "inputs": {"parameters": task_inputs},
+                    "taskInfo": {"name": name},
+                    "triggerPolicy": {"condition": format!("inputs.parameter_values['{channel}'] == '{value}'")},
+                }),
+            );
+        }
     }
 
     let mut root_params = Map::new();
