@@ -132,7 +132,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         }
     }
     // Each case of a switch is a chain of steps to the end; it becomes a condition sub-DAG.
-    let mut cases: BTreeMap<&str, BTreeMap<usize, Vec<&str>>> = BTreeMap::new();
+    let mut switches: Vec<&str> = Vec::new();
     let mut placed: BTreeMap<&str, Vec<Scope>> = BTreeMap::new();
     for (name, step) in &flow.steps {
         if let Transition::Switch { cases: c, .. } = &step.next {
@@ -166,8 +166,8 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
                 for s in &chain {
                     placed.entry(s).or_default().push(Scope::Case(name, i));
                 }
-                cases.entry(name).or_default().insert(i, chain);
             }
+            switches.push(name);
         }
     }
     for (s, scopes) in &placed {
@@ -467,7 +467,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
     }
 
     // One condition sub-DAG component and one root task per case of a switch.
-    for (sw, by_case) in &cases {
+    for sw in &switches {
         let sk = kfp_name(sw);
         let Transition::Switch { cases: values, .. } = &flow.steps[*sw].next else {
             unreachable!("only switch steps have cases")
@@ -492,7 +492,6 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
                 );
             }
             let name = format!("{sk}-case-{i}");
-            debug_assert!(by_case.contains_key(&i));
             components.insert(
                 format!("comp-{name}"),
                 json!({
