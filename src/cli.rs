@@ -31,6 +31,12 @@ pub enum Command {
     Step(Box<StepArgs>),
     /// Push the flow and compile it into a Kubeflow Pipelines pipeline (IR YAML).
     Compile(CompileArgs),
+    /// Start a run of the flow's pipeline on Kubeflow Pipelines; prints kfp-<run id>.
+    Trigger(TriggerArgs),
+    /// The state of a KFP run.
+    Status(KfpRunArgs),
+    /// Stop a KFP run.
+    Terminate(KfpRunArgs),
     /// List runs, newest first.
     Runs(RunsArgs),
     /// Show a run: its tasks, attempts, status, durations and artifacts.
@@ -56,6 +62,37 @@ pub struct CompileArgs {
     /// The flowpack command inside the step images.
     #[arg(long, value_name = "CMD", default_value = "flowpack")]
     pub command: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// The flow file (its name names the pipeline; its parameters type the values).
+    pub flow: PathBuf,
+    /// A parameter value, NAME=VALUE (repeatable); others take their defaults.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// The experiment (created when missing).
+    #[arg(long, value_name = "NAME", default_value = "Default")]
+    pub experiment: String,
+    /// The pipeline version to run (default: the newest).
+    #[arg(long, value_name = "V")]
+    pub version_name: Option<String>,
+    #[command(flatten)]
+    pub kfp: KfpArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KfpRunArgs {
+    /// The run: kfp-<uuid> (or the bare uuid).
+    pub run: String,
+    #[command(flatten)]
+    pub kfp: KfpArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +256,17 @@ pub struct StoreArg {
     pub store: Option<String>,
 }
 
+/// Where Kubeflow Pipelines is. The bearer token comes from FLOWPACK_KFP_TOKEN only.
+#[derive(Debug, Args)]
+pub struct KfpArgs {
+    /// The KFP API, e.g. http://ml-pipeline.kubeflow:8888; with `push`, also deploy there.
+    #[arg(long, env = "FLOWPACK_KFP_URL", value_name = "URL")]
+    pub kfp_url: Option<String>,
+    /// The KFP namespace (multi-user installs).
+    #[arg(long, env = "FLOWPACK_KFP_NAMESPACE", value_name = "NS")]
+    pub kfp_namespace: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The flow file.
@@ -240,6 +288,8 @@ pub struct PushArgs {
     /// Rebuild the env layer from its requirements even when the local cache has it.
     #[arg(long)]
     pub rebuild_env: bool,
+    #[command(flatten)]
+    pub kfp: KfpArgs,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,

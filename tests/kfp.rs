@@ -356,3 +356,99 @@ fn the_switch_example_compiles_to_conditions_and_runs_only_the_chosen_case() {
         );
     }
 }
+
+/// The REST client against Prism serving KFP's official swagger: every request flowpack
+/// sends must be one the API allows (Prism answers 4xx otherwise, and logs the violation).
+#[test]
+fn push_trigger_status_and_terminate_speak_the_kfp_api() {
+    let (url, log) = util::prism();
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["flow.yaml", "hello.py"] {
+        std::fs::copy(
+            util::workspace().join("examples/hello").join(f),
+            tmp.path().join(f),
+        )
+        .unwrap();
+    }
+    let token = "flowpack-test-t0ken";
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(tmp.path())
+            .env("FLOWPACK_CACHE_DIR", tmp.path().join(".test-cache"))
+            .env("FLOWPACK_KFP_URL", &url)
+            .env("FLOWPACK_KFP_TOKEN", token)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !stdout.contains(token) && !stderr.contains(token),
+            "the token was printed"
+        );
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, stdout, stderr) = run(&["push", "flow.yaml", "--version-name", "v1", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let pushed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(pushed["kfp"]["pipeline_version_id"].is_string(), "{pushed}");
+    // The version pointer records what KFP answered.
+    let pointer =
+        std::fs::read_to_string(tmp.path().join(".flowpack/v1/flows/hello/versions/v1.json"))
+            .unwrap();
+    assert!(pointer.contains("pipeline_version_id"), "{pointer}");
+
+    let (code, stdout, stderr) = run(&[
+        "trigger",
+        "flow.yaml",
+        "--param",
+        "times=4",
+        "--experiment",
+        "nightly",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let id = stdout.trim().to_string();
+    assert!(id.starts_with("kfp-"), "{stdout}");
+    let (code, stdout, stderr) = run(&["status", &id, "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(status["state"].is_string(), "{status}");
+    let (code, _, stderr) = run(&["terminate", &id]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) = run(&["trigger", "flow.yaml", "--param", "times=many"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("'many' is not a valid int"), "{stderr}");
+
+    // Without a token the API refuses, and the error says what to check.
+    let out = Command::new(BIN)
+        .args(["status", &id])
+        .env("FLOWPACK_KFP_URL", &url)
+        .env_remove("FLOWPACK_KFP_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("answered 401") && stderr.contains("FLOWPACK_KFP_TOKEN"),
+        "{stderr}"
+    );
+
+    let log = std::fs::read_to_string(&log).unwrap();
+    let violations: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Violation: request") && !l.contains("Invalid security scheme"))
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "requests the KFP API does not allow:\n{}",
+        violations.join("\n")
+    );
+    assert!(
+        log.contains("post /apis/v2beta1/pipelines/upload_version"),
+        "{log}"
+    );
+    assert!(
+        log.contains("post /apis/v2beta1/runs "),
+        "no run was created:\n{log}"
+    );
+}

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_TESTS=98
+MIN_TESTS=99
 
 if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/uv ] || ! .venv/bin/python -c 'import azure.storage.blob' 2>/dev/null; then
   echo "tests/run.sh: installing Python test tools into .venv (moto, uv, azure-storage-blob)" >&2
@@ -31,6 +31,10 @@ if ! .venv-kfp/bin/python -c 'import kfp, kfp.kubernetes, celpy' 2>/dev/null; th
   .venv-kfp/bin/pip install --quiet --disable-pip-version-check --no-deps \
     kfp==2.17.3 kfp-kubernetes==2.17.3 kfp-server-api==2.17.3
 fi
+if [ ! -x .venv/prism/node_modules/.bin/prism ]; then
+  echo "tests/run.sh: installing Prism (OpenAPI mock server for KFP's swagger) into .venv/prism" >&2
+  npm install --silent --no-audit --no-fund --prefix .venv/prism @stoplight/prism-cli@5.16.0
+fi
 if [ ! -x .venv/azurite/node_modules/.bin/azurite-blob ]; then
   echo "tests/run.sh: installing Azurite into .venv/azurite" >&2
   npm install --silent --no-audit --no-fund --prefix .venv/azurite azurite@3.37.0
@@ -38,6 +42,7 @@ fi
 export FLOWPACK_TEST_MOTO="$PWD/.venv/bin/moto_server"
 export FLOWPACK_TEST_UV="$PWD/.venv/bin/uv"
 export FLOWPACK_TEST_PYTHON="$PWD/.venv/bin/python"
+export FLOWPACK_TEST_PRISM="$PWD/.venv/prism/node_modules/.bin/prism"
 export FLOWPACK_TEST_KFP_PYTHON="$PWD/.venv-kfp/bin/python"
 export FLOWPACK_TEST_AZURITE="$PWD/.venv/azurite/node_modules/.bin/azurite-blob"
 

@@ -36,3 +36,10 @@ pub const FLOWPACK_PARAM_PREFIX: &str = "FLOWPACK_PARAM_";
 pub const FLOWPACK_SPLIT_INDEX: &str = "FLOWPACK_SPLIT_INDEX";
 /// Set for the first task of a foreach body: its item (text as is, other JSON as JSON).
 pub const FLOWPACK_SPLIT_ITEM: &str = "FLOWPACK_SPLIT_ITEM";
+
+/// The Kubeflow Pipelines API URL, when `--kfp-url` is not given.
+pub const FLOWPACK_KFP_URL: &str = "FLOWPACK_KFP_URL";
+/// The bearer token for the KFP API (never printed, never stored).
+pub const FLOWPACK_KFP_TOKEN: &str = "FLOWPACK_KFP_TOKEN";
+/// The KFP namespace, when `--kfp-namespace` is not given.
+pub const FLOWPACK_KFP_NAMESPACE: &str = "FLOWPACK_KFP_NAMESPACE";

@@ -14,6 +14,8 @@
 //! shapes are refused with an error (never dropped): see `docs/kubeflow.md`.
 #![deny(missing_docs)]
 
+pub mod client;
+
 use std::collections::BTreeMap;
 
 use flowpack_core::Digest;

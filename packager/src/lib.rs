@@ -14,7 +14,9 @@ pub mod tree;
 
 use std::path::PathBuf;
 
-pub use push::{LayerReport, PushOptions, PushReport, Reporter, default_version_name, push};
+pub use push::{
+    LayerReport, PushOptions, PushReport, Reporter, default_version_name, push, record_version,
+};
 
 use flowpack_core::archive::ArchiveError;
 use flowpack_core::store::StoreError;

@@ -178,30 +178,8 @@ pub async fn push(
     };
 
     // The version pointer goes last: it names a complete package.
-    let record = Version {
-        flow: flow.name.clone(),
-        version: version.clone(),
-        package,
-        created_at: jiff::Timestamp::now().to_string(),
-        created_by: format!("flowpack {}", env!("CARGO_PKG_VERSION")),
-        kfp: None,
-    };
-    let key = layout::version(&flow.name, &version);
-    if !opts.record_version {
-        // Nothing names this package; the caller keeps its digest.
-    } else if let Created::Existed(existing) = opts.store.create_json(&key, &record).await? {
-        let existing: Option<Version> = serde_json::from_slice(&existing).ok();
-        match existing {
-            Some(v) if v.package == package => {}
-            other => {
-                return Err(PushError::VersionTaken {
-                    flow: flow.name.clone(),
-                    version,
-                    existing: other
-                        .map_or_else(|| "(unreadable)".into(), |v| v.package.to_string()),
-                });
-            }
-        }
+    if opts.record_version {
+        record_version(&opts.store, &flow.name, &version, package, None).await?;
     }
 
     let uploaded_bytes = reports.iter().map(|r| r.uploaded_bytes).sum::<u64>() + manifest_bytes;
@@ -222,6 +200,44 @@ pub async fn push(
         warnings,
         seconds: started.elapsed(),
     })
+}
+
+/// Writes the version pointer `version` of `flow` -> `package` (create-only; accepted
+/// again only for the same package), with the ids KFP gave, if deployed there.
+pub async fn record_version(
+    store: &Store,
+    flow: &str,
+    version: &str,
+    package: Digest,
+    kfp: Option<serde_json::Value>,
+) -> Result<(), PushError> {
+    if !layout::is_version_name(version) {
+        return Err(PushError::BadVersion(version.to_string()));
+    }
+    let record = Version {
+        flow: flow.to_string(),
+        version: version.to_string(),
+        package,
+        created_at: jiff::Timestamp::now().to_string(),
+        created_by: format!("flowpack {}", env!("CARGO_PKG_VERSION")),
+        kfp,
+    };
+    let key = layout::version(flow, version);
+    if let Created::Existed(existing) = store.create_json(&key, &record).await? {
+        let existing: Option<Version> = serde_json::from_slice(&existing).ok();
+        match existing {
+            Some(v) if v.package == package => {}
+            other => {
+                return Err(PushError::VersionTaken {
+                    flow: flow.to_string(),
+                    version: version.to_string(),
+                    existing: other
+                        .map_or_else(|| "(unreadable)".into(), |v| v.package.to_string()),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Finds a layer in the store by its tree fingerprint, else packs it in one pass and

@@ -12,10 +12,34 @@ use crate::settings;
 pub async fn run(args: CompileArgs) -> Result<()> {
     let flow = Flow::load(&args.flow)?;
     let store = settings::store(args.store.store.as_deref(), &settings::flow_dir(&args.flow))?;
+    let (package, yaml) = push_and_compile(&args.flow, &flow, &store, &args.command).await?;
+    if args.output.as_os_str() == "-" {
+        print!("{yaml}");
+    } else {
+        std::fs::write(&args.output, yaml)
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
+        eprintln!(
+            "wrote {} for package {} in {}",
+            args.output.display(),
+            package.short(),
+            store.url()
+        );
+    }
+    Ok(())
+}
+
+/// Pushes the flow's package (no version pointer) and compiles the pipeline that runs it.
+pub async fn push_and_compile(
+    flow_file: &std::path::Path,
+    flow: &Flow,
+    store: &flowpack_core::store::Store,
+    command: &str,
+) -> Result<(flowpack_core::Digest, String)> {
+    let args_flow = flow_file;
     let progress = Progress::new(false);
     let pushed = push(
-        &args.flow,
-        &flow,
+        args_flow,
+        flow,
         &PushOptions {
             store: store.clone(),
             version: None,
@@ -29,25 +53,12 @@ pub async fn run(args: CompileArgs) -> Result<()> {
     progress.clear();
     let pushed = pushed?;
     let compiled = compile(
-        &flow,
+        flow,
         &CompileOptions {
             package: pushed.package,
             store_url: store.url().to_string(),
-            command: args.command,
+            command: command.to_string(),
         },
     )?;
-    let yaml = compiled.to_yaml();
-    if args.output.as_os_str() == "-" {
-        print!("{yaml}");
-    } else {
-        std::fs::write(&args.output, yaml)
-            .with_context(|| format!("cannot write {}", args.output.display()))?;
-        eprintln!(
-            "wrote {} for package {} in {}",
-            args.output.display(),
-            pushed.package.short(),
-            store.url()
-        );
-    }
-    Ok(())
+    Ok((pushed.package, compiled.to_yaml()))
 }

@@ -4,6 +4,7 @@ mod check;
 mod compile;
 mod fetch;
 mod inspect;
+mod kfp;
 mod push;
 mod run;
 pub mod step;
@@ -19,6 +20,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Fetch(a) => fetch::run(a).await,
         Command::Run(a) => run::run(a).await,
         Command::Compile(a) => compile::run(a).await,
+        Command::Trigger(a) => kfp::trigger(a).await,
+        Command::Status(a) => kfp::status(a).await,
+        Command::Terminate(a) => kfp::terminate(a).await,
         Command::Runs(a) => inspect::runs(a).await,
         Command::Show(a) => inspect::show(a).await,
         Command::Logs(a) => inspect::logs(a).await,

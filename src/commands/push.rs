@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use flowpack_core::Flow;
-use flowpack_packager::{PushOptions, push};
+use flowpack_kfp::{CompileOptions, compile};
+use flowpack_packager::{PushOptions, default_version_name, push, record_version};
 
 use super::bytes;
 use crate::cli::PushArgs;
@@ -12,19 +13,59 @@ use crate::settings;
 pub async fn run(args: PushArgs) -> Result<()> {
     let flow = Flow::load(&args.flow)?;
     let store = settings::store(args.store.store.as_deref(), &settings::flow_dir(&args.flow))?;
+    let version = args
+        .version_name
+        .clone()
+        .unwrap_or_else(default_version_name);
+    let to_kfp = args.kfp.kfp_url.is_some();
     let opts = PushOptions {
-        store,
-        version: args.version_name,
+        store: store.clone(),
+        version: Some(version.clone()),
         rebuild_env: args.rebuild_env,
-        record_version: true,
+        // With KFP, the pointer is written after the deploy, with KFP's ids in it.
+        record_version: !to_kfp,
         cache_dir: settings::cache_dir()?,
     };
     let progress = Progress::new(args.json);
     let report = push(&args.flow, &flow, &opts, &progress).await;
     progress.clear();
-    let report = report?;
+    let mut report = report?;
+    let mut kfp_ids = None;
+    if to_kfp {
+        let yaml = compile(
+            &flow,
+            &CompileOptions {
+                package: report.package,
+                store_url: store.url().to_string(),
+                command: "flowpack".into(),
+            },
+        )?
+        .to_yaml();
+        let ids = super::kfp::deploy(&args.kfp, &flow, &version, &yaml).await?;
+        record_version(
+            &store,
+            &flow.name,
+            &version,
+            report.package,
+            Some(ids.clone()),
+        )
+        .await?;
+        report.version = version;
+        kfp_ids = Some(ids);
+    }
     if args.json {
-        return super::print_json(&report);
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(ids) = &kfp_ids {
+            v["kfp"] = ids.clone();
+        }
+        return super::print_json(&v);
+    }
+    if let Some(ids) = &kfp_ids {
+        println!(
+            "deployed to KFP: pipeline {} version {}",
+            ids["pipeline_id"].as_str().unwrap_or_default(),
+            ids["pipeline_version_id"].as_str().unwrap_or_default()
+        );
     }
     println!("package {}", report.package);
     println!(

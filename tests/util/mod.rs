@@ -275,3 +275,40 @@ pub fn find_uv() -> PathBuf {
 pub fn find_python() -> PathBuf {
     find_tool("FLOWPACK_TEST_PYTHON", "python").unwrap_or_else(|| "python3".into())
 }
+
+/// Starts Prism (Stoplight's OpenAPI mock server) on the official KFP v2beta1 swagger: it
+/// answers 401/422 to any request the spec does not allow and logs every violation.
+/// Returns the base URL and the log file. Installed by tests/run.sh into .venv/prism.
+pub fn prism() -> (String, PathBuf) {
+    let bin = find_tool("FLOWPACK_TEST_PRISM", "prism")
+        .or_else(|| {
+            let p = workspace().join(".venv/prism/node_modules/.bin/prism");
+            p.is_file().then_some(p)
+        })
+        .unwrap_or_else(|| {
+            panic!("prism not found: run tests/run.sh (installs @stoplight/prism-cli into .venv/prism) or set FLOWPACK_TEST_PRISM")
+        });
+    let spec = workspace().join("../shared/kfp/api/v2beta1/kfp_api_single_file.swagger.json");
+    assert!(
+        spec.is_file(),
+        "the KFP swagger is missing: {}",
+        spec.display()
+    );
+    let port = free_port();
+    let port_s = port.to_string();
+    start_server(
+        "prism",
+        &[
+            bin.as_os_str(),
+            "mock".as_ref(),
+            "-h".as_ref(),
+            "127.0.0.1".as_ref(),
+            "-p".as_ref(),
+            port_s.as_ref(),
+            spec.as_os_str(),
+        ],
+        port,
+    );
+    let log = std::env::temp_dir().join(format!("flowpack-prism-{port}.log"));
+    (format!("http://127.0.0.1:{port}"), log)
+}

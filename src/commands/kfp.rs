@@ -1,0 +1,136 @@
+//! Kubeflow Pipelines: deploy on `push --kfp-url`, `trigger`, `status`, `terminate`.
+
+use anyhow::{Context, Result, bail};
+use flowpack_core::Flow;
+use flowpack_core::env_vars::FLOWPACK_KFP_TOKEN;
+use flowpack_kfp::client::KfpClient;
+
+use crate::cli::{KfpArgs, KfpRunArgs, TriggerArgs};
+
+/// The client, or an error saying how to name the KFP.
+pub fn client(k: &KfpArgs) -> Result<KfpClient> {
+    let url = k
+        .kfp_url
+        .as_deref()
+        .context("no KFP given: pass --kfp-url URL or set FLOWPACK_KFP_URL")?;
+    let token = std::env::var(FLOWPACK_KFP_TOKEN)
+        .ok()
+        .filter(|t| !t.is_empty());
+    Ok(KfpClient::new(url, token, k.kfp_namespace.clone()))
+}
+
+/// Uploads `yaml` as the pipeline of `flow` (first deploy) or as its new version `version`.
+/// Returns the KFP ids to record in the version pointer.
+pub async fn deploy(
+    k: &KfpArgs,
+    flow: &Flow,
+    version: &str,
+    yaml: &str,
+) -> Result<serde_json::Value> {
+    let kfp = client(k)?;
+    let (pipeline_id, version_id) = match kfp.find_pipeline(&flow.name).await? {
+        Some(p) => {
+            let v = kfp.upload_version(&p.pipeline_id, version, yaml).await?;
+            (p.pipeline_id, v.pipeline_version_id)
+        }
+        None => {
+            let p = kfp
+                .upload_pipeline(&flow.name, flow.description.as_deref(), yaml)
+                .await?;
+            let newest = kfp.versions(&p.pipeline_id).await?;
+            let v = newest
+                .first()
+                .context("KFP made the pipeline without a version")?;
+            (p.pipeline_id.clone(), v.pipeline_version_id.clone())
+        }
+    };
+    Ok(serde_json::json!({"pipeline_id": pipeline_id, "pipeline_version_id": version_id}))
+}
+
+pub async fn trigger(a: TriggerArgs) -> Result<()> {
+    let flow = Flow::load(&a.flow)?;
+    let kfp = client(&a.kfp)?;
+    let mut params = serde_json::Map::new();
+    for (name, text) in super::key_values(&a.params, "--param")? {
+        let p = flow
+            .parameters
+            .get(&name)
+            .with_context(|| format!("flow '{}' has no parameter '{name}'", flow.name))?;
+        let v =
+            p.ty.parse_text(&text)
+                .map_err(|e| anyhow::anyhow!("parameter '{name}': {e}"))?;
+        params.insert(name, v);
+    }
+    let pipeline = kfp.find_pipeline(&flow.name).await?.with_context(|| {
+        format!(
+            "KFP has no pipeline '{}': deploy it with `flowpack push {} --kfp-url …`",
+            flow.name,
+            a.flow.display()
+        )
+    })?;
+    let versions = kfp.versions(&pipeline.pipeline_id).await?;
+    let version = match &a.version_name {
+        Some(v) => versions
+            .iter()
+            .find(|x| &x.display_name == v)
+            .with_context(|| format!("pipeline '{}' has no version '{v}'", flow.name))?,
+        None => versions.first().context("the pipeline has no version")?,
+    };
+    let experiment = kfp.experiment(&a.experiment).await?;
+    let name = format!(
+        "{} {}",
+        flow.name,
+        flowpack_packager::default_version_name()
+    );
+    let run = kfp
+        .create_run(
+            &name,
+            &experiment,
+            &pipeline.pipeline_id,
+            &version.pipeline_version_id,
+            &params,
+        )
+        .await?;
+    let id = format!("kfp-{}", run.run_id);
+    if a.json {
+        super::print_json(&serde_json::json!({
+            "run": id, "kfp_run_id": run.run_id, "pipeline_id": pipeline.pipeline_id,
+            "pipeline_version_id": version.pipeline_version_id, "experiment_id": experiment,
+        }))
+    } else {
+        println!("{id}");
+        Ok(())
+    }
+}
+
+fn run_uuid(run: &str) -> Result<&str> {
+    let uuid = run.strip_prefix("kfp-").unwrap_or(run);
+    if uuid.is_empty() || !uuid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        bail!("'{run}' is not a KFP run: write kfp-<uuid>");
+    }
+    Ok(uuid)
+}
+
+pub async fn status(a: KfpRunArgs) -> Result<()> {
+    let run = client(&a.kfp)?.run(run_uuid(&a.run)?).await?;
+    let state = run.state.clone().unwrap_or_else(|| "UNKNOWN".into());
+    if a.json {
+        super::print_json(
+            &serde_json::json!({"run": format!("kfp-{}", run.run_id), "state": state, "error": run.error}),
+        )
+    } else {
+        println!("kfp-{} {state}", run.run_id);
+        Ok(())
+    }
+}
+
+pub async fn terminate(a: KfpRunArgs) -> Result<()> {
+    let uuid = run_uuid(&a.run)?;
+    client(&a.kfp)?.terminate(uuid).await?;
+    if a.json {
+        super::print_json(&serde_json::json!({"run": format!("kfp-{uuid}"), "terminated": true}))
+    } else {
+        println!("kfp-{uuid} terminating");
+        Ok(())
+    }
+}
