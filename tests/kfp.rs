@@ -178,6 +178,7 @@ fn splits_joins_and_settings_compile_validate_and_run() {
             "{needle} missing from the compiled pipeline"
         );
     }
+    insta::assert_snapshot!("settings_pipeline", util::redact(&yaml, tmp.path()));
     run_local(tmp.path(), &pipeline, &["alpha=0.25"]);
     let run = only_run(tmp.path());
     assert_eq!(run["status"], "succeeded");
@@ -211,7 +212,7 @@ fn what_kfp_cannot_carry_yet_is_an_error_never_dropped() {
         ),
         (
             "name: a\nsteps:\n  start: {run: a, next: end, service_account: x}\n  end: {run: d}\n",
-            "service_account",
+            "steps name different service accounts (end: none, start: x)",
         ),
         (
             "name: d\nsteps:\n  start: {run: a, next: end, resources: {disk: 10Gi}}\n  end: {run: d}\n",
@@ -258,6 +259,7 @@ fn foreach_compiles_to_a_parallel_for_and_runs_every_item() {
         yaml.contains("parameterIterator") && yaml.contains("parallelismLimit: 2"),
         "{yaml}"
     );
+    insta::assert_snapshot!("foreach_pipeline", util::redact(&yaml, tmp.path()));
     run_local(tmp.path(), &pipeline, &["base=7"]);
     let run = only_run(tmp.path());
     assert_eq!(run["status"], "succeeded");
@@ -302,6 +304,7 @@ fn the_switch_example_compiles_to_conditions_and_runs_only_the_chosen_case() {
         yaml.contains("triggerPolicy") && yaml.contains("== 'pass'") && yaml.contains("== 'fail'"),
         "{yaml}"
     );
+    insta::assert_snapshot!("switch_pipeline", util::redact(&yaml, tmp.path()));
     for (score, ran, skipped, published) in [
         ("0.9", "publish", "alert", "yes"),
         ("0.5", "alert", "publish", "no"),
@@ -450,5 +453,47 @@ fn push_trigger_status_and_terminate_speak_the_kfp_api() {
     assert!(
         log.contains("post /apis/v2beta1/runs "),
         "no run was created:\n{log}"
+    );
+}
+
+#[test]
+fn the_train_example_compiles_validates_and_runs_under_kfps_orchestrator() {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["flow.yaml", "train.py", "requirements.txt"] {
+        std::fs::copy(
+            util::workspace().join("examples/train").join(f),
+            tmp.path().join(f),
+        )
+        .unwrap();
+    }
+    let out = Command::new(BIN)
+        .args(["compile", "flow.yaml", "-o", "pipeline.yaml"])
+        .current_dir(tmp.path())
+        .env("FLOWPACK_CACHE_DIR", tmp.path().join(".test-cache"))
+        .env("FLOWPACK_UV", util::find_uv())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pipeline = tmp.path().join("pipeline.yaml");
+    validate(&pipeline);
+    let text = run_local(tmp.path(), &pipeline, &["seed=7"]);
+    assert!(text.contains("wins with accuracy"), "{text}");
+    let run = only_run(tmp.path());
+    assert_eq!(
+        (run["status"].as_str(), run["tasks"].as_u64()),
+        (Some("succeeded"), Some(10))
+    );
+    let id = run["run"].as_str().unwrap();
+    let winner = flowpack_ok(
+        tmp.path(),
+        &["artifacts", "get", &format!("{id}/pick/winner"), "-o", "-"],
+    );
+    assert!(
+        ["baseline", "best_forest"].contains(&winner.as_str()),
+        "{winner}"
     );
 }

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_TESTS=99
+MIN_TESTS=100
 
 if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/uv ] || ! .venv/bin/python -c 'import azure.storage.blob' 2>/dev/null; then
   echo "tests/run.sh: installing Python test tools into .venv (moto, uv, azure-storage-blob)" >&2

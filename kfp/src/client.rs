@@ -266,14 +266,18 @@ impl KfpClient {
         pipeline_id: &str,
         version_id: &str,
         parameters: &serde_json::Map<String, Value>,
+        service_account: Option<&str>,
     ) -> Result<Run, KfpError> {
         let path = "/runs";
-        let body = json!({
+        let mut body = json!({
             "display_name": display_name,
             "experiment_id": experiment_id,
             "pipeline_version_reference": {"pipeline_id": pipeline_id, "pipeline_version_id": version_id},
             "runtime_config": {"parameters": parameters},
         });
+        if let Some(sa) = service_account {
+            body["service_account"] = json!(sa);
+        }
         let req = self.request(reqwest::Method::POST, path).json(&body);
         self.send("POST", path, req).await
     }

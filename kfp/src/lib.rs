@@ -212,12 +212,8 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
                 "step '{name}' sets resources.disk: KFP's IR has no ephemeral-storage request yet; remove it for KFP"
             )));
         }
-        if step.settings.service_account.is_some() {
-            return Err(refuse(format!(
-                "step '{name}' sets service_account: KFP sets the service account per run, not per task; remove it and give it when the run is created"
-            )));
-        }
     }
+    run_service_account(flow).map_err(refuse)?;
     let scope_of = |s: &str| scope.get(s).copied().unwrap_or(Scope::Root);
     let placements =
         |s: &str| -> Vec<Scope> { placed.get(s).cloned().unwrap_or_else(|| vec![scope_of(s)]) };
@@ -546,6 +542,31 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         || json!({"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform_execs}}}}),
     );
     Ok(Compiled { pipeline, platform })
+}
+
+/// The service account of a run: KFP sets it per run, not per task, so every step must
+/// name the same one (or none). `trigger` passes it when it creates the run.
+pub fn run_service_account(flow: &Flow) -> Result<Option<String>, String> {
+    let mut accounts: Vec<(&str, Option<&str>)> = flow
+        .steps
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.settings.service_account.as_deref()))
+        .collect();
+    accounts.dedup_by_key(|(_, a)| *a);
+    let distinct: std::collections::BTreeSet<Option<&str>> =
+        accounts.iter().map(|(_, a)| *a).collect();
+    match distinct.len() {
+        0 => Ok(None),
+        1 => Ok(distinct.into_iter().next().flatten().map(String::from)),
+        _ => Err(format!(
+            "steps name different service accounts ({}): KFP sets the service account per run, so set one in `defaults`",
+            accounts
+                .iter()
+                .map(|(n, a)| format!("{n}: {}", a.unwrap_or("none")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 fn container(step: &Step, opts: &CompileOptions, args: Vec<String>) -> Value {

@@ -82,6 +82,7 @@ pub async fn trigger(a: TriggerArgs) -> Result<()> {
         flow.name,
         flowpack_packager::default_version_name()
     );
+    let account = flowpack_kfp::run_service_account(&flow).map_err(anyhow::Error::msg)?;
     let run = kfp
         .create_run(
             &name,
@@ -89,6 +90,7 @@ pub async fn trigger(a: TriggerArgs) -> Result<()> {
             &pipeline.pipeline_id,
             &version.pipeline_version_id,
             &params,
+            account.as_deref(),
         )
         .await?;
     let id = format!("kfp-{}", run.run_id);
