@@ -48,9 +48,37 @@ fn validate(file: &Path) {
     );
 }
 
-fn compile(dir: &Path) -> PathBuf {
-    flowpack_ok(dir, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
+/// `flowpack ARGS` in `dir` against `store` (the default local store when None).
+fn fp(dir: &Path, store: Option<&str>, args: &[&str]) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"));
+    match store {
+        Some(s) => cmd.env("FLOWPACK_STORE", s),
+        None => cmd.env_remove("FLOWPACK_STORE"),
+    };
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "flowpack {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn compile(dir: &Path, store: Option<&str>) -> PathBuf {
+    fp(dir, store, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
     dir.join("pipeline.yaml")
+}
+
+/// The compiled YAML with temp paths, digests and the store URL masked.
+fn masked(yaml: &str, dir: &Path, store: Option<&str>) -> String {
+    let yaml = match store {
+        Some(s) => yaml.replace(s, "[STORE]"),
+        None => yaml.to_string(),
+    };
+    util::redact(&yaml, dir)
 }
 
 /// Runs the pipeline with KFP's local orchestrator (host runner: each task's resolved
@@ -86,9 +114,9 @@ fn run_local(dir: &Path, pipeline: &Path, args: &[&str]) -> String {
     text
 }
 
-fn only_run(dir: &Path) -> serde_json::Value {
+fn only_run(dir: &Path, store: Option<&str>) -> serde_json::Value {
     let runs: serde_json::Value =
-        serde_json::from_str(&flowpack_ok(dir, &["runs", "--json"])).unwrap();
+        serde_json::from_str(&fp(dir, store, &["runs", "--json"])).unwrap();
     let runs = runs.as_array().unwrap();
     assert_eq!(runs.len(), 1, "{runs:?}");
     runs[0].clone()
@@ -104,11 +132,11 @@ fn hello_compiles_validates_and_runs_under_kfps_orchestrator() {
         )
         .unwrap();
     }
-    let pipeline = compile(tmp.path());
+    let pipeline = compile(tmp.path(), None);
     validate(&pipeline);
     let text = run_local(tmp.path(), &pipeline, &["times=3"]);
     assert_eq!(text.matches("Hello, flowpack!").count(), 3, "{text}");
-    let run = only_run(tmp.path());
+    let run = only_run(tmp.path(), None);
     let id = run["run"].as_str().unwrap();
     assert!(id.starts_with("kfp-"), "{id}");
     assert_eq!(
@@ -158,8 +186,10 @@ steps:
 #[test]
 fn splits_joins_and_settings_compile_validate_and_run() {
     let tmp = tempfile::tempdir().unwrap();
+    let store = util::s3_store("kfp");
+    let st = Some(store.as_str());
     write_tree(tmp.path(), &[("flow.yaml", SETTINGS_FLOW)]);
-    let pipeline = compile(tmp.path());
+    let pipeline = compile(tmp.path(), st);
     validate(&pipeline);
     let yaml = std::fs::read_to_string(&pipeline).unwrap();
     for needle in [
@@ -178,19 +208,20 @@ fn splits_joins_and_settings_compile_validate_and_run() {
             "{needle} missing from the compiled pipeline"
         );
     }
-    insta::assert_snapshot!("settings_pipeline", util::redact(&yaml, tmp.path()));
+    insta::assert_snapshot!("settings_pipeline", masked(&yaml, tmp.path(), st));
     run_local(tmp.path(), &pipeline, &["alpha=0.25"]);
-    let run = only_run(tmp.path());
+    let run = only_run(tmp.path(), st);
     assert_eq!(run["status"], "succeeded");
     let id = run["run"].as_str().unwrap();
     assert_eq!(
-        flowpack_ok(
+        fp(
             tmp.path(),
+            st,
             &["artifacts", "get", &format!("{id}/end/alpha"), "-o", "-"]
         ),
         "0.25\n"
     );
-    let logs = flowpack_ok(tmp.path(), &["logs", &format!("{id}/end")]);
+    let logs = fp(tmp.path(), st, &["logs", &format!("{id}/end")]);
     assert!(logs.contains("stdout 0.25"), "{logs}");
 }
 
@@ -251,34 +282,45 @@ steps:
 #[test]
 fn foreach_compiles_to_a_parallel_for_and_runs_every_item() {
     let tmp = tempfile::tempdir().unwrap();
+    let store = util::s3_store("kfp");
+    let st = Some(store.as_str());
     write_tree(tmp.path(), &[("flow.yaml", LOOP_FLOW)]);
-    let pipeline = compile(tmp.path());
+    let pipeline = compile(tmp.path(), st);
     validate(&pipeline);
     let yaml = std::fs::read_to_string(&pipeline).unwrap();
     assert!(
         yaml.contains("parameterIterator") && yaml.contains("parallelismLimit: 2"),
         "{yaml}"
     );
-    insta::assert_snapshot!("foreach_pipeline", util::redact(&yaml, tmp.path()));
+    insta::assert_snapshot!("foreach_pipeline", masked(&yaml, tmp.path(), st));
     run_local(tmp.path(), &pipeline, &["base=7"]);
-    let run = only_run(tmp.path());
+    let run = only_run(tmp.path(), st);
     assert_eq!(run["status"], "succeeded");
     assert_eq!(
         run["tasks"], 12,
         "start, baseline, grid, 3 train, 3 evaluate, best, pick, end"
     );
     let id = run["run"].as_str().unwrap();
-    let score = flowpack_ok(
+    let score = fp(
         tmp.path(),
+        st,
         &["artifacts", "get", &format!("{id}/pick/score"), "-o", "-"],
     );
     assert_eq!(score, "a-7\nb-7\nc-7\n1\n");
-    let logs = flowpack_ok(tmp.path(), &["logs", &format!("{id}/end")]);
+    let logs = fp(tmp.path(), st, &["logs", &format!("{id}/end")]);
     assert!(logs.contains("stdout start"), "{logs}");
     // The same flow runs the same way locally.
     let out = flowpack(
         tmp.path(),
-        &["run", "flow.yaml", "--param", "base=7", "--json"],
+        &[
+            "run",
+            "flow.yaml",
+            "--param",
+            "base=7",
+            "--json",
+            "--store",
+            &store,
+        ],
     );
     assert!(
         out.status.success(),
@@ -290,6 +332,8 @@ fn foreach_compiles_to_a_parallel_for_and_runs_every_item() {
 #[test]
 fn the_switch_example_compiles_to_conditions_and_runs_only_the_chosen_case() {
     let tmp = tempfile::tempdir().unwrap();
+    let store = util::s3_store("kfp");
+    let st = Some(store.as_str());
     for f in ["flow.yaml", "gate.py"] {
         std::fs::copy(
             util::workspace().join("examples/switch").join(f),
@@ -297,14 +341,14 @@ fn the_switch_example_compiles_to_conditions_and_runs_only_the_chosen_case() {
         )
         .unwrap();
     }
-    let pipeline = compile(tmp.path());
+    let pipeline = compile(tmp.path(), st);
     validate(&pipeline);
     let yaml = std::fs::read_to_string(&pipeline).unwrap();
     assert!(
         yaml.contains("triggerPolicy") && yaml.contains("== 'pass'") && yaml.contains("== 'fail'"),
         "{yaml}"
     );
-    insta::assert_snapshot!("switch_pipeline", util::redact(&yaml, tmp.path()));
+    insta::assert_snapshot!("switch_pipeline", masked(&yaml, tmp.path(), st));
     for (score, ran, skipped, published) in [
         ("0.9", "publish", "alert", "yes"),
         ("0.5", "alert", "publish", "no"),
@@ -341,12 +385,12 @@ fn the_switch_example_compiles_to_conditions_and_runs_only_the_chosen_case() {
         assert!(out.status.success(), "{text}");
         assert!(text.contains(&format!("published: {published}")), "{text}");
         let runs: serde_json::Value =
-            serde_json::from_str(&flowpack_ok(tmp.path(), &["runs", "--json"])).unwrap();
+            serde_json::from_str(&fp(tmp.path(), st, &["runs", "--json"])).unwrap();
         let newest = &runs[0];
         assert_eq!(newest["status"], "succeeded");
         let id = newest["run"].as_str().unwrap();
         let info: serde_json::Value =
-            serde_json::from_str(&flowpack_ok(tmp.path(), &["show", id, "--json"])).unwrap();
+            serde_json::from_str(&fp(tmp.path(), st, &["show", id, "--json"])).unwrap();
         let steps: Vec<&str> = info["tasks"]
             .as_array()
             .unwrap()
@@ -482,7 +526,7 @@ fn the_train_example_compiles_validates_and_runs_under_kfps_orchestrator() {
     validate(&pipeline);
     let text = run_local(tmp.path(), &pipeline, &["seed=7"]);
     assert!(text.contains("wins with accuracy"), "{text}");
-    let run = only_run(tmp.path());
+    let run = only_run(tmp.path(), None);
     assert_eq!(
         (run["status"].as_str(), run["tasks"].as_u64()),
         (Some("succeeded"), Some(10))
