@@ -21,10 +21,8 @@ pub struct Cache {
     root: PathBuf,
 }
 
-/// A package ready to run: its manifest and where its layers are.
+/// Where a package's layers are, extracted.
 pub struct Package {
-    /// The manifest.
-    pub manifest: Manifest,
     /// The extracted code layer.
     pub code: PathBuf,
     /// The extracted env layer, if the package has one.
@@ -64,10 +62,13 @@ impl Cache {
         Ok(m)
     }
 
-    /// The manifest and extracted layers of `digest`, fetched and verified when missing.
-    pub async fn package(&self, store: &Store, digest: &Digest) -> Result<Package, RuntimeError> {
+    /// The extracted layers of `manifest`, fetched and verified when missing.
+    pub async fn layers(
+        &self,
+        store: &Store,
+        manifest: &Manifest,
+    ) -> Result<Package, RuntimeError> {
         let mut downloaded = 0;
-        let manifest = self.manifest(store, digest).await?;
         let mut dirs = Vec::new();
         for layer in &manifest.layers {
             let (dir, n) = self.layer(store, layer).await?;
@@ -78,7 +79,6 @@ impl Cache {
         let code = dirs.next().expect("a manifest has a code layer");
         Ok(Package {
             env: dirs.next(),
-            manifest,
             code,
             downloaded,
         })

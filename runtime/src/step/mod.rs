@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use flowpack_core::Digest;
 use flowpack_core::flow::{Flow, Step, Transition};
+use flowpack_core::manifest::Manifest;
 use flowpack_core::run::{Artifacts, Bytes, RunRecord, TaskRecord, TaskRef, TaskStatus};
 use flowpack_core::store::{Store, layout};
 
@@ -112,10 +113,11 @@ impl Timings {
 pub async fn run_step(args: StepArgs, mut signals: StopSignals) -> StepOutcome {
     let mut t = Timings::new();
     t.start("claim");
-    let flow_name = match flow_name(&args).await {
-        Ok(f) => f,
+    let manifest = match manifest(&args).await {
+        Ok(m) => m,
         Err(e) => return unclaimed(e),
     };
+    let flow_name = manifest.flow.name.clone();
     let (attempt, mut record) = match claim(&args, &flow_name).await {
         Ok(c) => c,
         Err(e) => return unclaimed(e),
@@ -134,7 +136,7 @@ pub async fn run_step(args: StepArgs, mut signals: StopSignals) -> StepOutcome {
     let mut bytes = Bytes::default();
     let result = phases(
         &args,
-        &flow_name,
+        &manifest,
         attempt,
         &prefix,
         &shipper,
@@ -203,8 +205,8 @@ fn now() -> String {
         .to_string()
 }
 
-/// The flow's name, from the cached manifest or the store (needed for every key).
-async fn flow_name(args: &StepArgs) -> Result<String, RuntimeError> {
+/// The package's manifest, from the node cache or the store: its flow names every key.
+async fn manifest(args: &StepArgs) -> Result<Manifest, RuntimeError> {
     if !flowpack_core::run::is_run_id(&args.run) {
         return Err(RuntimeError::Invalid(format!(
             "run id '{}' is not valid: use letters, digits, '_' and '-'",
@@ -218,7 +220,7 @@ async fn flow_name(args: &StepArgs) -> Result<String, RuntimeError> {
         )));
     }
     let cache = Cache::new(&args.cache_dir);
-    Ok(cache.manifest(&args.store, &args.package).await?.flow.name)
+    cache.manifest(&args.store, &args.package).await
 }
 
 /// Claims the next attempt of the task by creating its `task.json`.
@@ -306,7 +308,7 @@ fn hostname() -> String {
 #[allow(clippy::too_many_arguments)]
 async fn phases(
     args: &StepArgs,
-    flow_name: &str,
+    manifest: &Manifest,
     attempt: u32,
     prefix: &str,
     shipper: &LogShipper,
@@ -317,9 +319,10 @@ async fn phases(
     let cache = Cache::new(&args.cache_dir);
 
     t.start("fetch");
-    let pkg = cache.package(&args.store, &args.package).await?;
+    let pkg = cache.layers(&args.store, manifest).await?;
     bytes.downloaded += pkg.downloaded;
-    let flow = &pkg.manifest.flow;
+    let flow = &manifest.flow;
+    let flow_name = flow.name.as_str();
     let step = flow.steps.get(&args.step).ok_or_else(|| {
         RuntimeError::Invalid(format!("flow '{flow_name}' has no step '{}'", args.step))
     })?;
