@@ -419,24 +419,8 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         let items = format!("pipelinechannel--{fk}-Output");
         let item = format!("{items}-loop-item");
         let collected = format!("pipelinechannel--{last}-task");
-        let mut inputs = Map::new();
-        inputs.insert(items.clone(), json!({"parameterType": "LIST"}));
+        let (mut inputs, loop_inputs) = sub_dag_inputs(flow, &items, "LIST", &fk);
         inputs.insert(item.clone(), json!({"parameterType": "STRING"}));
-        let mut loop_inputs = Map::new();
-        loop_inputs.insert(
-            items.clone(),
-            json!({"taskOutputParameter": {"producerTask": fk, "outputParameterKey": "Output"}}),
-        );
-        for (p, spec) in &flow.parameters {
-            inputs.insert(
-                format!("pipelinechannel--{p}"),
-                json!({"parameterType": param_type(spec.ty)}),
-            );
-            loop_inputs.insert(
-                format!("pipelinechannel--{p}"),
-                json!({"componentInputParameter": p}),
-            );
-        }
         let comp = format!("comp-for-each-{fk}");
         components.insert(
             comp.clone(),
@@ -472,23 +456,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         };
         let channel = format!("pipelinechannel--{sk}-Output");
         for (i, (value, _)) in values.iter().enumerate() {
-            let mut inputs = Map::new();
-            inputs.insert(channel.clone(), json!({"parameterType": "STRING"}));
-            let mut task_inputs = Map::new();
-            task_inputs.insert(
-                channel.clone(),
-                json!({"taskOutputParameter": {"producerTask": sk, "outputParameterKey": "Output"}}),
-            );
-            for (p, spec) in &flow.parameters {
-                inputs.insert(
-                    format!("pipelinechannel--{p}"),
-                    json!({"parameterType": param_type(spec.ty)}),
-                );
-                task_inputs.insert(
-                    format!("pipelinechannel--{p}"),
-                    json!({"componentInputParameter": p}),
-                );
-            }
+            let (inputs, task_inputs) = sub_dag_inputs(flow, &channel, "STRING", &sk);
             let name = format!("{sk}-case-{i}");
             components.insert(
                 format!("comp-{name}"),
@@ -542,6 +510,35 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         || json!({"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform_execs}}}}),
     );
     Ok(Compiled { pipeline, platform })
+}
+
+/// The inputs of a sub-DAG (a foreach loop or a switch case) and of the task that runs
+/// it: `channel`, the `Output` of the step `producer`, and every pipeline parameter as
+/// `pipelinechannel--<name>`.
+fn sub_dag_inputs(
+    flow: &Flow,
+    channel: &str,
+    channel_type: &str,
+    producer: &str,
+) -> (Map<String, Value>, Map<String, Value>) {
+    let mut declared = Map::new();
+    let mut given = Map::new();
+    declared.insert(channel.into(), json!({"parameterType": channel_type}));
+    given.insert(
+        channel.into(),
+        json!({"taskOutputParameter": {"producerTask": producer, "outputParameterKey": "Output"}}),
+    );
+    for (p, spec) in &flow.parameters {
+        declared.insert(
+            format!("pipelinechannel--{p}"),
+            json!({"parameterType": param_type(spec.ty)}),
+        );
+        given.insert(
+            format!("pipelinechannel--{p}"),
+            json!({"componentInputParameter": p}),
+        );
+    }
+    (declared, given)
 }
 
 /// The service account of a run: KFP sets it per run, not per task, so every step must
