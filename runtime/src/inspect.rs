@@ -127,14 +127,29 @@ pub async fn list_runs(store: &Store, flow: Option<&str>) -> Result<Vec<RunInfo>
     Ok(out)
 }
 
-/// A run with every task and attempt.
-pub async fn load(store: &Store, record: RunRecord) -> Result<RunInfo, RuntimeError> {
-    let prefix = layout::run(&record.flow, &record.run);
-    // One listing gives every task, attempt and commit.
-    let keys = store.list(&prefix).await?;
+/// One task of a run with its attempts (one listing of the task's folder), if it exists.
+pub async fn load_task(
+    store: &Store,
+    record: &RunRecord,
+    task: &TaskRef,
+) -> Result<Option<TaskInfo>, RuntimeError> {
+    let prefix = layout::task(&record.flow, &record.run, &task.step, &task.task);
+    Ok(load_tasks(store, record, &prefix).await?.pop())
+}
+
+/// The tasks below `prefix` (the run's folder or one task's), from one listing: it gives
+/// every task, attempt and commit; then each attempt's records are read.
+async fn load_tasks(
+    store: &Store,
+    record: &RunRecord,
+    prefix: &str,
+) -> Result<Vec<TaskInfo>, RuntimeError> {
+    let keys = store.list(prefix).await?;
+    // Keys are read relative to the run: <step>/<task>/<attempt>/<file>.
+    let run_prefix = layout::run(&record.flow, &record.run);
     let mut seen: BTreeMap<(String, String), BTreeMap<u32, bool>> = BTreeMap::new();
     for k in &keys {
-        let rest = &k[prefix.len()..];
+        let rest = &k[run_prefix.len()..];
         let parts: Vec<&str> = rest.split('/').collect();
         if parts.len() < 4 {
             continue;
@@ -177,6 +192,12 @@ pub async fn load(store: &Store, record: RunRecord) -> Result<RunInfo, RuntimeEr
         }
         tasks.push(info);
     }
+    Ok(tasks)
+}
+
+/// A run with every task and attempt.
+pub async fn load(store: &Store, record: RunRecord) -> Result<RunInfo, RuntimeError> {
+    let mut tasks = load_tasks(store, &record, &layout::run(&record.flow, &record.run)).await?;
     let status = if tasks
         .iter()
         .any(|t| t.step == "end" && t.attempts.iter().any(|a| a.committed))

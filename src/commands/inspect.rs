@@ -152,8 +152,8 @@ pub async fn logs(a: LogsArgs) -> Result<()> {
     let mut chunk = 0;
     let mut out = std::io::stdout().lock();
     loop {
-        let info = inspect::load(&store, record.clone()).await?;
-        let t = info.tasks.iter().find(|t| t.task == task.to_string());
+        let info = inspect::load_task(&store, &record, &task).await?;
+        let t = info.as_ref();
         let attempt = match (a.attempt, t.and_then(|t| t.attempts.last())) {
             (Some(n), _) => Some(n),
             (None, Some(last)) => Some(last.record.attempt),
