@@ -261,24 +261,23 @@ fn special_files_are_refused_with_a_message() {
     );
 }
 
+/// A flow in `dir` whose env layer installs the test wheel from tests/fixtures/wheels
+/// (no index: nothing is downloaded), with `env_yaml` as its `env:` section.
+fn write_env_flow(dir: &Path, env_yaml: &str) {
+    write_tree(dir, &FILES);
+    let wheels = util::workspace().join("tests/fixtures/wheels");
+    let requirements = format!(
+        "--no-index\n--find-links {}\nflowpack-testpkg==0.1\n",
+        wheels.display()
+    );
+    std::fs::write(dir.join("requirements.txt"), requirements).unwrap();
+    std::fs::write(dir.join("flow.yaml"), format!("{LINEAR_FLOW}{env_yaml}")).unwrap();
+}
+
 #[test]
 fn the_env_layer_falls_back_to_pip_without_uv() {
     let tmp = tempfile::tempdir().unwrap();
-    write_tree(tmp.path(), &FILES);
-    let wheels = util::workspace().join("tests/fixtures/wheels");
-    std::fs::write(
-        tmp.path().join("requirements.txt"),
-        format!(
-            "--no-index\n--find-links {}\nflowpack-testpkg==0.1\n",
-            wheels.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        tmp.path().join("flow.yaml"),
-        format!("{LINEAR_FLOW}env: {{requirements: requirements.txt}}\n"),
-    )
-    .unwrap();
+    write_env_flow(tmp.path(), "env: {requirements: requirements.txt}\n");
     let python = util::find_python();
     let out = std::process::Command::new(util::BIN)
         .args(["push", "flow.yaml", "--json", "-v"])
@@ -310,21 +309,10 @@ fn the_env_layer_falls_back_to_pip_without_uv() {
 fn the_env_layer_is_built_from_requirements_with_uv_and_cached() {
     let uv = util::find_uv();
     let tmp = tempfile::tempdir().unwrap();
-    write_tree(tmp.path(), &FILES);
-    let wheels = util::workspace().join("tests/fixtures/wheels");
-    std::fs::write(
-        tmp.path().join("requirements.txt"),
-        format!(
-            "--no-index\n--find-links {}\nflowpack-testpkg==0.1\n",
-            wheels.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        tmp.path().join("flow.yaml"),
-        format!("{LINEAR_FLOW}env:\n  requirements: requirements.txt\n  python: '3.11'\n"),
-    )
-    .unwrap();
+    write_env_flow(
+        tmp.path(),
+        "env:\n  requirements: requirements.txt\n  python: '3.11'\n",
+    );
     let run = |args: &[&str]| {
         let out = std::process::Command::new(util::BIN)
             .args(args)
