@@ -174,6 +174,10 @@ pub struct ExecArgs {
     /// Tasks at once. Default: the flow's max_workers (16).
     #[arg(long, value_name = "N")]
     pub max_workers: Option<usize>,
+    /// Run every task in its step's image through podman, with the arguments and
+    /// environment a KFP pod gets (FLOWPACK_PODMAN names podman when not on PATH).
+    #[arg(long)]
+    pub containers: bool,
     /// Print the run summary as JSON on stdout (task output still goes to stderr).
     #[arg(long)]
     pub json: bool,

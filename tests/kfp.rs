@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::util::{self, BIN, flowpack, flowpack_ok, write_tree};
 
 /// The Python of the venv with kfp (made by tests/run.sh).
-fn kfp_python() -> PathBuf {
+pub fn kfp_python() -> PathBuf {
     if let Some(p) = std::env::var_os("FLOWPACK_TEST_KFP_PYTHON") {
         return p.into();
     }
@@ -21,7 +21,7 @@ fn kfp_python() -> PathBuf {
     p
 }
 
-fn shared() -> PathBuf {
+pub fn shared() -> PathBuf {
     util::workspace().join("../shared/kfp")
 }
 

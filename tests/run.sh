@@ -2,14 +2,21 @@
 # Runs flowpack's whole test suite on a fresh machine (a Rust toolchain aside):
 # installs the test tools into .venv — moto (a real S3 server), Azurite (the Azure Blob
 # Storage emulator, from npm) and azure-storage-blob (to create its containers), both
-# started by the tests on 127.0.0.1, and uv, which builds env layers — and kfp into
-# .venv-kfp (KFP's validator and local orchestrator), then runs every
-# test of the workspace.
+# started by the tests on 127.0.0.1, and uv, which builds env layers — kfp into
+# .venv-kfp (KFP's validator and local orchestrator), and podman, runc and debootstrap from
+# Debian (the container tests build flowpack's images and run tasks in them), then runs
+# every test of the workspace.
 # It fails when no test ran, or fewer than expected: a suite that silently shrank is a bug.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_TESTS=100
+MIN_TESTS=106
+
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
+  echo "tests/run.sh: installing podman, runc and debootstrap (Debian packages)" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null
+fi
 
 if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/uv ] || ! .venv/bin/python -c 'import azure.storage.blob' 2>/dev/null; then
   echo "tests/run.sh: installing Python test tools into .venv (moto, uv, azure-storage-blob)" >&2

@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod containers;
 mod kfp;
 mod push;
 mod runs;

@@ -43,3 +43,6 @@ pub const FLOWPACK_KFP_URL: &str = "FLOWPACK_KFP_URL";
 pub const FLOWPACK_KFP_TOKEN: &str = "FLOWPACK_KFP_TOKEN";
 /// The KFP namespace, when `--kfp-namespace` is not given.
 pub const FLOWPACK_KFP_NAMESPACE: &str = "FLOWPACK_KFP_NAMESPACE";
+
+/// The podman program for `flowpack run --containers` (default: `podman` on PATH).
+pub const FLOWPACK_PODMAN: &str = "FLOWPACK_PODMAN";

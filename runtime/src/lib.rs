@@ -3,7 +3,8 @@
 //! - [`step`]: `flowpack step`, the entrypoint of every task, in a KFP pod or on this
 //!   machine: a fixed sequence of phases from claiming an attempt to reporting.
 //! - [`local`]: `flowpack run`, the local dry-run: it plans the graph and runs every task
-//!   by spawning `flowpack step` with the arguments a pod gets.
+//!   by spawning `flowpack step` with the arguments a pod gets; [`podman`] runs those
+//!   steps in their images instead (`--containers`).
 //! - [`inspect`]: reading runs back: `runs`, `show`, `logs`, `artifacts get`; and `resume`.
 //! - [`cache`]: the node-local cache of packages and artifacts.
 #![deny(missing_docs)]
@@ -11,6 +12,7 @@
 pub mod cache;
 pub mod inspect;
 pub mod local;
+pub mod podman;
 pub mod step;
 
 use std::path::{Path, PathBuf};

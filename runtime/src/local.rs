@@ -2,9 +2,11 @@
 //! and runs every task by spawning `flowpack step` with the same arguments a KFP pod gets —
 //! branches and foreach children in parallel up to `max_workers`, switches routed by the
 //! step's own output parameter, retries as the flow says. The dry-run is the production
-//! path with a local folder as the store and local processes as pods.
+//! path with a local folder as the store and local processes — or, with `--containers`,
+//! podman containers of each step's image ([`crate::podman`]) — as pods.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -16,9 +18,19 @@ use flowpack_core::run::{RunRecord, TaskRef, TaskStatus};
 use flowpack_core::store::{Store, layout};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
 use tokio::task::JoinSet;
 
 use crate::RuntimeError;
+use crate::podman::Podman;
+
+/// How each task's `flowpack step` is started.
+pub enum Launcher {
+    /// As a child process of this binary.
+    Process(PathBuf),
+    /// In its step's image, through podman.
+    Containers(Podman),
+}
 
 /// What to run and how.
 pub struct RunOptions {
@@ -36,8 +48,8 @@ pub struct RunOptions {
     pub max_workers: Option<usize>,
     /// The cache folder the tasks share.
     pub cache_dir: PathBuf,
-    /// The `flowpack` binary to spawn for each task.
-    pub exe: PathBuf,
+    /// How tasks are started.
+    pub launcher: Launcher,
     /// Tasks already done (a resumed run's reused tasks): their routes.
     pub done: BTreeMap<TaskRef, Option<String>>,
     /// The run this one resumes.
@@ -247,13 +259,17 @@ pub async fn run(
         .prefix("run-")
         .tempdir_in(crate::cache::Cache::new(&opts.cache_dir).tmp()?)
         .map_err(|e| RuntimeError::io(&opts.cache_dir, e))?;
+    if let Launcher::Containers(podman) = &opts.launcher {
+        podman.prepare_images(flow).await?;
+    }
     let shared = Arc::new(Shared {
+        flow: flow.clone(),
         store_url: opts.store.url().to_string(),
         package: opts.package,
         run: opts.run.clone(),
         params: opts.params.clone(),
         cache_dir: opts.cache_dir.clone(),
-        exe: opts.exe.clone(),
+        launcher: opts.launcher,
         scratch: scratch.path().to_path_buf(),
     });
     let mut running: JoinSet<(Planned, TaskSummary, Option<String>)> = JoinSet::new();
@@ -333,13 +349,60 @@ pub async fn run(
 }
 
 struct Shared {
+    flow: Flow,
     store_url: String,
     package: Digest,
     run: String,
     params: Vec<(String, String)>,
     cache_dir: PathBuf,
-    exe: PathBuf,
+    launcher: Launcher,
     scratch: PathBuf,
+}
+
+impl Shared {
+    /// The command of one attempt of `p`: `flowpack step` with the arguments a pod gets.
+    fn step_command(&self, p: &Planned, attempt: u32, out_dir: &std::path::Path) -> Command {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut arg = |k: &str, v: &str| args.extend([k.into(), v.into()]);
+        arg("--store", &self.store_url);
+        arg("--package", &self.package.to_string());
+        arg("--run", &self.run);
+        arg("--step", &p.task.step);
+        arg("--task", &p.task.task);
+        for parent in &p.parents {
+            arg("--parent", &parent.to_string());
+        }
+        if let Some(i) = p.split_index() {
+            arg("--split-index", &i.to_string());
+        }
+        for (k, v) in &self.params {
+            arg("--param", &format!("{k}={v}"));
+        }
+        for out in ["foreach", "switch"] {
+            arg(
+                "--output-param",
+                &format!("{out}={}", out_dir.join(out).display()),
+            );
+        }
+        match &self.launcher {
+            Launcher::Process(exe) => {
+                let mut cmd = Command::new(exe);
+                cmd.arg("step")
+                    .args(args)
+                    .env(flowpack_core::env_vars::FLOWPACK_CACHE_DIR, &self.cache_dir);
+                cmd
+            }
+            Launcher::Containers(podman) => {
+                let image = &self.flow.steps[&p.task.step].settings.image;
+                args.extend(["--image".into(), image.into()]);
+                let name = format!(
+                    "flowpack-{}-{}-{}-{attempt}",
+                    self.run, p.task.step, p.task.task
+                );
+                podman.step_command(&self.flow, &p.task.step, &name, args)
+            }
+        }
+    }
 }
 
 /// Runs one task, with retries, as `flowpack step` child processes.
@@ -374,34 +437,11 @@ async fn run_task(
         let switch_file = out_dir.join("switch");
         let _ = std::fs::remove_file(&foreach_file);
         let _ = std::fs::remove_file(&switch_file);
-        let mut cmd = tokio::process::Command::new(&shared.exe);
-        cmd.arg("step")
-            .args(["--store", &shared.store_url])
-            .args(["--package", &shared.package.to_string()])
-            .args(["--run", &shared.run])
-            .args(["--step", &p.task.step])
-            .args(["--task", &p.task.task]);
-        for parent in &p.parents {
-            cmd.args(["--parent", &parent.to_string()]);
-        }
-        if let Some(i) = p.split_index() {
-            cmd.args(["--split-index", &i.to_string()]);
-        }
-        for (k, v) in &shared.params {
-            cmd.args(["--param", &format!("{k}={v}")]);
-        }
-        cmd.arg("--output-param")
-            .arg(format!("foreach={}", foreach_file.display()));
-        cmd.arg("--output-param")
-            .arg(format!("switch={}", switch_file.display()));
-        cmd.env(
-            flowpack_core::env_vars::FLOWPACK_CACHE_DIR,
-            &shared.cache_dir,
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        let mut cmd = shared.step_command(&p, attempts, &out_dir);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {

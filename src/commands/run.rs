@@ -1,18 +1,20 @@
 //! `flowpack run FLOW`: push, then run every task locally through `flowpack step`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use flowpack_core::Flow;
 use flowpack_core::run::{TaskRef, new_local_run_id};
+use flowpack_core::store::Store;
 use flowpack_packager::{PushOptions, push};
 use flowpack_runtime::cache::Cache;
 use flowpack_runtime::inspect;
-use flowpack_runtime::local::{self, RunOptions, RunReporter, TaskSummary};
+use flowpack_runtime::local::{self, Launcher, RunOptions, RunReporter, TaskSummary};
+use flowpack_runtime::podman::Podman;
 
-use crate::cli::{ResumeArgs, RunArgs};
+use crate::cli::{ExecArgs, ResumeArgs, RunArgs};
 use crate::progress::Progress;
 use crate::settings;
 
@@ -56,6 +58,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         &settings::flow_dir(&args.flow),
     )?;
     let cache_dir = settings::cache_dir()?;
+    let launcher = launcher(&args.exec, &store, &cache_dir).await?;
     let progress = Progress::new(args.exec.json);
     let pushed = push(
         &args.flow,
@@ -88,7 +91,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             params,
             max_workers: args.exec.max_workers,
             cache_dir,
-            exe: PathBuf::new(),
+            launcher,
             done: Default::default(),
             resumed_from: None,
         },
@@ -100,6 +103,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 pub async fn resume(args: ResumeArgs) -> Result<()> {
     let store = settings::store(args.exec.store.store.as_deref(), std::path::Path::new("."))?;
     let cache_dir = settings::cache_dir()?;
+    let launcher = launcher(&args.exec, &store, &cache_dir).await?;
     let record = inspect::find_run(&store, &args.run).await?;
     let old = inspect::load(&store, record.clone()).await?;
     let cache = Cache::new(&cache_dir);
@@ -132,7 +136,7 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
             params,
             max_workers: args.exec.max_workers,
             cache_dir,
-            exe: PathBuf::new(),
+            launcher,
             done,
             resumed_from: Some(record.run.clone()),
         },
@@ -141,10 +145,25 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
     .await
 }
 
-/// Runs the planned flow with this binary as `flowpack step`, prints the summary, and
-/// fails when the run failed.
-async fn execute(mut opts: RunOptions, json: bool) -> Result<()> {
-    opts.exe = std::env::current_exe().context("cannot find the flowpack binary to run steps")?;
+/// How tasks start: this binary as `flowpack step`, or the images' binary in podman.
+async fn launcher(exec: &ExecArgs, store: &Store, cache_dir: &Path) -> Result<Launcher> {
+    Ok(if exec.containers {
+        let mounts = store
+            .local_root()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect();
+        Launcher::Containers(Podman::find(mounts, cache_dir).await?)
+    } else {
+        Launcher::Process(
+            std::env::current_exe().context("cannot find the flowpack binary to run steps")?,
+        )
+    })
+}
+
+/// Runs the planned flow with this binary as `flowpack step` (or the images' binary, with
+/// `--containers`), prints the summary, and fails when the run failed.
+async fn execute(opts: RunOptions, json: bool) -> Result<()> {
     let run_id = opts.run.clone();
     let summary = local::run(
         opts,

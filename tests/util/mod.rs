@@ -35,61 +35,109 @@ fn find_tool(env: &str, venv_name: &str) -> Option<PathBuf> {
 }
 
 pub struct Moto {
+    pub host: String,
     pub port: u16,
 }
 
-/// The shared moto server.
+/// The shared moto server on 127.0.0.1.
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| start_moto("127.0.0.1"))
+}
+
+/// A moto server on this machine's primary address, for clients in containers on podman's
+/// bridge network (127.0.0.1 there is the container's own).
+pub fn moto_routable() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {
-        let bin = find_tool("FLOWPACK_TEST_MOTO", "moto_server").unwrap_or_else(|| {
-            panic!(
-                "moto_server not found: S3 tests need a real S3 server. Run `bash .ci/setup` \
-                 (creates .venv with moto) or `pip install 'moto[server]'`, or set FLOWPACK_TEST_MOTO"
-            )
-        });
-        let port = free_port();
-        let port_s = port.to_string();
-        start_server(
-            "moto",
-            &[bin.as_os_str(), "-H".as_ref(), "127.0.0.1".as_ref(), "-p".as_ref(), port_s.as_ref()],
-            port,
-        );
-        Moto { port }
+        // A UDP "connection" sends nothing; it only asks the kernel which address routes out.
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket
+            .connect("192.0.2.1:9")
+            .or_else(|_| socket.connect("10.255.255.255:9"))
+            .expect("no route out of this machine: containers on a bridge cannot reach the host");
+        let ip = socket.local_addr().unwrap().ip();
+        assert!(!ip.is_loopback(), "the primary address is {ip}");
+        start_moto(&ip.to_string())
     })
+}
+
+fn start_moto(host: &str) -> Moto {
+    let bin = find_tool("FLOWPACK_TEST_MOTO", "moto_server").unwrap_or_else(|| {
+        panic!(
+            "moto_server not found: S3 tests need a real S3 server. Run tests/run.sh \
+             (creates .venv with moto) or `pip install 'moto[server]'`, or set FLOWPACK_TEST_MOTO"
+        )
+    });
+    let port = free_port();
+    let port_s = port.to_string();
+    start_server(
+        "moto",
+        &[
+            bin.as_os_str(),
+            "-H".as_ref(),
+            host.as_ref(),
+            "-p".as_ref(),
+            port_s.as_ref(),
+        ],
+        || TcpStream::connect((host, port)).is_ok(),
+    );
+    Moto {
+        host: host.to_string(),
+        port,
+    }
 }
 
 /// A new empty bucket on the moto server, as an s3:// store URL with `prefix`.
 pub fn s3_store(prefix: &str) -> String {
+    s3_store_on(moto(), prefix)
+}
+
+/// A new empty bucket on `m`, as an s3:// store URL with `prefix`.
+pub fn s3_store_on(m: &Moto, prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let m = moto();
     let bucket = format!(
         "t{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     );
     // moto creates a bucket on an unsigned PUT /bucket.
-    let mut s = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    let mut s = TcpStream::connect((m.host.as_str(), m.port)).unwrap();
     use std::io::{Read, Write};
     write!(
         s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        m.port
+        "PUT /{bucket} HTTP/1.1\r\nHost: {}:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        m.host, m.port
     )
     .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
     format!(
-        "s3://{bucket}/{prefix}?endpoint=http://127.0.0.1:{}&region=us-east-1",
-        m.port
+        "s3://{bucket}/{prefix}?endpoint=http://{}:{}&region=us-east-1",
+        m.host, m.port
     )
 }
 
 /// Starts a server with a watchdog shell that stops it when this test process ends, and
-/// waits until `port` accepts connections.
-fn start_server(what: &str, command: &[&std::ffi::OsStr], port: u16) {
-    let log = std::env::temp_dir().join(format!("flowpack-{what}-{port}.log"));
+/// waits until `ready` says it is. Returns its log file.
+pub fn start_server(what: &str, command: &[&std::ffi::OsStr], ready: impl Fn() -> bool) -> PathBuf {
+    start_server_with_env(what, command, &[], ready)
+}
+
+/// [`start_server`] with environment variables for the server.
+pub fn start_server_with_env(
+    what: &str,
+    command: &[&std::ffi::OsStr],
+    env: &[(&str, &std::ffi::OsStr)],
+    ready: impl Fn() -> bool,
+) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let log = std::env::temp_dir().join(format!(
+        "flowpack-{what}-{}-{}.log",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
     #[allow(clippy::zombie_processes)]
     let _watchdog = Command::new("sh")
         .arg("-c")
@@ -98,18 +146,25 @@ fn start_server(what: &str, command: &[&std::ffi::OsStr], port: u16) {
         .arg(std::process::id().to_string())
         .arg(&log)
         .args(command)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("start {what}: {e}"));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !ready() {
         assert!(
             Instant::now() < deadline,
-            "{what} did not start on port {port}: see {}",
+            "{what} did not start: see {}",
             log.display()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    log
+}
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+fn listening(port: u16) -> impl Fn() -> bool {
+    move || TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
 fn free_port() -> u16 {
@@ -161,7 +216,7 @@ pub fn azurite() -> u16 {
                 "--loose".as_ref(),
                 "--silent".as_ref(),
             ],
-            port,
+            listening(port),
         );
         port
     })
@@ -264,10 +319,10 @@ pub fn redact(text: &str, tmp: &Path) -> String {
     out
 }
 
-/// The uv binary for env layer tests (never skipped: `.ci/setup` installs it).
+/// The uv binary for env layer tests (never skipped: tests/run.sh installs it).
 pub fn find_uv() -> PathBuf {
     find_tool("FLOWPACK_TEST_UV", "uv").unwrap_or_else(|| {
-        panic!("uv not found: run `bash .ci/setup` (creates .venv with uv) or `pip install uv`, or set FLOWPACK_TEST_UV")
+        panic!("uv not found: run tests/run.sh (creates .venv with uv) or `pip install uv`, or set FLOWPACK_TEST_UV")
     })
 }
 
@@ -296,7 +351,7 @@ pub fn prism() -> (String, PathBuf) {
     );
     let port = free_port();
     let port_s = port.to_string();
-    start_server(
+    let log = start_server(
         "prism",
         &[
             bin.as_os_str(),
@@ -307,8 +362,7 @@ pub fn prism() -> (String, PathBuf) {
             port_s.as_ref(),
             spec.as_os_str(),
         ],
-        port,
+        listening(port),
     );
-    let log = std::env::temp_dir().join(format!("flowpack-prism-{port}.log"));
     (format!("http://127.0.0.1:{port}"), log)
 }

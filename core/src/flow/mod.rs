@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{FlowError, FlowErrors};
 pub use locate::Pos;
+pub use parse::{byte_quantity, cpu_cores};
 
 /// The image a step runs in when the flow names none (built by `images/build.sh`).
 pub const DEFAULT_IMAGE: &str = "localhost/flowpack-python:3.11";

@@ -797,18 +797,43 @@ fn is_decimal(s: &str) -> bool {
 }
 
 fn is_cpu_quantity(s: &str) -> bool {
-    is_decimal(s.strip_suffix('m').unwrap_or(s)) && s != "0"
+    cpu_cores(s).is_some_and(|c| c > 0.0)
 }
 
 fn is_byte_quantity(s: &str) -> bool {
-    const SUFFIXES: [&str; 12] = [
-        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E",
+    byte_quantity(s).is_some()
+}
+
+/// A Kubernetes CPU quantity (`"2"`, `"2.5"`, `"500m"`) in cores.
+pub fn cpu_cores(s: &str) -> Option<f64> {
+    let (num, scale) = match s.strip_suffix('m') {
+        Some(n) => (n, 1e-3),
+        None => (s, 1.0),
+    };
+    is_decimal(num).then(|| num.parse::<f64>().ok().map(|n| n * scale))?
+}
+
+/// A Kubernetes byte quantity (`"512Mi"`, `"2G"`, `"1000"`) in bytes.
+pub fn byte_quantity(s: &str) -> Option<u64> {
+    const SUFFIXES: [(&str, f64); 12] = [
+        ("Ki", 1024f64),
+        ("Mi", 1_048_576f64),
+        ("Gi", 1_073_741_824f64),
+        ("Ti", 1_099_511_627_776f64),
+        ("Pi", 1_125_899_906_842_624f64),
+        ("Ei", 1_152_921_504_606_846_976f64),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
     ];
-    let num = SUFFIXES
+    let (num, scale) = SUFFIXES
         .iter()
-        .find_map(|suf| s.strip_suffix(suf))
-        .unwrap_or(s);
-    is_decimal(num)
+        .find_map(|(suf, scale)| s.strip_suffix(suf).map(|n| (n, *scale)))
+        .unwrap_or((s, 1.0));
+    is_decimal(num).then(|| num.parse::<f64>().ok().map(|n| (n * scale) as u64))?
 }
 
 /// Parses `90`, `90s`, `30m`, `2h`, `1d`, `1h30m` into seconds.
@@ -890,6 +915,10 @@ mod tests {
     #[test]
     fn quantities() {
         assert!(is_cpu_quantity("500m") && is_cpu_quantity("2.5") && !is_cpu_quantity("2 cores"));
+        assert_eq!(cpu_cores("500m"), Some(0.5));
+        assert_eq!(byte_quantity("2Gi"), Some(2 << 30));
+        assert_eq!(byte_quantity("1.5G"), Some(1_500_000_000));
+        assert_eq!(byte_quantity("2 GB"), None);
         assert!(is_byte_quantity("2Gi") && is_byte_quantity("1000") && !is_byte_quantity("2GB"));
     }
 }
