@@ -1,0 +1,137 @@
+//! Writes the seed corpora under fuzz/corpus/: `cargo run --example make_seeds` in fuzz/.
+//!
+//! flow_parse: the example flows. manifest_parse: manifests of the example flows (as
+//! `flowpack push` writes them). archive_extract: a layer written by `write_tar`, and
+//! hostile archives extraction must refuse. Trailing end-of-archive blocks are dropped: the
+//! reader stops at the end of the stream as well, and seeds stay small.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use flowpack_core::Digest;
+use flowpack_core::archive::{Entry, EntryKind, write_tar};
+use flowpack_core::flow::Flow;
+use flowpack_core::manifest::{Layer, LayerKind, Manifest};
+
+fn main() {
+    let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let examples = fuzz.join("../examples");
+    let corpus = fuzz.join("corpus");
+    for target in ["flow_parse", "manifest_parse", "archive_extract"] {
+        let dir = corpus.join(target);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+    }
+
+    for name in ["hello", "switch", "train"] {
+        let file = examples.join(name).join("flow.yaml");
+        let text = fs::read_to_string(&file).unwrap();
+        fs::write(corpus.join("flow_parse").join(format!("{name}.yaml")), &text).unwrap();
+
+        let flow = Flow::parse(&text, &file).unwrap();
+        let mut layers = vec![layer(LayerKind::Code, name)];
+        if flow.env.is_some() {
+            let mut env = layer(LayerKind::Env, &format!("{name}-env"));
+            env.python = Some("3.11".into());
+            env.platform = Some("x86_64-manylinux_2_28".into());
+            layers.push(env);
+        }
+        let m = Manifest::new(flow, layers);
+        fs::write(
+            corpus.join("manifest_parse").join(format!("{name}.json")),
+            m.to_canonical(),
+        )
+        .unwrap();
+    }
+
+    let tars = corpus.join("archive_extract");
+    fs::write(tars.join("layer.tar"), trim(layer_tar())).unwrap();
+    use tar::EntryType::{Directory, Link, Regular, Symlink};
+    let hostile: [(&str, &[(&str, tar::EntryType, &str)]); 6] = [
+        ("parent-path.tar", &[("../x", Regular, "")]),
+        ("absolute-path.tar", &[("/etc/x", Regular, "")]),
+        ("symlink-etc.tar", &[("etc", Symlink, "/etc")]),
+        ("symlink-up.tar", &[("a/up", Symlink, "../../x")]),
+        ("hardlink-out.tar", &[("h", Link, "../../etc/passwd")]),
+        (
+            "below-symlink.tar",
+            &[("l", Symlink, "d"), ("d", Directory, ""), ("l/x", Regular, "")],
+        ),
+    ];
+    for (name, entries) in hostile {
+        fs::write(tars.join(name), trim(raw_tar(entries))).unwrap();
+    }
+}
+
+fn layer(kind: LayerKind, seed: &str) -> Layer {
+    Layer {
+        kind,
+        digest: Digest::of(seed.as_bytes()),
+        size: 3584,
+        entries: 2,
+        python: None,
+        platform: None,
+    }
+}
+
+/// A small layer as `flowpack push` writes it: a folder, plain and executable files, and
+/// symlinks inside the tree.
+fn layer_tar() -> Vec<u8> {
+    let src = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| -> PathBuf {
+        let p = src.path().join(name);
+        fs::write(&p, text).unwrap();
+        p
+    };
+    let entry = |path: &str, kind: EntryKind| Entry {
+        path: path.into(),
+        kind,
+    };
+    let py = file("mod.py", "print('hi')\n");
+    let sh = file("run.sh", "#!/bin/sh\n");
+    let mut entries = vec![
+        entry("pkg", EntryKind::Dir),
+        entry("pkg/mod.py", source(&py, false)),
+        entry("run.sh", source(&sh, true)),
+        entry("pkg/alias.py", EntryKind::Symlink { target: "mod.py".into() }),
+        entry("latest", EntryKind::Symlink { target: "pkg".into() }),
+    ];
+    write_tar(&mut entries, Vec::new()).unwrap()
+}
+
+fn source(path: &Path, executable: bool) -> EntryKind {
+    EntryKind::File {
+        source: path.to_path_buf(),
+        size: fs::metadata(path).unwrap().len(),
+        executable,
+    }
+}
+
+/// A tar of old-style headers taken as given (as core's archive tests build them).
+fn raw_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link) in entries {
+        let data: &[u8] = if *kind == tar::EntryType::Regular {
+            b"x"
+        } else {
+            b""
+        };
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// `tar` without its trailing all-zero blocks.
+fn trim(mut tar: Vec<u8>) -> Vec<u8> {
+    while tar.len() >= 512 && tar[tar.len() - 512..].iter().all(|b| *b == 0) {
+        tar.truncate(tar.len() - 512);
+    }
+    tar
+}
