@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

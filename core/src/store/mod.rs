@@ -11,7 +11,9 @@
 //! - Small JSON documents (version pointers, run records) go through [`Store::create_json`]
 //!   (create-only) and [`Store::get_json`].
 //! - Requests are retried by object_store with bounded exponential backoff and jitter
-//!   ([`open::retry_config`]); after that the error names the key and the cause.
+//!   ([`open::retry_config`]), and the transport failures it does not repeat (a reset
+//!   connection on a create-only PUT) are retried by [`retry`]; after that the error names
+//!   the key and the cause.
 //! - Blobs over [`SINGLE_PUT_MAX`] go up in parts of [`PART_SIZE`] with at most
 //!   [`UPLOAD_CONCURRENCY`] in flight, read from a file: nothing is held whole in memory.
 
@@ -19,6 +21,7 @@ mod blob;
 mod error;
 pub mod layout;
 pub mod open;
+pub mod retry;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -133,7 +136,8 @@ impl Store {
 
     /// The stored size of the object at `key`, or None when there is none.
     pub async fn stat(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        match self.inner.head(&self.key(key)).await {
+        let k = self.key(key);
+        match retry::retrying(key, true, || self.inner.head(&k)).await.0 {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.request_error("HEAD", key, e)),
@@ -224,10 +228,10 @@ impl Store {
     /// from a blocking context (`spawn_blocking`), to the end.
     pub async fn open_blob(&self, d: &Digest, size: u64) -> Result<BlobReader, StoreError> {
         let key = layout::blob(d);
-        let got = self
-            .inner
-            .get(&self.key(&key))
+        let k = self.key(&key);
+        let got = retry::retrying(&key, true, || self.inner.get(&k))
             .await
+            .0
             .map_err(|e| self.request_error("GET", &key, e))?;
         Ok(BlobReader::new(
             got.into_stream(),
@@ -269,14 +273,13 @@ impl Store {
 
     /// Reads a whole small object.
     pub async fn get_bytes(&self, key: &str) -> Result<Bytes, StoreError> {
-        let got = self
-            .inner
-            .get(&self.key(key))
-            .await
-            .map_err(|e| self.request_error("GET", key, e))?;
-        got.bytes()
-            .await
-            .map_err(|e| self.request_error("GET", key, e))
+        let k = self.key(key);
+        retry::retrying(key, true, || async {
+            self.inner.get(&k).await?.bytes().await
+        })
+        .await
+        .0
+        .map_err(|e| self.request_error("GET", key, e))
     }
 
     /// The keys (relative to the store's root) under the folder `prefix`.
@@ -287,12 +290,11 @@ impl Store {
         } else {
             format!("{}/", self.prefix)
         };
-        let metas: Vec<_> = self
-            .inner
-            .list(Some(&full))
-            .try_collect()
-            .await
-            .map_err(|e| self.request_error("LIST", prefix, e))?;
+        let metas: Vec<_> =
+            retry::retrying(prefix, true, || self.inner.list(Some(&full)).try_collect())
+                .await
+                .0
+                .map_err(|e| self.request_error("LIST", prefix, e))?;
         let mut keys: Vec<String> = metas
             .into_iter()
             .map(|m| {
@@ -307,11 +309,14 @@ impl Store {
     /// Writes `body` at `key`, replacing what is there. For mutable documents only (a
     /// task's lifecycle record); blobs are immutable and go through the blob methods.
     pub async fn put_bytes(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
-        self.inner
-            .put(&self.key(key), PutPayload::from(body))
-            .await
-            .map(|_| ())
-            .map_err(|e| self.request_error("PUT", key, e))
+        let k = self.key(key);
+        retry::retrying(key, true, || {
+            self.inner.put(&k, PutPayload::from(body.clone()))
+        })
+        .await
+        .0
+        .map(|_| ())
+        .map_err(|e| self.request_error("PUT", key, e))
     }
 
     /// Writes `value` as JSON at `key`, replacing what is there.
@@ -328,10 +333,9 @@ impl Store {
     /// The names of the sub-folders of the folder `prefix` (one level, sorted).
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let full = self.key(prefix.trim_end_matches('/'));
-        let listed = self
-            .inner
-            .list_with_delimiter(Some(&full))
+        let listed = retry::retrying(prefix, true, || self.inner.list_with_delimiter(Some(&full)))
             .await
+            .0
             .map_err(|e| self.request_error("LIST", prefix, e))?;
         let mut names: Vec<String> = listed
             .common_prefixes
@@ -342,21 +346,27 @@ impl Store {
         Ok(names)
     }
 
-    /// A create-only PUT: true when written, false when something was there.
+    /// A create-only PUT: true when written, false when something was there. When a try
+    /// failed after sending and a retry then finds the object, it is ours exactly when its
+    /// bytes are ours (create-only documents carry their writer's attempt and times).
     async fn put_create(&self, key: &str, body: Bytes) -> Result<bool, StoreError> {
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
+        let k = self.key(key);
+        let put = || {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            self.inner
+                .put_opts(&k, PutPayload::from(body.clone()), opts)
         };
-        match self
-            .inner
-            .put_opts(&self.key(key), PutPayload::from(body), opts)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. })
-            | Err(object_store::Error::Precondition { .. }) => Ok(false),
-            Err(e) => Err(self.request_error("PUT", key, e)),
+        match retry::retrying(key, false, put).await {
+            (Ok(_), _) => Ok(true),
+            (
+                Err(object_store::Error::AlreadyExists { .. })
+                | Err(object_store::Error::Precondition { .. }),
+                ambiguous,
+            ) => Ok(ambiguous && self.get_bytes(key).await? == body),
+            (Err(e), _) => Err(self.request_error("PUT", key, e)),
         }
     }
 }
