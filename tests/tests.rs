@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod containers;
+mod crashes;
 mod faults;
 mod kfp;
 mod push;

@@ -47,6 +47,10 @@ pub enum TaskStatus {
     Terminated,
     /// Taken over from an earlier run by `resume`, by reference.
     Reused,
+    /// Its runner stopped without a word (kill -9, out of memory, a lost node): the record
+    /// still says running but a newer attempt exists or its heartbeats stopped. Derived by
+    /// readers (`show`, `runs`), never written.
+    Lost,
 }
 
 impl TaskStatus {

@@ -10,6 +10,7 @@ use flowpack_core::store::{Store, layout};
 use serde::Serialize;
 
 use crate::RuntimeError;
+use crate::step::HEARTBEAT_EVERY;
 
 /// A run's overall state, derived from its task records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -166,6 +167,7 @@ async fn load_tasks(
             *slot = true;
         }
     }
+    let now = jiff::Timestamp::now();
     let mut tasks = Vec::new();
     for ((step, task), attempts) in seen {
         let mut info = TaskInfo {
@@ -174,9 +176,10 @@ async fn load_tasks(
             attempts: Vec::new(),
             artifacts: BTreeMap::new(),
         };
+        let newest = attempts.keys().next_back().copied();
         for (attempt, committed) in &attempts {
             let base = layout::attempt(&record.flow, &record.run, &step, &task, *attempt);
-            let rec: TaskRecord = match store.get_json(&format!("{base}task.json")).await {
+            let mut rec: TaskRecord = match store.get_json(&format!("{base}task.json")).await {
                 Ok(r) => r,
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
@@ -184,6 +187,10 @@ async fn load_tasks(
             if *committed {
                 let arts: Artifacts = store.get_json(&format!("{base}artifacts.json")).await?;
                 info.artifacts = arts.artifacts;
+            } else if rec.status == TaskStatus::Running
+                && (Some(*attempt) != newest || !heartbeat_fresh(&rec, now))
+            {
+                rec.status = TaskStatus::Lost;
             }
             info.attempts.push(Attempt {
                 record: rec,
@@ -193,6 +200,13 @@ async fn load_tasks(
         tasks.push(info);
     }
     Ok(tasks)
+}
+
+/// Whether a running attempt's last heartbeat is recent: within three heartbeat periods.
+fn heartbeat_fresh(rec: &TaskRecord, now: jiff::Timestamp) -> bool {
+    rec.heartbeat_at
+        .parse::<jiff::Timestamp>()
+        .is_ok_and(|t| now.duration_since(t).as_secs_f64() < 3.0 * HEARTBEAT_EVERY.as_secs_f64())
 }
 
 /// A run with every task and attempt.
