@@ -434,49 +434,58 @@ fn step_cmd(dir: &Path, package: &str, run: &str, step: &str, extra: &[&str]) ->
 
 #[test]
 fn sigterm_stops_the_child_and_the_record_and_logs_are_written() {
-    let tmp = tempfile::tempdir().unwrap();
-    write_tree(
-        tmp.path(),
-        &[(
-            "flow.yaml",
-            "name: sig\nsteps:\n  start: {run: 'echo started; trap \"echo got TERM; exit 7\" TERM; sleep 30 & wait', next: end}\n  end: {run: 'true'}\n",
-        )],
-    );
-    let package = push(tmp.path());
-    let mut child = step_cmd(
-        tmp.path(),
-        &package,
-        "local-sig",
-        "start",
-        &["--grace", "5"],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let started = Instant::now();
-    // SAFETY: kill(2) on a child we spawned.
-    unsafe { libc_kill(child.id() as i32, 15) };
-    let status = child.wait().unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "stopped within the grace period"
-    );
-    assert_eq!(status.code(), Some(143));
-    let info = show(tmp.path(), "sig/local-sig", &[]);
-    let rec = &task(&info, "start/0")["attempts"][0]["record"];
-    assert_eq!(rec["status"], "terminated");
-    assert!(rec["finished_at"].is_string());
-    let logs = flowpack_ok(tmp.path(), &["logs", "local-sig/start"]);
-    assert!(
-        logs.contains("stdout started") && logs.contains("got TERM"),
-        "{logs}"
-    );
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
+    // A child that stops on TERM, and one that ignores it (killed after the grace period).
+    for (run, script, grace, says) in [
+        (
+            "local-sig",
+            "echo started; trap \"echo got TERM; exit 7\" TERM; sleep 30 & wait",
+            5,
+            "got TERM",
+        ),
+        (
+            "local-deaf",
+            "echo started; trap \"\" TERM; sleep 30; echo never",
+            2,
+            "started",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        write_tree(
+            tmp.path(),
+            &[(
+                "flow.yaml",
+                &format!(
+                    "name: sig\nsteps:\n  start: {{run: '{script}', next: end}}\n  end: {{run: 'true'}}\n"
+                ),
+            )],
+        );
+        let package = push(tmp.path());
+        let grace_s = grace.to_string();
+        let mut child = step_cmd(tmp.path(), &package, run, "start", &["--grace", &grace_s])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let started = Instant::now();
+        // SAFETY: kill(2) on a child we spawned.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(grace + 2),
+            "{run}: stopped within the grace period of {grace}s: took {took:?}"
+        );
+        assert_eq!(status.code(), Some(143), "{run}");
+        let info = show(tmp.path(), &format!("sig/{run}"), &[]);
+        let rec = &task(&info, "start/0")["attempts"][0]["record"];
+        assert_eq!(rec["status"], "terminated", "{run}");
+        assert!(rec["finished_at"].is_string(), "{run}");
+        let logs = flowpack_ok(tmp.path(), &["logs", &format!("{run}/start")]);
+        assert!(
+            logs.contains("stdout started") && logs.contains(says) && !logs.contains("never"),
+            "{run}: {logs}"
+        );
+    }
 }
 
 #[test]
