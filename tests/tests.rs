@@ -10,4 +10,5 @@ mod faults;
 mod kfp;
 mod push;
 mod runs;
+mod secrets;
 mod store;
