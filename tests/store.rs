@@ -161,6 +161,34 @@ async fn truncated_and_oversized_blobs_are_refused(kind: Kind) {
     // Declared smaller than it is: a decompression bomb stops at the declared size.
     let err = read_all(&store, d, 1000).await.unwrap_err().to_string();
     assert!(err.contains("more than the 1000 bytes declared"), "{err}");
+    // A real bomb: 1 GiB of zeros in ~40 KB of zstd, declared as 1 MiB. Reading stops at
+    // the declared size, long before the bomb is expanded.
+    let mut enc = zstd::Encoder::new(Vec::new(), 19).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        std::io::Write::write_all(&mut enc, &zeros).unwrap();
+    }
+    let bomb = enc.finish().unwrap();
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    let bomb_digest = Digest::of(b"bomb");
+    store
+        .put_bytes(&layout::blob(&bomb_digest), Bytes::from(bomb))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = read_all(&store, bomb_digest, 1 << 20)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("more than the 1048576 bytes declared"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     tamper(&store, &d, |b| b.truncate(b.len() / 2)).await;
     let err = read_all(&store, d, content.len() as u64)
         .await

@@ -107,6 +107,10 @@ impl Manifest {
         if !m.layers.iter().any(|l| l.kind == LayerKind::Code) {
             return Err(bad("it has no code layer".into()));
         }
+        // Runtimes index steps by name: a graph that would not pass `check` is refused here.
+        m.flow
+            .check()
+            .map_err(|e| bad(format!("its flow is invalid: {e}")))?;
         Ok(m)
     }
 
@@ -132,4 +136,82 @@ pub struct Version {
     /// Ids given by Kubeflow Pipelines when the version was deployed there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kfp: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn valid() -> serde_json::Value {
+        let flow = Flow::parse(
+            "name: m\nsteps:\n  start: {run: 'true', next: end}\n  end: {run: 'true'}\n",
+            Path::new("flow.yaml"),
+        )
+        .unwrap();
+        let layer = Layer {
+            kind: LayerKind::Code,
+            digest: Digest::of(b"tar"),
+            size: 3,
+            entries: 1,
+            python: None,
+            platform: None,
+        };
+        serde_json::from_slice(&Manifest::new(flow, vec![layer]).to_canonical()).unwrap()
+    }
+
+    fn refusal(v: &serde_json::Value) -> String {
+        let bytes = serde_json::to_vec(v).unwrap();
+        Manifest::parse(&bytes, Digest::of(&bytes))
+            .expect_err("a malformed manifest was accepted")
+            .to_string()
+    }
+
+    #[test]
+    fn malformed_manifests_are_refused_with_the_reason() {
+        let ok = serde_json::to_vec(&valid()).unwrap();
+        Manifest::parse(&ok, Digest::of(&ok)).unwrap();
+        let err = Manifest::parse(b"\x00not json", Digest::of(b"x")).unwrap_err();
+        assert!(err.to_string().contains("malformed manifest"), "{err}");
+
+        let mut v = valid();
+        v["format"] = "flowpack-manifest-v9".into();
+        assert!(refusal(&v).contains("another flowpack version"));
+        let mut v = valid();
+        v["layers"] = serde_json::json!([]);
+        assert!(refusal(&v).contains("no code layer"));
+        let mut v = valid();
+        let l = v["layers"][0].clone();
+        v["layers"] = serde_json::json!([l.clone(), l]);
+        assert!(refusal(&v).contains("one of each kind"));
+        let mut v = valid();
+        v["layers"][0]["size"] = serde_json::json!(-1);
+        assert!(refusal(&v).contains("malformed"));
+        let mut v = valid();
+        v["layers"][0]["digest"] = "sha256:zz".into();
+        assert!(refusal(&v).contains("malformed"));
+        // Graphs a runtime would trip on: a missing step, a cycle, no end.
+        let mut v = valid();
+        v["flow"]["steps"]["start"]["next"] = serde_json::json!({"linear": "nowhere"});
+        assert!(
+            refusal(&v).contains("its flow is invalid"),
+            "{}",
+            refusal(&v)
+        );
+        let mut v = valid();
+        v["flow"]["steps"]["end"]["next"] = serde_json::json!({"linear": "start"});
+        assert!(
+            refusal(&v).contains("its flow is invalid"),
+            "{}",
+            refusal(&v)
+        );
+        let mut v = valid();
+        v["flow"]["steps"].as_object_mut().unwrap().remove("end");
+        assert!(
+            refusal(&v).contains("its flow is invalid"),
+            "{}",
+            refusal(&v)
+        );
+    }
 }

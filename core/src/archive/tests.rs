@@ -72,6 +72,21 @@ fn refuses_links_out_of_the_tree() {
 }
 
 #[test]
+fn refuses_an_entry_that_declares_more_than_the_stream_holds() {
+    // A header claiming 1 TiB followed by one block: the stream ends first.
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..4].copy_from_slice(b"huge");
+    h.set_entry_type(Regular);
+    h.set_mode(0o644);
+    h.set_size(1 << 40);
+    h.set_cksum();
+    let mut bytes = h.as_bytes().to_vec();
+    bytes.extend_from_slice(&[b'x'; 512]);
+    let err = refusal(&bytes);
+    assert!(!err.is_empty(), "{err}");
+}
+
+#[test]
 fn refuses_devices_fifos_and_duplicates() {
     assert!(refusal(&hostile(&[("dev", Char, "")])).contains("device nodes"));
     assert!(refusal(&hostile(&[("dev", Block, "")])).contains("device nodes"));

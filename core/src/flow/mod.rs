@@ -367,6 +367,12 @@ impl Flow {
         Ok(flow)
     }
 
+    /// Validates a flow that did not come from a file (a package's manifest): the graph
+    /// rules of [`Flow::parse`], with no positions to report.
+    pub fn check(&self) -> Result<(), FlowErrors> {
+        validate::validate(self, "", Path::new("manifest"))
+    }
+
     /// The steps in a stable order: breadth-first from `start`, by transition order.
     pub fn order(&self) -> Vec<&str> {
         let mut seen = BTreeSet::new();
