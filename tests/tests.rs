@@ -8,6 +8,7 @@ mod containers;
 mod crashes;
 mod faults;
 mod kfp;
+mod load;
 mod push;
 mod runs;
 mod secrets;
