@@ -83,7 +83,11 @@ async fn no_credential_or_secret_value_appears_in_any_output_record_or_file() {
     let ok: serde_json::Value = serde_json::from_str(&ok).unwrap();
     assert_eq!(ok["succeeded"], true, "{:?}", outs.0.last());
     let ok_run = ok["run"].as_str().unwrap().to_string();
-    let failed = outs.run(dir, &store, &["run", "flow.yaml", "--param", "fail=true", "--json"]);
+    let failed = outs.run(
+        dir,
+        &store,
+        &["run", "flow.yaml", "--param", "fail=true", "--json"],
+    );
     let failed: serde_json::Value = serde_json::from_str(&failed).unwrap();
     assert_eq!(failed["succeeded"], false);
     let failed_run = failed["run"].as_str().unwrap().to_string();
@@ -92,15 +96,52 @@ async fn no_credential_or_secret_value_appears_in_any_output_record_or_file() {
         outs.run(dir, &store, &["logs", &format!("{run}/start")]);
     }
     outs.run(dir, &store, &["runs", "--json"]);
-    outs.run(dir, &store, &["artifacts", "get", &format!("{ok_run}/start/report"), "-o", "-"]);
+    outs.run(
+        dir,
+        &store,
+        &[
+            "artifacts",
+            "get",
+            &format!("{ok_run}/start/report"),
+            "-o",
+            "-",
+        ],
+    );
     outs.run(dir, &store, &["resume", &failed_run, "--json"]);
-    outs.run(dir, &store, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
+    outs.run(
+        dir,
+        &store,
+        &["compile", "flow.yaml", "-o", "pipeline.yaml"],
+    );
     // Failure paths: a missing bucket, an unreachable KFP, a bad token's target.
     let missing = store.replace("s3://t", "s3://missing-t");
     outs.run(dir, &missing, &["push", "flow.yaml", "-vv"]);
-    outs.run(dir, &store, &["push", "flow.yaml", "--kfp-url", "http://127.0.0.1:9", "-vv"]);
-    outs.run(dir, &store, &["trigger", "flow.yaml", "--kfp-url", "http://127.0.0.1:9"]);
-    outs.run(dir, &store, &["status", "kfp-00000000-0000-0000-0000-000000000000", "--kfp-url", "http://127.0.0.1:9"]);
+    outs.run(
+        dir,
+        &store,
+        &[
+            "push",
+            "flow.yaml",
+            "--kfp-url",
+            "http://127.0.0.1:9",
+            "-vv",
+        ],
+    );
+    outs.run(
+        dir,
+        &store,
+        &["trigger", "flow.yaml", "--kfp-url", "http://127.0.0.1:9"],
+    );
+    outs.run(
+        dir,
+        &store,
+        &[
+            "status",
+            "kfp-00000000-0000-0000-0000-000000000000",
+            "--kfp-url",
+            "http://127.0.0.1:9",
+        ],
+    );
 
     // The secret did reach the step (its hash is in the log), and the runs did run.
     let logs = &outs.0.iter().find(|(w, _)| w.contains("logs")).unwrap().1;
@@ -134,7 +175,10 @@ async fn no_credential_or_secret_value_appears_in_any_output_record_or_file() {
                 stack.push(e.path());
             } else if t.is_file() {
                 files += 1;
-                assert_clean(&e.path().display().to_string(), &std::fs::read(e.path()).unwrap());
+                assert_clean(
+                    &e.path().display().to_string(),
+                    &std::fs::read(e.path()).unwrap(),
+                );
             }
         }
     }
