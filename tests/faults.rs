@@ -170,6 +170,10 @@ fn a_store_that_always_fails_gives_a_clear_error_after_a_bounded_number_of_tries
             proxy.requests()
         );
         assert!(!stderr.contains("flowpack-test-secret"), "{stderr}");
+        eprintln!(
+            "{fault:?}: failed after {took:?} and {} requests",
+            proxy.requests()
+        );
     }
 }
 
