@@ -30,10 +30,12 @@ pub fn flow_dir(flow: &Path) -> PathBuf {
     }
 }
 
-/// `FLOWPACK_CACHE_DIR`, else `$XDG_CACHE_HOME/flowpack`, else `~/.cache/flowpack`.
+/// `FLOWPACK_CACHE_DIR`, else `$XDG_CACHE_HOME/flowpack`, else `~/.cache/flowpack`; made
+/// absolute, because task containers mount it at the same path.
 pub fn cache_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os(FLOWPACK_CACHE_DIR).filter(|d| !d.is_empty()) {
-        return Ok(d.into());
+        return std::path::absolute(&d)
+            .with_context(|| format!("cannot place the cache in {}", d.to_string_lossy()));
     }
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d).join("flowpack"));

@@ -338,6 +338,8 @@ if step == "join":
     open(os.path.join(out, "total"), "w").write(str(total))
 "#;
 
+/// Runs WHERE_FLOW with `--containers` on `store` ("": the default store beside the flow),
+/// with a relative cache folder: paths reach the containers made absolute.
 fn run_where(store: &str) -> (String, String, PathBuf) {
     let tmp = tempfile::tempdir().unwrap().keep();
     write_tree(&tmp, &[("flow.yaml", WHERE_FLOW), ("where.py", WHERE_PY)]);
@@ -352,7 +354,10 @@ fn run_where(store: &str) -> (String, String, PathBuf) {
             "n=4",
             "--json",
         ],
-        &[("API_TOKEN", "token-from-here")],
+        &[
+            ("API_TOKEN", "token-from-here"),
+            ("FLOWPACK_CACHE_DIR", ".test-cache"),
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "run --containers failed:\n{stderr}");
@@ -363,9 +368,9 @@ fn run_where(store: &str) -> (String, String, PathBuf) {
 
 #[test]
 fn run_containers_runs_every_task_in_its_image_on_a_local_folder_store() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store").display().to_string();
-    let (run, stderr, dir) = run_where(&store);
+    // The embedded default: .flowpack/ beside the flow file, named relatively.
+    let store = "";
+    let (run, stderr, dir) = run_where(store);
     // SAFETY: getuid cannot fail and touches no memory.
     let uid = unsafe { libc::getuid() };
     // Every task, in a container, as the invoking user (files in the store stay theirs).
@@ -382,16 +387,17 @@ fn run_containers_runs_every_task_in_its_image_on_a_local_folder_store() {
         )),
         "{stderr}"
     );
+    assert!(dir.join(".flowpack/v1/runs/where").is_dir());
     let total = fp_ok(
         &dir,
-        &store,
+        store,
         &["artifacts", "get", &format!("{run}/join/total"), "-o", "-"],
     );
     assert_eq!(total, "14"); // 0 + 1 + 4 + 9
-    let logs = fp_ok(&dir, &store, &["logs", &format!("{run}/body/2")]);
+    let logs = fp_ok(&dir, store, &["logs", &format!("{run}/body/2")]);
     assert!(logs.contains("body: container=True"), "{logs}");
     let show: serde_json::Value =
-        serde_json::from_str(&fp_ok(&dir, &store, &["show", &run, "--json"])).unwrap();
+        serde_json::from_str(&fp_ok(&dir, store, &["show", &run, "--json"])).unwrap();
     for task in show["tasks"].as_array().unwrap() {
         assert_eq!(
             task["attempts"][0]["record"]["image"], PYTHON_IMAGE,
