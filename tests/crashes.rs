@@ -54,6 +54,18 @@ fn kill_after(mut cmd: Command, after: Duration) -> bool {
     true
 }
 
+/// Runs `push … --json` to success; the package it pushed.
+fn package_of(mut push: Command) -> String {
+    let out = push.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["package"].as_str().unwrap().to_string()
+}
+
 fn timed(mut cmd: Command) -> Duration {
     let started = Instant::now();
     let out = cmd.output().unwrap();
@@ -105,18 +117,7 @@ async fn kill_9_of_step_at_any_point_never_commits_a_task_without_its_artifacts(
     write_tree(dir, &[("flow.yaml", STEP_FLOW), ("main.py", STEP_MAIN)]);
     let url = util::s3_store("crash");
     let store = Store::open(&url).unwrap();
-    let out = fp(dir, &["push", "flow.yaml", "--store", &url, "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let package = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["package"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let package = package_of(fp(dir, &["push", "flow.yaml", "--store", &url, "--json"]));
     let step = |run: &str| {
         fp(
             dir,
@@ -268,16 +269,7 @@ async fn kill_9_of_push_at_any_point_never_leaves_a_manifest_or_version_dangling
         "only {kills} kills landed: pushes are too fast to test"
     );
     // The next push completes, whatever the crashes left behind (blobs, parts, caches).
-    let out = push(100).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let package = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["package"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let package = package_of(push(100));
     let (manifests, versions) = check_packages(&store, "crash").await;
     assert!(
         manifests >= 2 && versions >= 2,
