@@ -285,3 +285,58 @@ async fn kill_9_of_push_at_any_point_never_leaves_a_manifest_or_version_dangling
     );
     eprintln!("{kills} kills of 16 landed in {full:?}-long pushes");
 }
+
+#[test]
+fn a_killed_attempt_reads_as_running_while_its_heartbeat_is_fresh_then_as_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_tree(
+        dir,
+        &[(
+            "flow.yaml",
+            "name: lost\nsteps:\n  start: {run: 'sleep 30', next: end}\n  end: {run: 'true'}\n",
+        )],
+    );
+    let store = dir.join("store").display().to_string();
+    let package = package_of(fp(dir, &["push", "flow.yaml", "--store", &store, "--json"]));
+    let step = fp(
+        dir,
+        &[
+            "step",
+            "--store",
+            &store,
+            "--package",
+            &package,
+            "--run",
+            "r1",
+            "--step",
+            "start",
+        ],
+    );
+    assert!(kill_after(step, Duration::from_millis(1500)));
+    let show = |dir: &Path| -> serde_json::Value {
+        let out = fp(dir, &["show", "r1", "--store", &store, "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let fresh = show(dir);
+    assert_eq!(fresh["status"], "running", "{fresh}");
+    assert_eq!(
+        fresh["tasks"][0]["attempts"][0]["record"]["status"],
+        "running"
+    );
+    // An hour without a heartbeat: the runner is gone.
+    let record = dir.join("store/v1/runs/lost/r1/start/0/0/task.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    rec["heartbeat_at"] = hour_ago
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+        .into();
+    std::fs::write(&record, serde_json::to_vec(&rec).unwrap()).unwrap();
+    let stale = show(dir);
+    assert_eq!(stale["status"], "failed", "{stale}");
+    assert_eq!(stale["tasks"][0]["attempts"][0]["record"]["status"], "lost");
+}
