@@ -285,8 +285,14 @@ fn safe_relative(raw: &str) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// A symlink at `rel` pointing to `target` must stay inside the tree.
-fn check_link_target(rel: &Path, target: &str) -> Result<(), String> {
+/// Whether a symlink at `rel` pointing to `target` may be part of a layer: a relative
+/// target that stays inside the tree, with `..` only before the first name. Checked
+/// lexically, which matches what the file system does only if no name the target walks
+/// through is itself a symlink followed by `..` (`x/y -> ..` then `z -> x/y/..` resolves
+/// to the parent of the tree): hence the leading-`..` rule. Names after the `..` may be
+/// other symlinks of the tree; each of those was held to the same rule, so the walk stays
+/// inside. The packer and the extractor both apply it.
+pub fn check_link_target(rel: &Path, target: &str) -> Result<(), String> {
     if target.is_empty() {
         return Err("a symlink needs a target".into());
     }
@@ -296,10 +302,19 @@ fn check_link_target(rel: &Path, target: &str) -> Result<(), String> {
         ));
     }
     let mut depth: i64 = rel.components().count() as i64 - 1;
+    let mut named = false;
     for c in Path::new(target).components() {
         match c {
+            Component::ParentDir if named => {
+                return Err(format!(
+                    "symlink target '{target}' has '..' after a name: only leading '..' are allowed"
+                ));
+            }
             Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
+            Component::Normal(_) => {
+                depth += 1;
+                named = true;
+            }
             Component::CurDir => {}
             _ => return Err(format!("symlink target '{target}' is not a relative path")),
         }

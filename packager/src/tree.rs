@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use flowpack_core::Digest;
-use flowpack_core::archive::{Entry, EntryKind};
+use flowpack_core::archive::{Entry, EntryKind, check_link_target};
 use ignore::WalkBuilder;
 
 use crate::PushError;
@@ -126,13 +126,17 @@ pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, P
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
-            match target.to_str() {
-                Some(t) if link_stays_inside(&rel, t) => EntryKind::Symlink {
+            let checked = match target.to_str() {
+                Some(t) => check_link_target(Path::new(&rel), t).map(|()| t),
+                None => Err("its target is not UTF-8".into()),
+            };
+            match checked {
+                Ok(t) => EntryKind::Symlink {
                     target: t.to_string(),
                 },
-                _ => {
+                Err(why) => {
                     out.warnings.push(format!(
-                        "left out symlink {rel} -> {}: it points outside {}",
+                        "left out symlink {rel} -> {} in {}: {why}",
                         target.display(),
                         root.display()
                     ));
@@ -185,24 +189,6 @@ pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, P
         out.fingerprint = Some(h.finish());
     }
     Ok(out)
-}
-
-fn link_stays_inside(rel: &str, target: &str) -> bool {
-    if target.is_empty() || target.starts_with('/') {
-        return false;
-    }
-    let mut depth: i64 = rel.split('/').count() as i64 - 1;
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => depth -= 1,
-            _ => depth += 1,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
 }
 
 #[cfg(unix)]

@@ -68,6 +68,12 @@ fn refuses_links_out_of_the_tree() {
         ("l/x", Regular, ""),
     ]);
     assert!(refusal(&below).contains("below a symlink"));
+    // Found by fuzzing: lexically inside, physically the parent of the tree (x/y is a
+    // symlink, so x/y/.. is not x). Refused whichever link comes first.
+    let chain = hostile(&[("x/y", Symlink, ".."), ("z", Symlink, "x/y/..")]);
+    assert!(refusal(&chain).contains("only leading '..'"));
+    let chain = hostile(&[("z", Symlink, "x/y/.."), ("x/y", Symlink, "..")]);
+    assert!(refusal(&chain).contains("only leading '..'"));
     assert!(refusal(&hostile(&[("h", Link, "/etc/passwd")])).contains("hard links"));
 }
 
