@@ -2,7 +2,8 @@
 //!
 //! flow_parse: the example flows. manifest_parse: manifests of the example flows (as
 //! `flowpack push` writes them). archive_extract: a layer written by `write_tar`, and
-//! hostile archives extraction must refuse. Trailing end-of-archive blocks are dropped: the
+//! hostile archives extraction must refuse. Every reproducer in fuzz/artifacts-found/<target>/
+//! (inputs that broke a target once, fixed since) is copied in as well. Trailing end-of-archive blocks are dropped: the
 //! reader stops at the end of the stream as well, and seeds stay small.
 
 use std::fs;
@@ -26,7 +27,11 @@ fn main() {
     for name in ["hello", "switch", "train"] {
         let file = examples.join(name).join("flow.yaml");
         let text = fs::read_to_string(&file).unwrap();
-        fs::write(corpus.join("flow_parse").join(format!("{name}.yaml")), &text).unwrap();
+        fs::write(
+            corpus.join("flow_parse").join(format!("{name}.yaml")),
+            &text,
+        )
+        .unwrap();
 
         let flow = Flow::parse(&text, &file).unwrap();
         let mut layers = vec![layer(LayerKind::Code, name)];
@@ -47,7 +52,7 @@ fn main() {
     let tars = corpus.join("archive_extract");
     fs::write(tars.join("layer.tar"), trim(layer_tar())).unwrap();
     use tar::EntryType::{Directory, Link, Regular, Symlink};
-    let hostile: [(&str, &[(&str, tar::EntryType, &str)]); 6] = [
+    let hostile: [(&str, RawEntries); 6] = [
         ("parent-path.tar", &[("../x", Regular, "")]),
         ("absolute-path.tar", &[("/etc/x", Regular, "")]),
         ("symlink-etc.tar", &[("etc", Symlink, "/etc")]),
@@ -55,13 +60,30 @@ fn main() {
         ("hardlink-out.tar", &[("h", Link, "../../etc/passwd")]),
         (
             "below-symlink.tar",
-            &[("l", Symlink, "d"), ("d", Directory, ""), ("l/x", Regular, "")],
+            &[
+                ("l", Symlink, "d"),
+                ("d", Directory, ""),
+                ("l/x", Regular, ""),
+            ],
         ),
     ];
     for (name, entries) in hostile {
         fs::write(tars.join(name), trim(raw_tar(entries))).unwrap();
     }
+
+    for target in ["flow_parse", "manifest_parse", "archive_extract"] {
+        let Ok(found) = fs::read_dir(fuzz.join("artifacts-found").join(target)) else {
+            continue;
+        };
+        for f in found {
+            let f = f.unwrap();
+            fs::copy(f.path(), corpus.join(target).join(f.file_name())).unwrap();
+        }
+    }
 }
+
+/// Entries of a hostile archive: path, type, link target.
+type RawEntries<'a> = &'a [(&'a str, tar::EntryType, &'a str)];
 
 fn layer(kind: LayerKind, seed: &str) -> Layer {
     Layer {
@@ -93,8 +115,18 @@ fn layer_tar() -> Vec<u8> {
         entry("pkg", EntryKind::Dir),
         entry("pkg/mod.py", source(&py, false)),
         entry("run.sh", source(&sh, true)),
-        entry("pkg/alias.py", EntryKind::Symlink { target: "mod.py".into() }),
-        entry("latest", EntryKind::Symlink { target: "pkg".into() }),
+        entry(
+            "pkg/alias.py",
+            EntryKind::Symlink {
+                target: "mod.py".into(),
+            },
+        ),
+        entry(
+            "latest",
+            EntryKind::Symlink {
+                target: "pkg".into(),
+            },
+        ),
     ];
     write_tar(&mut entries, Vec::new()).unwrap()
 }
@@ -108,7 +140,7 @@ fn source(path: &Path, executable: bool) -> EntryKind {
 }
 
 /// A tar of old-style headers taken as given (as core's archive tests build them).
-fn raw_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+fn raw_tar(entries: RawEntries) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, kind, link) in entries {
         let data: &[u8] = if *kind == tar::EntryType::Regular {

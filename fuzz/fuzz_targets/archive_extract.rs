@@ -140,8 +140,8 @@ fn push_target(todo: &mut Vec<OsString>, target: &Path) -> Option<String> {
 /// the tar reader does (a header, then its data rounded up to whole blocks).
 fn fix_checksums(data: &[u8]) -> Vec<u8> {
     let mut out = data.to_vec();
-    let mut pos = 0;
-    while pos + BLOCK <= out.len() {
+    let mut pos = 0usize;
+    while out.len().saturating_sub(pos) >= BLOCK {
         let block = &mut out[pos..pos + BLOCK];
         if block.iter().all(|b| *b == 0) {
             break;
