@@ -54,7 +54,9 @@ export FLOWPACK_TEST_KFP_PYTHON="$PWD/.venv-kfp/bin/python"
 export FLOWPACK_TEST_AZURITE="$PWD/.venv/azurite/node_modules/.bin/azurite-blob"
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# podman keeps its overlay folder of the container tests' storage mounted; unmount it so
+# that `rm -rf target` works afterwards.
+trap 'rm -f "$log"; umount target/podman-test/storage/overlay 2>/dev/null || true' EXIT
 cargo test --workspace --locked "$@" 2>&1 | tee "$log"
 read -r passed failed < <(awk '/^test result: /{for(i=1;i<=NF;i++){if($(i+1)~/^passed/)p+=$i; if($(i+1)~/^failed/)f+=$i}} END{print p+0, f+0}' "$log")
 echo "$passed passed, $failed failed"
