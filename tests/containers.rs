@@ -237,6 +237,11 @@ fn kfps_orchestrator_runs_the_train_example_with_every_task_in_a_container() {
         )
         .unwrap();
     }
+    // One forest at a time: two containers starting at once on podman's bridge (CNI, runc)
+    // lost their connection to the host for ~37 s now and then (seen in CI).
+    let mut flow = std::fs::read_to_string(tmp.path().join("flow.yaml")).unwrap();
+    flow.push_str("max_workers: 1\n");
+    std::fs::write(tmp.path().join("flow.yaml"), flow).unwrap();
     // Containers on podman's bridge reach the store by this machine's address.
     let store = util::s3_store_on(util::moto_routable(), "kfp");
     fp_ok(
