@@ -54,26 +54,26 @@ fn kill_after(mut cmd: Command, after: Duration) -> bool {
     true
 }
 
-/// Runs `push … --json` to success; the package it pushed.
-fn package_of(mut push: Command) -> String {
-    let out = push.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    report["package"].as_str().unwrap().to_string()
-}
-
-fn timed(mut cmd: Command) -> Duration {
-    let started = Instant::now();
+/// Runs `cmd` to success; its output.
+fn succeed(mut cmd: Command) -> std::process::Output {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// Runs `push … --json` to success; the package it pushed.
+fn package_of(push: Command) -> String {
+    let report: serde_json::Value = serde_json::from_slice(&succeed(push).stdout).unwrap();
+    report["package"].as_str().unwrap().to_string()
+}
+
+fn timed(cmd: Command) -> Duration {
+    let started = Instant::now();
+    succeed(cmd);
     started.elapsed()
 }
 
@@ -144,14 +144,7 @@ async fn kill_9_of_step_at_any_point_never_commits_a_task_without_its_artifacts(
         kills += kill_after(step("r-crash"), after) as u32;
         check_task(&store, "crash", "r-crash", "start").await;
         // show reads the run whatever state it was left in.
-        let out = fp(dir, &["show", "r-crash", "--store", &url, "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeed(fp(dir, &["show", "r-crash", "--store", &url, "--json"]));
     }
     assert!(
         kills >= 10,
@@ -275,14 +268,7 @@ async fn kill_9_of_push_at_any_point_never_leaves_a_manifest_or_version_dangling
         manifests >= 2 && versions >= 2,
         "{manifests} manifests, {versions} versions"
     );
-    let out = fp(dir, &["fetch", &package, "--store", &url, "-o", "out"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(fp(dir, &["fetch", &package, "--store", &url, "-o", "out"]));
     eprintln!("{kills} kills of 16 landed in {full:?}-long pushes");
 }
 
