@@ -38,6 +38,8 @@ pub struct Podman {
     program: PathBuf,
     mounts: Vec<PathBuf>,
     cache_dir: PathBuf,
+    /// The variables of this environment that every container gets by name.
+    passed: BTreeSet<String>,
 }
 
 impl Podman {
@@ -68,10 +70,18 @@ impl Podman {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
+        let passed = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| {
+                PASSED_NAMES.contains(&k.as_str())
+                    || PASSED_PREFIXES.iter().any(|p| k.starts_with(p))
+            })
+            .collect();
         Ok(Self {
             program,
             mounts,
             cache_dir: cache_dir.to_path_buf(),
+            passed,
         })
     }
 
@@ -154,16 +164,13 @@ impl Podman {
         for (k, v) in &settings.env {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }
-        let passed = std::env::vars_os()
-            .filter_map(|(k, _)| k.into_string().ok())
-            .filter(|k| {
-                PASSED_NAMES.contains(&k.as_str())
-                    || PASSED_PREFIXES.iter().any(|p| k.starts_with(p))
-                    || settings.secrets.contains_key(k)
-            })
-            .collect::<BTreeSet<_>>();
-        for k in passed {
-            cmd.args(["--env", &k]);
+        // Storage credentials, and the step's secrets where this environment has them.
+        let secrets = settings
+            .secrets
+            .keys()
+            .filter(|k| !self.passed.contains(*k) && std::env::var_os(k).is_some());
+        for k in self.passed.iter().chain(secrets) {
+            cmd.args(["--env", k]);
         }
         cmd.arg(&settings.image).arg("step").args(step_args);
         cmd
