@@ -375,3 +375,53 @@ pub fn prism() -> (String, PathBuf) {
     );
     (format!("http://127.0.0.1:{port}"), log)
 }
+
+/// What [`measured`] saw of one process.
+pub struct Measured {
+    pub output: Output,
+    /// Peak resident set size of the process itself (not its children), in bytes.
+    pub peak_rss: u64,
+    /// Wall time from spawn to exit.
+    pub elapsed: Duration,
+}
+
+/// Runs `cmd` to its end and reports its output, its own peak RSS (from `wait4`, so exact
+/// and per process, whatever else the test binary runs at the same time) and its wall time.
+pub fn measured(cmd: &mut Command) -> Measured {
+    use std::os::unix::process::ExitStatusExt;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut v).unwrap();
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut v).unwrap();
+        v
+    });
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zeroed is a valid value; wait4 fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the locals above.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    let elapsed = started.elapsed();
+    Measured {
+        output: Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        },
+        peak_rss: usage.ru_maxrss as u64 * 1024,
+        elapsed,
+    }
+}
