@@ -7,6 +7,7 @@
 //! - [`archive`]: the deterministic layer format (tar + zstd) and its safe extraction.
 //! - [`manifest`]: the package manifest and version pointer.
 //! - [`package`]: reading packages back: manifest and verified, safe layer extraction.
+//! - [`name`]: the rules for names, and the check of every name read from the store.
 //! - [`run`]: run, task and artifact records.
 //! - [`store`]: the content-addressed store over `object_store`, and the bucket layout.
 //! - [`env_vars`]: every `FLOWPACK_*` environment variable flowpack reads or sets.
@@ -18,7 +19,7 @@ pub mod digest;
 pub mod env_vars;
 pub mod flow;
 pub mod manifest;
-mod name;
+pub mod name;
 pub mod package;
 pub mod run;
 pub mod store;

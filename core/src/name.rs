@@ -1,4 +1,160 @@
-//! The one rule behind every name flowpack puts in keys and KFP documents.
+//! Names: the one rule behind every name flowpack puts in keys, paths and KFP documents,
+//! and the one check every name read back from a store object goes through.
+//!
+//! Store objects are input like any other: a parent's `artifacts.json`, a task or run
+//! record, a version pointer may have been written by anyone who can write to the bucket.
+//! Their names become file names (restored inputs), keys and child-process environment
+//! variables, so each is checked against its [`NameKind`] by [`check`] while the document
+//! is deserialized (the [`de`] functions): a document with a name that is not a name of
+//! its kind does not parse, and the store reports it with its key before anything is
+//! written. Paths inside layers and folder artifacts go through `archive::extract`'s
+//! relative-path check instead.
+
+use std::fmt;
+
+/// What a name names; each kind has its own rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameKind {
+    /// A flow: letters, digits, `.`, `_`, `-`, starting with a letter or digit.
+    Flow,
+    /// A step: letters, digits, `_`, `-`, starting with a letter or digit, at most 100.
+    Step,
+    /// An artifact: letters, digits, `.`, `_`, `-`, not starting with `.`.
+    Artifact,
+    /// A parameter: a Python-style identifier.
+    Parameter,
+    /// A run id: letters, digits, `_`, `-`, starting with a letter or digit.
+    Run,
+    /// A task id: `0`, or foreach indices joined by `.` (`3.1`).
+    Task,
+    /// A task within a run: `step/task`.
+    TaskRef,
+    /// One attempt of a task: `step/task/attempt`.
+    AttemptRef,
+    /// One attempt of a task of some run: `run/step/task/attempt`.
+    RunAttemptRef,
+}
+
+impl NameKind {
+    fn what(self) -> &'static str {
+        match self {
+            Self::Flow => "flow name",
+            Self::Step => "step name",
+            Self::Artifact => "artifact name",
+            Self::Parameter => "parameter name",
+            Self::Run => "run id",
+            Self::Task => "task id",
+            Self::TaskRef => "task reference",
+            Self::AttemptRef => "attempt reference",
+            Self::RunAttemptRef => "attempt reference",
+        }
+    }
+
+    fn rule(self) -> &'static str {
+        match self {
+            Self::Flow => {
+                "use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            }
+            Self::Step => {
+                "use 1 to 100 letters, digits, '_' or '-', starting with a letter or digit"
+            }
+            Self::Artifact => {
+                "use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'"
+            }
+            Self::Parameter => "use letters, digits and '_', not starting with a digit",
+            Self::Run => {
+                "use 1 to 128 letters, digits, '_' or '-', starting with a letter or digit"
+            }
+            Self::Task => "use 0, or foreach indices like 3 or 3.1",
+            Self::TaskRef => "write STEP/TASK, e.g. train/0",
+            Self::AttemptRef => "write STEP/TASK/ATTEMPT, e.g. train/0/1",
+            Self::RunAttemptRef => "write RUN/STEP/TASK/ATTEMPT",
+        }
+    }
+
+    fn accepts(self, s: &str) -> bool {
+        let parts = |n: usize| -> Option<Vec<&str>> {
+            let p: Vec<&str> = s.splitn(n + 1, '/').collect();
+            (p.len() == n).then_some(p)
+        };
+        let attempt =
+            |a: &str| !a.is_empty() && a.len() <= 9 && a.bytes().all(|b| b.is_ascii_digit());
+        match self {
+            Self::Flow => is_name(s, 128, b"._-", true),
+            Self::Step => is_name(s, 100, b"_-", true),
+            Self::Artifact => is_name(s, 128, b"._-", false),
+            Self::Parameter => {
+                let mut b = s.bytes();
+                s.len() <= 128
+                    && matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+                    && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+            }
+            Self::Run => is_name(s, 128, b"_-", true),
+            Self::Task => {
+                !s.is_empty()
+                    && s.len() <= 99
+                    && s.split('.').all(|p| {
+                        !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit())
+                    })
+            }
+            Self::TaskRef => {
+                parts(2).is_some_and(|p| Self::Step.accepts(p[0]) && Self::Task.accepts(p[1]))
+            }
+            Self::AttemptRef => parts(3).is_some_and(|p| {
+                Self::Step.accepts(p[0]) && Self::Task.accepts(p[1]) && attempt(p[2])
+            }),
+            Self::RunAttemptRef => parts(4).is_some_and(|p| {
+                Self::Run.accepts(p[0])
+                    && Self::Step.accepts(p[1])
+                    && Self::Task.accepts(p[2])
+                    && attempt(p[3])
+            }),
+        }
+    }
+}
+
+/// A name that is not a name of its kind.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} '{}' is refused: {}", kind.what(), shown(value), kind.rule())]
+pub struct InvalidName {
+    /// What it should have named.
+    pub kind: NameKind,
+    /// The name as found.
+    pub value: String,
+}
+
+/// The name as an error shows it: escaped, and cut at 80 characters (a hostile name may be
+/// megabytes long or hold terminal escapes).
+fn shown(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(80)
+        .flat_map(char::escape_default)
+        .collect();
+    if value.chars().count() > 80 {
+        out.push('…');
+    }
+    out
+}
+
+/// Checks that `s` is a valid name of `kind`: the check for every name read from a store
+/// object, and for names a user gives where they become keys or paths.
+pub fn check(kind: NameKind, s: &str) -> Result<(), InvalidName> {
+    if kind.accepts(s) {
+        Ok(())
+    } else {
+        Err(InvalidName {
+            kind,
+            value: s.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.what())
+    }
+}
 
 /// Whether `s` is 1 to `max_len` ASCII letters, digits and bytes of `punct`, starting with a
 /// letter or digit when `alnum_first`, and never with `.` (no hidden or relative names).
@@ -11,4 +167,127 @@ pub(crate) fn is_name(s: &str, max_len: usize, punct: &[u8], alnum_first: bool) 
         && (!alnum_first || first.is_ascii_alphanumeric())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || punct.contains(&b))
+}
+
+/// serde `deserialize_with` functions that run [`check`] on names in store documents.
+pub(crate) mod de {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    use super::{NameKind, check};
+
+    fn one<'de, D: Deserializer<'de>>(d: D, kind: NameKind) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        check(kind, &s).map_err(D::Error::custom)?;
+        Ok(s)
+    }
+
+    macro_rules! kinds {
+        ($($f:ident: $kind:ident),* $(,)?) => {$(
+            pub(crate) fn $f<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+                one(d, NameKind::$kind)
+            }
+        )*};
+    }
+    kinds!(flow: Flow, step: Step, run: Run, task: Task, attempt_ref: AttemptRef);
+
+    /// An optional run id.
+    pub(crate) fn opt_run<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        opt(d, NameKind::Run)
+    }
+
+    /// An optional `run/step/task/attempt`.
+    pub(crate) fn opt_run_attempt_ref<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        opt(d, NameKind::RunAttemptRef)
+    }
+
+    fn opt<'de, D: Deserializer<'de>>(d: D, kind: NameKind) -> Result<Option<String>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        if let Some(s) = &s {
+            check(kind, s).map_err(D::Error::custom)?;
+        }
+        Ok(s)
+    }
+
+    /// A list of `step/task`.
+    pub(crate) fn task_refs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let v = Vec::<String>::deserialize(d)?;
+        for s in &v {
+            check(NameKind::TaskRef, s).map_err(D::Error::custom)?;
+        }
+        Ok(v)
+    }
+
+    /// A map whose keys are names of `kind`.
+    fn keys<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+        d: D,
+        kind: NameKind,
+    ) -> Result<BTreeMap<String, V>, D::Error> {
+        let m = BTreeMap::<String, V>::deserialize(d)?;
+        for k in m.keys() {
+            check(kind, k).map_err(D::Error::custom)?;
+        }
+        Ok(m)
+    }
+
+    /// A map by artifact name.
+    pub(crate) fn artifact_map<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, V>, D::Error> {
+        keys(d, NameKind::Artifact)
+    }
+
+    /// A map by parameter name.
+    pub(crate) fn parameter_map<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, V>, D::Error> {
+        keys(d, NameKind::Parameter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_what_could_escape_a_folder_or_a_key() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../code/hello.py",
+            "/etc/passwd",
+            "a/b",
+            ".hidden",
+            "a\0b",
+            "a\nb",
+            "é",
+        ] {
+            assert!(check(NameKind::Artifact, bad).is_err(), "{bad:?}");
+            assert!(check(NameKind::Step, bad).is_err(), "{bad:?}");
+            assert!(check(NameKind::Run, bad).is_err(), "{bad:?}");
+        }
+        check(NameKind::Artifact, "model.pkl").unwrap();
+        check(NameKind::Step, "train_a").unwrap();
+        check(NameKind::Run, "local-20261201T000000Z-ab12").unwrap();
+        check(NameKind::Task, "3.1").unwrap();
+        check(NameKind::TaskRef, "train/3.1").unwrap();
+        check(NameKind::AttemptRef, "train/3.1/2").unwrap();
+        check(NameKind::RunAttemptRef, "kfp-1/train/0/0").unwrap();
+        assert!(check(NameKind::TaskRef, "../x/0").is_err());
+        assert!(check(NameKind::AttemptRef, "train/0/0/0").is_err());
+        assert!(check(NameKind::Parameter, "a=b").is_err());
+    }
+
+    #[test]
+    fn errors_show_an_escaped_and_bounded_name() {
+        let long = format!("\u{1b}[31m{}", "x".repeat(10_000));
+        let msg = check(NameKind::Artifact, &long).unwrap_err().to_string();
+        assert!(msg.starts_with("artifact name '\\u{1b}[31mxxx"), "{msg}");
+        assert!(msg.len() < 400, "{msg}");
+    }
 }

@@ -1,24 +1,28 @@
 //! Run and task records: what `flowpack step` writes and `flowpack run`, `show`, `logs`
 //! and `resume` read. Keys are in [`crate::store::layout`]; `docs/format.md` specifies them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Digest;
+use crate::name::{self, NameKind};
 
 /// A run: one execution of a package with parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     /// The flow.
+    #[serde(deserialize_with = "name::de::flow")]
     pub flow: String,
     /// The run id: `local-…` or `kfp-<uuid>`.
+    #[serde(deserialize_with = "name::de::run")]
     pub run: String,
     /// The package it runs.
     pub package: Digest,
     /// Parameter values, defaults included.
+    #[serde(deserialize_with = "name::de::parameter_map")]
     pub parameters: BTreeMap<String, serde_json::Value>,
     /// `local` or `kfp`.
     pub origin: String,
@@ -27,7 +31,11 @@ pub struct RunRecord {
     /// The flowpack that created it.
     pub created_by: String,
     /// The run this one resumed, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "name::de::opt_run"
+    )]
     pub resumed_from: Option<String>,
 }
 
@@ -75,10 +83,13 @@ pub struct Bytes {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// The run.
+    #[serde(deserialize_with = "name::de::run")]
     pub run: String,
     /// The step.
+    #[serde(deserialize_with = "name::de::step")]
     pub step: String,
     /// The task id within the step.
+    #[serde(deserialize_with = "name::de::task")]
     pub task: String,
     /// The attempt, from 0.
     pub attempt: u32,
@@ -91,7 +102,11 @@ pub struct TaskRecord {
     /// The flowpack that ran it.
     pub flowpack_version: String,
     /// The parent tasks whose artifacts it restored (`step/task`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "name::de::task_refs"
+    )]
     pub parents: Vec<String>,
     /// For a foreach child: its index in the parent's list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,7 +131,11 @@ pub struct TaskRecord {
     #[serde(default)]
     pub bytes: Bytes,
     /// For reused tasks: `run/step/task/attempt` the outputs come from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "name::de::opt_run_attempt_ref"
+    )]
     pub reused_from: Option<String>,
 }
 
@@ -140,6 +159,7 @@ pub struct ArtifactRef {
     /// File or folder.
     pub kind: ArtifactKind,
     /// The task that wrote it: `step/task/attempt` (inherited artifacts keep their origin).
+    #[serde(deserialize_with = "name::de::attempt_ref")]
     pub origin: String,
 }
 
@@ -148,6 +168,7 @@ pub struct ArtifactRef {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifacts {
     /// Every artifact visible after the task, by name.
+    #[serde(deserialize_with = "name::de::artifact_map")]
     pub artifacts: BTreeMap<String, ArtifactRef>,
 }
 
@@ -170,29 +191,26 @@ impl FromStr for TaskRef {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once('/') {
-            Some((step, task)) if !step.is_empty() && is_task_id(task) => Ok(Self {
-                step: step.to_string(),
-                task: task.to_string(),
-            }),
-            _ => Err(format!(
-                "'{s}' is not a task: write STEP/TASK, e.g. train/0"
-            )),
-        }
+        name::check(NameKind::TaskRef, s).map_err(|e| e.to_string())?;
+        let (step, task) = s
+            .split_once('/')
+            .expect("a checked task reference has a '/'");
+        Ok(Self {
+            step: step.to_string(),
+            task: task.to_string(),
+        })
     }
 }
 
 /// Task ids: `0` outside any foreach, else the foreach indices from the outermost in,
 /// joined by `.` (`3`, `3.1`).
 pub fn is_task_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.')
-            .all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()))
+    name::check(NameKind::Task, s).is_ok()
 }
 
 /// Whether `s` can be a run id: 1 to 128 letters, digits, `_` or `-`.
 pub fn is_run_id(s: &str) -> bool {
-    crate::name::is_name(s, 128, b"_-", true)
+    name::check(NameKind::Run, s).is_ok()
 }
 
 /// A new local run id: `local-<UTC time>-<4 hex>`.
@@ -204,4 +222,61 @@ pub fn new_local_run_id() -> String {
         now.strftime("%Y%m%dT%H%M%SZ"),
         nanos & 0xffff
     )
+}
+
+/// Where a task's inputs go, below its inputs folder (docs/runtime.md): the artifacts of
+/// the only parent, or those every parent agrees on (same digest), at the top; at a join,
+/// each parent's whole namespace also below `<parent step>/` (after a static split) or
+/// `<foreach index>/` (after a foreach).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputLayout {
+    /// The namespace the task inherits: the artifacts at the top.
+    pub inherited: Artifacts,
+    /// Each artifact to restore and its path relative to the inputs folder: one or two
+    /// normal components, each a checked name, so it stays inside the folder.
+    pub placements: Vec<(std::path::PathBuf, ArtifactRef)>,
+}
+
+impl InputLayout {
+    /// The layout for `parents` (their committed namespaces), restoring only the artifacts
+    /// named in `only` when given.
+    pub fn of(parents: &[(TaskRef, Artifacts)], only: Option<&BTreeSet<String>>) -> Self {
+        let wanted = |name: &str| only.is_none_or(|o| o.contains(name));
+        let inherited: BTreeMap<String, ArtifactRef> = match parents.split_first() {
+            None => BTreeMap::new(),
+            Some(((_, first), rest)) => first
+                .artifacts
+                .iter()
+                .filter(|(name, a)| {
+                    rest.iter()
+                        .all(|(_, o)| o.artifacts.get(*name).is_some_and(|b| b.digest == a.digest))
+                })
+                .map(|(n, a)| (n.clone(), a.clone()))
+                .collect(),
+        };
+        let mut placements: Vec<_> = inherited
+            .iter()
+            .filter(|(name, _)| wanted(name))
+            .map(|(name, a)| (std::path::PathBuf::from(name), a.clone()))
+            .collect();
+        if parents.len() > 1 {
+            let foreach = parents.iter().all(|(p, _)| p.step == parents[0].0.step);
+            for (p, arts) in parents {
+                let label = if foreach {
+                    p.task.rsplit('.').next().unwrap_or(&p.task)
+                } else {
+                    p.step.as_str()
+                };
+                for (name, a) in arts.artifacts.iter().filter(|(n, _)| wanted(n)) {
+                    placements.push((std::path::Path::new(label).join(name), a.clone()));
+                }
+            }
+        }
+        Self {
+            inherited: Artifacts {
+                artifacts: inherited,
+            },
+            placements,
+        }
+    }
 }

@@ -3,6 +3,12 @@
 //! against its digest before it was renamed into place, so a warm start reads it without
 //! touching the network; several tasks on one node may share it (a race to fill one entry
 //! keeps whichever finished first: both hold the same verified bytes).
+//!
+//! A task never works on the cache's own files: it gets copies ([`copy_tree`],
+//! [`copy_file`]: reflinks where the file system can) of the code layer and of its inputs,
+//! so nothing a step writes reaches the next task. Entries are read-only once in place
+//! ([`seal`]); the env layer, used in place on `PYTHONPATH`, is the one entry a task sees
+//! directly.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -90,6 +96,7 @@ impl Cache {
             return Ok((dir, 0));
         }
         let stats = package::extract_layer(store, layer, &dir).await?;
+        seal(&dir)?;
         Ok((dir, stats.bytes))
     }
 
@@ -123,6 +130,7 @@ impl Cache {
                     std::io::copy(&mut reader, tmp.as_file_mut())
                         .map_err(|e| StoreError::from_io(e, &dest.display().to_string()))?;
                     reader.finish()?;
+                    seal(tmp.path())?;
                     if let Err(e) = tmp.persist_noclobber(&dest)
                         && !dest.exists()
                     {
@@ -134,6 +142,7 @@ impl Cache {
                         .map_err(|e| RuntimeError::io(&tmp_dir, e))?;
                     archive::extract(&mut reader, tmp.path())?;
                     reader.finish()?;
+                    seal(tmp.path())?;
                     let kept = tmp.keep();
                     if std::fs::rename(&kept, &dest).is_err() {
                         let _ = std::fs::remove_dir_all(&kept);
@@ -165,32 +174,71 @@ impl Cache {
     }
 }
 
-/// Makes `dest` a tree of hard links to the files of `src` (folders and symlinks are
-/// recreated). Falls back to copying across file systems. New files a task writes there
-/// do not reach the cache; files must not be modified in place.
-pub fn link_tree(src: &Path, dest: &Path) -> Result<(), RuntimeError> {
-    std::fs::create_dir_all(dest).map_err(|e| RuntimeError::io(dest, e))?;
+/// Makes `dest` a copy of the tree `src` (a cache entry) for one task: files are copied
+/// with `copy_file_range`, which a copy-on-write file system (btrfs, XFS) turns into a
+/// reflink, so the task owns its files and nothing it writes there — even in place, even as
+/// root — reaches the cache. Folders and symlinks are recreated; nothing that exists is
+/// overwritten.
+pub fn copy_tree(src: &Path, dest: &Path) -> Result<(), RuntimeError> {
+    std::fs::create_dir(dest).map_err(|e| RuntimeError::io(dest, e))?;
     for entry in std::fs::read_dir(src).map_err(|e| RuntimeError::io(src, e))? {
         let entry = entry.map_err(|e| RuntimeError::io(src, e))?;
         let from = entry.path();
         let to = dest.join(entry.file_name());
         let ft = entry.file_type().map_err(|e| RuntimeError::io(&from, e))?;
         if ft.is_dir() {
-            link_tree(&from, &to)?;
+            copy_tree(&from, &to)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&from).map_err(|e| RuntimeError::io(&from, e))?;
             std::os::unix::fs::symlink(target, &to).map_err(|e| RuntimeError::io(&to, e))?;
         } else {
-            link_file(&from, &to)?;
+            copy_file(&from, &to)?;
         }
     }
     Ok(())
 }
 
-/// Hard-links (or copies) one file.
-pub fn link_file(from: &Path, to: &Path) -> Result<(), RuntimeError> {
-    if std::fs::hard_link(from, to).is_err() {
-        std::fs::copy(from, to).map_err(|e| RuntimeError::io(to, e))?;
+/// Copies one file of a cache entry to a new file `to` (which must not exist: an existing
+/// file, or a link to one, is never truncated), writable by the task, keeping the
+/// executable bits.
+pub fn copy_file(from: &Path, to: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut src = std::fs::File::open(from).map_err(|e| RuntimeError::io(from, e))?;
+    let mode = src
+        .metadata()
+        .map_err(|e| RuntimeError::io(from, e))?
+        .permissions()
+        .mode();
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode((mode & 0o777) | 0o600)
+        .open(to)
+        .map_err(|e| RuntimeError::io(to, e))?;
+    // std turns a file-to-file copy into copy_file_range (a reflink where the file system
+    // can), without reading the bytes through this process.
+    std::io::copy(&mut src, &mut dst).map_err(|e| RuntimeError::io(to, e))?;
+    Ok(())
+}
+
+/// Takes the write bits off every file under `path` (or `path` itself, a file) as it
+/// enters the cache: a second guard, after [`copy_tree`], for entries tasks use in place
+/// (the env layer on `PYTHONPATH`). A task running as another user than the cache's owner,
+/// or as its owner through an ordinary write, gets "permission denied"; folders stay
+/// writable so that the cache can be deleted with `rm -rf`.
+pub fn seal(path: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| RuntimeError::io(path, e))?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(|e| RuntimeError::io(path, e))? {
+            seal(&entry.map_err(|e| RuntimeError::io(path, e))?.path())?;
+        }
+    } else if meta.is_file() {
+        let mode = meta.permissions().mode();
+        if mode & 0o222 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o222))
+                .map_err(|e| RuntimeError::io(path, e))?;
+        }
     }
     Ok(())
 }

@@ -1,23 +1,26 @@
 //! Restoring a task's inputs from its parents' committed namespaces, and uploading its
 //! outputs into its own.
 //!
+//! Every name in a parent's `artifacts.json` was checked when it was read
+//! ([`flowpack_core::name`]), and each artifact lands in a new file of the task's own
+//! inputs folder ([`InputLayout`] says where): a copy of the cache's, never the cache's own.
+//!
 //! A task's namespace (`artifacts.json`) is what it inherited plus what it wrote: inherited
 //! artifacts are references to blobs already stored, so they cost no upload. At a join,
 //! each parent's namespace is restored under `INPUT_DIR/<parent step>/` (static split) or
 //! `INPUT_DIR/<split index>/` (foreach), and artifacts equal in every parent also at the
 //! top; only those equal ones are inherited past the join.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use flowpack_core::Digest;
 use flowpack_core::archive;
-use flowpack_core::run::{ArtifactKind, ArtifactRef, Artifacts, TaskRef};
+use flowpack_core::run::{ArtifactKind, ArtifactRef, Artifacts, InputLayout, TaskRef};
 use flowpack_core::store::{Put, Store, layout};
 use flowpack_packager::tree::{self, Rules};
 
 use crate::RuntimeError;
-use crate::cache::{Cache, link_file, link_tree};
+use crate::cache::{Cache, copy_file, copy_tree};
 
 /// The zstd level of artifacts: fast, since artifacts are often large and already dense.
 pub const LEVEL: i32 = 1;
@@ -87,19 +90,6 @@ pub async fn restore(
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    // The top level: the only parent's namespace, or what all parents agree on.
-    let top: BTreeMap<String, ArtifactRef> = match namespaces.split_first() {
-        None => BTreeMap::new(),
-        Some(((_, first), rest)) => first
-            .artifacts
-            .iter()
-            .filter(|(name, a)| {
-                rest.iter()
-                    .all(|(_, o)| o.artifacts.get(*name).is_some_and(|b| b.digest == a.digest))
-            })
-            .map(|(n, a)| (n.clone(), a.clone()))
-            .collect(),
-    };
     if let Some(only) = only {
         for name in only {
             let anywhere = namespaces
@@ -114,41 +104,25 @@ pub async fn restore(
             }
         }
     }
-    let wanted = |name: &str| only.is_none_or(|o| o.contains(name));
+    let layout = InputLayout::of(&namespaces, only);
     let mut downloaded = 0;
     std::fs::create_dir_all(input_dir).map_err(|e| RuntimeError::io(input_dir, e))?;
-    for (name, a) in &top {
-        if wanted(name) {
-            downloaded += place(store, cache, a, &input_dir.join(name)).await?;
+    for (rel, a) in &layout.placements {
+        let dest = input_dir.join(rel);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(dir, e))?;
         }
-    }
-    if namespaces.len() > 1 {
-        let foreach = namespaces
-            .iter()
-            .all(|(p, _)| p.step == namespaces[0].0.step);
-        for (p, arts) in &namespaces {
-            let label = if foreach {
-                p.task.rsplit('.').next().unwrap_or(&p.task).to_string()
-            } else {
-                p.step.clone()
-            };
-            let dir = input_dir.join(label);
-            std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
-            for (name, a) in &arts.artifacts {
-                if wanted(name) {
-                    downloaded += place(store, cache, a, &dir.join(name)).await?;
-                }
-            }
-        }
+        downloaded += place(store, cache, a, &dest).await?;
     }
     Ok(Restored {
-        inherited: Artifacts { artifacts: top },
+        inherited: layout.inherited,
         parents: namespaces,
         downloaded,
     })
 }
 
-/// Puts artifact `a` at `dest` from the cache (downloading it first when missing).
+/// Puts a copy of artifact `a` at `dest` (which must not exist) from the cache,
+/// downloading it first when missing.
 async fn place(
     store: &Store,
     cache: &Cache,
@@ -157,8 +131,8 @@ async fn place(
 ) -> Result<u64, RuntimeError> {
     let (src, downloaded) = cache.artifact(store, &a.digest, a.size, a.kind).await?;
     match a.kind {
-        ArtifactKind::File => link_file(&src, dest)?,
-        ArtifactKind::Dir => link_tree(&src, dest)?,
+        ArtifactKind::File => copy_file(&src, dest)?,
+        ArtifactKind::Dir => copy_tree(&src, dest)?,
     }
     Ok(downloaded)
 }

@@ -27,7 +27,7 @@ pub use artifacts::{committed, read_json as read_json_artifact};
 pub use child::StopSignals;
 
 use crate::RuntimeError;
-use crate::cache::{Cache, link_tree};
+use crate::cache::{Cache, copy_tree};
 use child::Ended;
 use logs::LogShipper;
 
@@ -335,7 +335,7 @@ async fn phases(
         .tempdir_in(cache.tmp()?)
         .map_err(|e| RuntimeError::io(&args.cache_dir, e))?;
     let code_dir = work.path().join("code");
-    link_tree(&pkg.code, &code_dir)?;
+    copy_tree(&pkg.code, &code_dir)?;
 
     t.start("inputs");
     let input_dir = work.path().join("inputs");

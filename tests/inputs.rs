@@ -1,0 +1,167 @@
+//! Restoring inputs is safe against the store and against the task: names in a parent's
+//! `artifacts.json` that would leave the inputs folder are refused with the key before
+//! anything is written, and nothing a step writes to its restored inputs or code reaches
+//! the node cache, so the next task sees what the package and the parents committed.
+
+use std::path::Path;
+
+use crate::util::{BIN, flowpack_ok, write_tree};
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+const RESTORE_FLOW: &str = r#"name: restore
+steps:
+  start: {run: python3 start.py, next: end}
+  end: {run: python3 end.py}
+"#;
+const START: &str =
+    "import os\nopen(os.path.join(os.environ['FLOWPACK_OUTPUT_DIR'], 'a'), 'w').write('fine')\n";
+const END: &str = "print('the real end step')\n";
+
+/// Every file under `dir` with its content, sorted.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.push((
+                    e.path().display().to_string(),
+                    std::fs::read(e.path()).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn artifact_names_that_leave_the_inputs_folder_are_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_tree(
+        dir,
+        &[
+            ("flow.yaml", RESTORE_FLOW),
+            ("start.py", START),
+            ("end.py", END),
+        ],
+    );
+    let run = json(&flowpack_ok(dir, &["run", "flow.yaml", "--json"]));
+    let run_id = run["run"].as_str().unwrap();
+    let package = run["package"].as_str().unwrap();
+    let committed = dir.join(format!(
+        ".flowpack/v1/runs/restore/{run_id}/start/0/0/artifacts.json"
+    ));
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&committed).unwrap()).unwrap();
+    let art = original["artifacts"]["a"].clone();
+    let cache = dir.join(".test-cache");
+    let cache_before = snapshot(&cache);
+
+    let escaped_abs = dir.join("escaped-abs");
+    let escaped_rel = dir.join("escaped-rel");
+    let climb = format!(
+        "{}{}",
+        "../".repeat(40),
+        escaped_rel.display().to_string().trim_start_matches('/')
+    );
+    for name in [
+        "../code/end.py".to_string(),
+        "../../../code/end.py".to_string(),
+        escaped_abs.display().to_string(),
+        climb,
+        "a/../../b".to_string(),
+        ".".to_string(),
+        String::new(),
+    ] {
+        let forged = serde_json::json!({ "artifacts": { name.clone(): art } });
+        std::fs::write(&committed, serde_json::to_vec(&forged).unwrap()).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["step", "--store", ".flowpack", "--package", package])
+            .args(["--run", run_id, "--step", "end", "--parent", "start/0"])
+            .current_dir(dir)
+            .env("FLOWPACK_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{name:?}: {stderr}");
+        assert!(
+            stderr.contains("start/0/0/artifacts.json") && stderr.contains("is refused"),
+            "{name:?}: the error must name the key and the refusal: {stderr}"
+        );
+        assert!(!escaped_abs.exists() && !escaped_rel.exists(), "{name:?}");
+    }
+    // Nothing in the node cache changed (no code file was overwritten, nothing was added
+    // but the failed attempts' temporary folders, which are gone).
+    let after: Vec<_> = snapshot(&cache)
+        .into_iter()
+        .filter(|(p, _)| !p.contains("/tmp/"))
+        .collect();
+    let before: Vec<_> = cache_before
+        .into_iter()
+        .filter(|(p, _)| !p.contains("/tmp/"))
+        .collect();
+    assert_eq!(after, before, "the node cache changed");
+}
+
+const INPLACE_FLOW: &str = r#"name: inplace
+steps:
+  start: {run: python3 start.py, next: mutate}
+  mutate: {run: python3 mutate.py, next: end}
+  end: {run: python3 end.py}
+"#;
+const INPLACE_START: &str = "import os\nopen(os.path.join(os.environ['FLOWPACK_OUTPUT_DIR'], 'data'), 'w').write('original')\n";
+/// Writes into its restored input and into its code files in place (as a buggy step
+/// might), then succeeds.
+const MUTATE: &str = r#"import os
+with open(os.path.join(os.environ['FLOWPACK_INPUT_DIR'], 'data'), 'r+') as f:
+    f.write('EVIL')
+for code in ('end.py', 'mutate.py'):
+    with open(code, 'r+') as f:
+        f.write('raise SystemExit(7)\n')
+"#;
+const INPLACE_END: &str = r#"import os
+data = open(os.path.join(os.environ['FLOWPACK_INPUT_DIR'], 'data')).read()
+open(os.path.join(os.environ['FLOWPACK_OUTPUT_DIR'], 'final'), 'w').write(data)
+"#;
+
+#[test]
+fn a_step_writing_into_its_inputs_and_code_does_not_change_what_the_next_task_sees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_tree(
+        dir,
+        &[
+            ("flow.yaml", INPLACE_FLOW),
+            ("start.py", INPLACE_START),
+            ("mutate.py", MUTATE),
+            ("end.py", INPLACE_END),
+        ],
+    );
+    // Twice on one cache: the second run starts from what the first left there.
+    for _ in 0..2 {
+        let out = std::process::Command::new(BIN)
+            .args(["run", "flow.yaml", "--json"])
+            .current_dir(dir)
+            .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run = json(&String::from_utf8_lossy(&out.stdout));
+        let target = format!("{}/end/final", run["run"].as_str().unwrap());
+        let final_ = flowpack_ok(dir, &["artifacts", "get", &target, "-o", "-"]);
+        assert_eq!(final_, "original");
+    }
+}
