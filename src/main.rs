@@ -2,6 +2,9 @@
 //!
 //! Data goes to stdout (`--json` for scripts); logs, warnings and progress to stderr.
 
+#[macro_use]
+mod output;
+
 mod cli;
 mod commands;
 mod progress;
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     }
     match runtime.block_on(commands::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if output::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // Library errors name their cause in their own message; print a cause only when
             // it adds something.

@@ -133,3 +133,34 @@ fn a_missing_bucket_is_named_as_such() {
         "{stderr}"
     );
 }
+
+/// `flowpack runs | head -1`: a reader that goes away ends the command quietly with exit
+/// code 0 (ripgrep's behaviour), never with a panic. The read end is closed before the
+/// command writes anything, so every write fails.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &[("flow.yaml", LINEAR_FLOW), ("main.py", "")]);
+    flowpack_ok(tmp.path(), &["run", "flow.yaml"]);
+    for args in [
+        &["check", "flow.yaml"][..],
+        &["check", "flow.yaml", "--json"],
+        &["runs"],
+        &["runs", "--json"],
+    ] {
+        let mut child = std::process::Command::new(crate::util::BIN)
+            .args(args)
+            .current_dir(tmp.path())
+            .env("FLOWPACK_CACHE_DIR", tmp.path().join(".test-cache"))
+            .env_remove("FLOWPACK_STORE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {}: {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}

@@ -11,14 +11,14 @@ pub fn run(args: CheckArgs) -> Result<()> {
     if args.json {
         return super::print_json(&flow);
     }
-    println!(
+    outln!(
         "flow {}: {} steps, {} parameters — valid",
         flow.name,
         flow.steps.len(),
         flow.parameters.len()
     );
     if !flow.parameters.is_empty() {
-        println!("parameters:");
+        outln!("parameters:");
         for (name, p) in &flow.parameters {
             let default = p
                 .default
@@ -29,10 +29,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
                 .as_deref()
                 .map(|h| format!("  {h}"))
                 .unwrap_or_default();
-            println!("  {name}: {} {default}{help}", p.ty.name());
+            outln!("  {name}: {} {default}{help}", p.ty.name());
         }
     }
-    println!("steps:");
+    outln!("steps:");
     let width = flow.steps.keys().map(String::len).max().unwrap_or(0);
     for name in flow.order() {
         let step = &flow.steps[name];
@@ -51,7 +51,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
             Run::Shell(s) => s.clone(),
             Run::Exec(a) => a.join(" "),
         };
-        println!("  {name:width$} {edge}{join}    $ {run}");
+        outln!("  {name:width$} {edge}{join}    $ {run}");
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ pub async fn run(args: CompileArgs) -> Result<()> {
     let store = settings::store(args.store.store.as_deref(), &settings::flow_dir(&args.flow))?;
     let (package, yaml) = push_and_compile(&args.flow, &flow, &store, &args.command).await?;
     if args.output.as_os_str() == "-" {
-        print!("{yaml}");
+        out!("{yaml}");
     } else {
         std::fs::write(&args.output, yaml)
             .with_context(|| format!("cannot write {}", args.output.display()))?;

@@ -56,9 +56,9 @@ pub async fn run(args: FetchArgs) -> Result<()> {
     if args.json {
         return super::print_json(&out);
     }
-    println!("package {} of flow {}, verified", out.package, out.flow);
+    outln!("package {} of flow {}, verified", out.package, out.flow);
     for l in &out.layers {
-        println!("  {}  {} entries, {}", l.path, l.entries, bytes(l.bytes));
+        outln!("  {}  {} entries, {}", l.path, l.entries, bytes(l.bytes));
     }
     Ok(())
 }

@@ -40,15 +40,19 @@ pub async fn runs(a: RunsArgs) -> Result<()> {
         return super::print_json(&list);
     }
     if runs.is_empty() {
-        println!("no runs in {}", store.url());
+        outln!("no runs in {}", store.url());
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<36} {:<20} {:<10} {:<6} {:>5}  CREATED",
-        "RUN", "FLOW", "STATUS", "ORIGIN", "TASKS"
+        "RUN",
+        "FLOW",
+        "STATUS",
+        "ORIGIN",
+        "TASKS"
     );
     for r in &runs {
-        println!(
+        outln!(
             "{:<36} {:<20} {:<10} {:<6} {:>5}  {}",
             r.record.run,
             r.record.flow,
@@ -68,24 +72,25 @@ pub async fn show(a: ShowArgs) -> Result<()> {
     if a.json {
         return super::print_json(&info);
     }
-    print_run(&info);
-    Ok(())
+    print_run(&info)
 }
 
-fn print_run(info: &RunInfo) {
+fn print_run(info: &RunInfo) -> Result<()> {
     let r = &info.record;
-    println!(
+    outln!(
         "run {} of flow {}: {}",
         r.run,
         r.flow,
         status_text(info.status)
     );
-    println!(
+    outln!(
         "package {}  origin {}  created {}",
-        r.package, r.origin, r.created_at
+        r.package,
+        r.origin,
+        r.created_at
     );
     if let Some(from) = &r.resumed_from {
-        println!("resumed from {from}");
+        outln!("resumed from {from}");
     }
     if !r.parameters.is_empty() {
         let params: Vec<String> = r
@@ -93,17 +98,20 @@ fn print_run(info: &RunInfo) {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        println!("parameters {}", params.join(" "));
+        outln!("parameters {}", params.join(" "));
     }
-    println!(
+    outln!(
         "{:<24} {:<11} {:>8} {:>8}  ARTIFACTS",
-        "TASK", "STATUS", "ATTEMPTS", "SECONDS"
+        "TASK",
+        "STATUS",
+        "ATTEMPTS",
+        "SECONDS"
     );
     for t in &info.tasks {
         let status = t.status().map(status_text).unwrap_or_default();
         let secs = t.seconds().map_or("-".into(), |s| format!("{s:.2}"));
         let arts: Vec<&str> = t.artifacts.keys().map(String::as_str).collect();
-        println!(
+        outln!(
             "{:<24} {:<11} {:>8} {:>8}  {}",
             t.task,
             status,
@@ -113,9 +121,9 @@ fn print_run(info: &RunInfo) {
         );
         if let Some(last) = t.attempts.last() {
             if let Some(e) = &last.record.error {
-                println!("{:<24} error: {e}", "");
+                outln!("{:<24} error: {e}", "");
             } else if !last.record.status.is_success() && last.record.exit_code.is_some() {
-                println!(
+                outln!(
                     "{:<24} exit code {}",
                     "",
                     last.record.exit_code.unwrap_or_default()
@@ -123,6 +131,7 @@ fn print_run(info: &RunInfo) {
             }
         }
     }
+    Ok(())
 }
 
 /// `RUN/STEP[/TASK]` into its parts.
@@ -150,7 +159,7 @@ pub async fn logs(a: LogsArgs) -> Result<()> {
     let (run, task) = parse_task_target(&a.target)?;
     let record = inspect::find_run(&store, &run).await?;
     let mut chunk = 0;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     loop {
         let info = inspect::load_task(&store, &record, &task).await?;
         let t = info.as_ref();

@@ -100,7 +100,7 @@ pub async fn trigger(a: TriggerArgs) -> Result<()> {
             "pipeline_version_id": version.pipeline_version_id, "experiment_id": experiment,
         }))
     } else {
-        println!("{id}");
+        outln!("{id}");
         Ok(())
     }
 }
@@ -121,7 +121,7 @@ pub async fn status(a: KfpRunArgs) -> Result<()> {
             &serde_json::json!({"run": format!("kfp-{}", run.run_id), "state": state, "error": run.error}),
         )
     } else {
-        println!("kfp-{} {state}", run.run_id);
+        outln!("kfp-{} {state}", run.run_id);
         Ok(())
     }
 }
@@ -132,7 +132,7 @@ pub async fn terminate(a: KfpRunArgs) -> Result<()> {
     if a.json {
         super::print_json(&serde_json::json!({"run": format!("kfp-{uuid}"), "terminated": true}))
     } else {
-        println!("kfp-{uuid} terminating");
+        outln!("kfp-{uuid} terminating");
         Ok(())
     }
 }

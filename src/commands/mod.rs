@@ -34,7 +34,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 /// Prints `value` as pretty JSON on stdout.
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

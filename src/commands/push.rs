@@ -61,16 +61,18 @@ pub async fn run(args: PushArgs) -> Result<()> {
         return super::print_json(&v);
     }
     if let Some(ids) = &kfp_ids {
-        println!(
+        outln!(
             "deployed to KFP: pipeline {} version {}",
             ids["pipeline_id"].as_str().unwrap_or_default(),
             ids["pipeline_version_id"].as_str().unwrap_or_default()
         );
     }
-    println!("package {}", report.package);
-    println!(
+    outln!("package {}", report.package);
+    outln!(
         "version {} of flow {} in {}",
-        report.version, report.flow, report.store
+        report.version,
+        report.flow,
+        report.store
     );
     for l in &report.layers {
         let moved = if l.uploaded_bytes > 0 {
@@ -78,7 +80,7 @@ pub async fn run(args: PushArgs) -> Result<()> {
         } else {
             "reused".to_string()
         };
-        println!(
+        outln!(
             "  {:<4} {}  {} entries, {}  {moved}",
             format!("{:?}", l.kind).to_lowercase(),
             l.digest.short(),
@@ -86,7 +88,7 @@ pub async fn run(args: PushArgs) -> Result<()> {
             bytes(l.size),
         );
     }
-    println!(
+    outln!(
         "uploaded {}, reused {} in {:.2} s",
         bytes(report.uploaded_bytes),
         bytes(report.reused_bytes),
