@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 SECONDS_PER_TARGET=${1:-20}
-TARGETS=(flow_parse manifest_parse archive_extract)
+TARGETS=(flow_parse manifest_parse archive_extract store_documents)
 if [[ $# -gt 1 ]]; then
   TARGETS=("${@:2}")
 fi
