@@ -165,3 +165,40 @@ fn a_step_writing_into_its_inputs_and_code_does_not_change_what_the_next_task_se
         assert_eq!(final_, "original");
     }
 }
+
+/// A forged record's free text (an error message, a timestamp) cannot drive the terminal
+/// of whoever runs `show` or `runs`: control characters are shown escaped.
+#[test]
+fn free_text_from_records_is_shown_with_control_characters_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_tree(
+        dir,
+        &[
+            ("flow.yaml", RESTORE_FLOW),
+            ("start.py", START),
+            ("end.py", END),
+        ],
+    );
+    let run = json(&flowpack_ok(dir, &["run", "flow.yaml", "--json"]));
+    let run_id = run["run"].as_str().unwrap();
+    let runs = dir.join(format!(".flowpack/v1/runs/restore/{run_id}"));
+    let escape = "\u{1b}]0;owned\u{7}\u{1b}[2J";
+    let edit = |path: &Path, field: &str| {
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        doc[field] = escape.into();
+        std::fs::write(path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    };
+    edit(&runs.join("run.json"), "created_at");
+    edit(&runs.join("run.json"), "origin");
+    edit(&runs.join("end/0/0/task.json"), "error");
+    for args in [&["show", run_id][..], &["runs"]] {
+        let out = flowpack_ok(dir, args);
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{7}'),
+            "{args:?}: {out:?}"
+        );
+        assert!(out.contains("\\u{1b}]0;owned"), "{args:?}: {out}");
+    }
+}

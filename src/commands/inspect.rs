@@ -23,6 +23,23 @@ fn status_text<T: Serialize>(s: T) -> String {
         .unwrap_or_default()
 }
 
+/// Free text from a store document as a terminal may show it: control characters (a
+/// forged record's escape sequences) escaped.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 pub async fn runs(a: RunsArgs) -> Result<()> {
     let store = store(a.store.store.as_deref())?;
     let runs = inspect::list_runs(&store, a.flow.as_deref()).await?;
@@ -57,9 +74,9 @@ pub async fn runs(a: RunsArgs) -> Result<()> {
             r.record.run,
             r.record.flow,
             status_text(r.status),
-            r.record.origin,
+            shown(&r.record.origin),
             r.tasks.len(),
-            r.record.created_at
+            shown(&r.record.created_at)
         );
     }
     Ok(())
@@ -86,8 +103,8 @@ fn print_run(info: &RunInfo) -> Result<()> {
     outln!(
         "package {}  origin {}  created {}",
         r.package,
-        r.origin,
-        r.created_at
+        shown(&r.origin),
+        shown(&r.created_at)
     );
     if let Some(from) = &r.resumed_from {
         outln!("resumed from {from}");
@@ -121,7 +138,7 @@ fn print_run(info: &RunInfo) -> Result<()> {
         );
         if let Some(last) = t.attempts.last() {
             if let Some(e) = &last.record.error {
-                outln!("{:<24} error: {e}", "");
+                outln!("{:<24} error: {}", "", shown(e));
             } else if !last.record.status.is_success() && last.record.exit_code.is_some() {
                 outln!(
                     "{:<24} exit code {}",
