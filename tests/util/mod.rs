@@ -379,51 +379,64 @@ pub fn prism() -> (String, PathBuf) {
 /// What [`measured`] saw of one process.
 pub struct Measured {
     pub output: Output,
-    /// Peak resident set size of the process itself (not its children), in bytes.
+    /// Peak resident set size of the process itself (not its children), in bytes; at
+    /// least the ~10 MB of the Python that starts it (see [`measured`]).
     pub peak_rss: u64,
     /// Wall time from spawn to exit.
     pub elapsed: Duration,
 }
 
-/// Runs `cmd` to its end and reports its output, its own peak RSS (from `wait4`, so exact
-/// and per process, whatever else the test binary runs at the same time) and its wall time.
-// The child is reaped by wait4 (which std's Child cannot do while returning rusage).
-#[allow(clippy::zombie_processes)]
+/// Starts the command from a fresh `fork()` and reports its rusage: Linux records the
+/// peak RSS of the memory a process had before `exec` into its own, and a process the
+/// test binary starts (vfork) would report the test binary's peak.
+const MEASURE_PY: &str = r#"import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{status} {usage.ru_maxrss}")
+"#;
+
+/// Runs `cmd` to its end and reports its output, its own peak RSS (wait4's rusage of a
+/// process started by a small Python, [`MEASURE_PY`], so exact and per process whatever
+/// else the test binary runs at the same time) and its wall time (Python's start
+/// included, ~20 ms).
 pub fn measured(cmd: &mut Command) -> Measured {
     use std::os::unix::process::ExitStatusExt;
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut wrapped = Command::new("python3");
+    wrapped
+        .args(["-c", MEASURE_PY])
+        .arg(report.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
     let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut out, &mut v).unwrap();
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut err, &mut v).unwrap();
-        v
-    });
-    let mut status = 0;
-    // SAFETY: rusage is plain data, zeroed is a valid value; wait4 fills it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing into the locals above.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    let output = wrapped.stdin(Stdio::null()).output().expect("run python3");
     let elapsed = started.elapsed();
+    let text = std::fs::read_to_string(report.path()).unwrap_or_default();
+    let (status, maxrss) = text.split_once(' ').unwrap_or_else(|| {
+        panic!(
+            "the measuring wrapper failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
     Measured {
         output: Output {
-            status: std::process::ExitStatus::from_raw(status),
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
+            status: std::process::ExitStatus::from_raw(status.parse().unwrap()),
+            ..output
         },
-        peak_rss: usage.ru_maxrss as u64 * 1024,
+        peak_rss: maxrss.parse::<u64>().unwrap() * 1024,
         elapsed,
     }
 }
