@@ -1,5 +1,6 @@
 //! Running the user's command as a child process: its environment, its output, its
-//! timeout, and SIGTERM/SIGINT forwarded to its whole process group with a grace period.
+//! timeout, and a stop signal (TERM, INT, HUP) turned into SIGTERM to its whole process
+//! group, then SIGKILL after a grace period.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,8 +9,8 @@ use std::time::Duration;
 
 use flowpack_core::flow::Run;
 use tokio::process::Command;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use super::StopSignals;
 use super::logs::{LogShipper, pump};
 
 /// How the child ended.
@@ -19,33 +20,10 @@ pub enum Ended {
     Exited(i32),
     /// It ran past the timeout and was stopped.
     TimedOut,
-    /// flowpack was told to stop (SIGTERM or SIGINT) and stopped it.
+    /// flowpack was told to stop (SIGTERM, SIGINT or SIGHUP) and stopped it.
     Terminated,
     /// It could not be started (exit code 126 or 127).
     NotStarted(i32, String),
-}
-
-/// The signals that stop a task, installed when the step starts so that none is lost.
-pub struct StopSignals {
-    term: Signal,
-    int: Signal,
-}
-
-impl StopSignals {
-    /// Installs the handlers.
-    pub fn install() -> std::io::Result<Self> {
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
 }
 
 /// Runs `run` in `cwd` with `env` added, shipping its output, until it ends.
@@ -55,7 +33,7 @@ pub async fn run(
     env: &BTreeMap<String, String>,
     timeout: Option<Duration>,
     grace: Duration,
-    signals: &mut StopSignals,
+    signals: &StopSignals,
     shipper: &LogShipper,
 ) -> Ended {
     let mut cmd = match run {
@@ -107,8 +85,8 @@ pub async fn run(
     };
     let ended = tokio::select! {
         status = child.wait() => Ended::Exited(status.map_or(125, exit_code)),
-        _ = signals.recv() => {
-            shipper.line("flowpack", "stop signal received: stopping the step").await;
+        signal = signals.received() => {
+            shipper.line("flowpack", &format!("{signal} received: stopping the step")).await;
             stop(&mut child, pgid, grace, shipper).await;
             Ended::Terminated
         }
