@@ -351,12 +351,14 @@ fn stop_in(case: &Case) {
     .spawn()
     .unwrap();
     gate.wait_held();
+    let signalled = Instant::now();
     kill(child.id(), case.signal);
     if case.release {
         std::thread::sleep(Duration::from_millis(300));
         gate.release();
     }
     let out = wait_within(child, Duration::from_secs(5), what);
+    eprintln!("{what}: ended {:?} after the signal", signalled.elapsed());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(case.code), "{what}: {stderr}");
 
@@ -515,6 +517,7 @@ fn flowpack_run_stops_its_steps_on_term_and_on_a_closed_terminal() {
             .spawn()
             .unwrap();
         let sleep_pid = wait_for_pid(&pidfile);
+        let signalled = Instant::now();
         if group {
             // SAFETY: as in `kill`, to the process group this test created.
             unsafe { libc::kill(-(run.id() as i32), signal) };
@@ -522,6 +525,7 @@ fn flowpack_run_stops_its_steps_on_term_and_on_a_closed_terminal() {
             kill(run.id(), signal);
         }
         let out = wait_within(run, Duration::from_secs(5), &what);
+        eprintln!("{what}: ended {:?} after the signal", signalled.elapsed());
         assert!(
             gone(sleep_pid),
             "{what}: the step's command outlived the run"
