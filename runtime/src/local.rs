@@ -525,6 +525,10 @@ async fn run_task(
             break;
         }
     }
+    if attempts == 0 && stop.pending().is_some() {
+        // Stopped before its first attempt started.
+        last.0 = TaskStatus::Terminated;
+    }
     let summary = TaskSummary {
         task: p.task.to_string(),
         status: last.0,

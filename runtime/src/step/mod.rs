@@ -528,7 +528,8 @@ impl<'a> Task<'a> {
         let (restored, split_item) = self.stoppable(t, Phase::Inputs, self.inputs(&work)).await?;
         t.bytes.downloaded += restored.downloaded;
 
-        // The child gets the stop signal's grace: `run` is not cut off, it stops the child.
+        // Not cut off: on a stop signal `run` stops the child within its grace period.
+        self.not_stopped(t)?;
         t.start(Phase::Run);
         match self.run(&work, split_item).await? {
             Ended::Exited(0) => {}
@@ -551,22 +552,29 @@ impl<'a> Task<'a> {
         t.bytes.reused += uploaded.reused;
 
         // Not cut off: a create cut off might still land. Once it starts, it finishes.
+        self.not_stopped(t)?;
         t.start(Phase::Commit);
         self.commit(&uploaded.namespace, route).await?;
         Ok((TaskStatus::Succeeded, 0))
     }
 
-    /// Phase `phase`, doing `work` unless a stop signal comes first. A signal that came
-    /// before (in a phase that is not cut off) is reported in that phase.
+    /// Before a phase starts: a stop signal received so far (in a phase that is not cut
+    /// off, or as the last one ended) stops the task there.
+    fn not_stopped(&self, t: &Tally) -> Result<(), Halt> {
+        match self.stop.pending() {
+            Some(signal) => Err(Halt::Stopped(signal, t.phase())),
+            None => Ok(()),
+        }
+    }
+
+    /// Phase `phase`, doing `work` unless a stop signal comes first.
     async fn stoppable<T>(
         &self,
         t: &mut Tally,
         phase: Phase,
         work: impl Future<Output = Result<T, RuntimeError>>,
     ) -> Result<T, Halt> {
-        if let Some(signal) = self.stop.pending() {
-            return Err(Halt::Stopped(signal, t.phase()));
-        }
+        self.not_stopped(t)?;
         t.start(phase);
         match unless_stopped(&self.stop, work).await {
             Ok(done) => Ok(done?),
