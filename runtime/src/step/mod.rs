@@ -40,11 +40,12 @@ use futures::FutureExt;
 use tokio::sync::Notify;
 
 pub use artifacts::{committed, read_json as read_json_artifact};
+pub use child::{ENV_VALUE_MAX, ENV_VALUES_TOTAL};
 pub use stop::StopSignals;
 
 use crate::RuntimeError;
 use crate::cache::{Cache, Package, link_tree};
-use child::Ended;
+use child::{Ended, EnvBudget};
 use logs::LogShipper;
 
 /// Exit code when flowpack itself failed (package, inputs, outputs, store).
@@ -55,12 +56,6 @@ pub const EXIT_TIMEOUT: i32 = 124;
 pub const EXIT_TERMINATED: i32 = 143;
 /// How often a running task's record is refreshed.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
-/// The longest parameter value (or foreach item) the child also gets as a variable;
-/// longer ones are only in the `$FLOWPACK_PARAMS` file (or the foreach list).
-pub const ENV_VALUE_MAX: usize = 32 * 1024;
-/// The most all those variables hold together (names and values): far below the kernel's
-/// limit on a new process's arguments and environment (2 MiB with the usual 8 MiB stack).
-pub const ENV_VALUES_TOTAL: usize = 256 * 1024;
 
 /// Everything one task needs; built by the CLI from `flowpack step`'s arguments.
 #[derive(Clone, Debug)]
@@ -748,7 +743,7 @@ impl<'a> Task<'a> {
 
     /// The child's environment (docs/runtime.md, "What the child sees"). Every parameter is
     /// in the `$FLOWPACK_PARAMS` file; as a `FLOWPACK_PARAM_<NAME>` variable too while it
-    /// fits [`EnvBudget`], so no flow can make the child's environment too large to start
+    /// fits the [`EnvBudget`], so no flow can make the child's environment too large to start
     /// (E2BIG). What is left out is said in the log.
     async fn child_env(
         &self,
@@ -816,63 +811,6 @@ impl<'a> Task<'a> {
         }
         Ok(env)
     }
-}
-
-/// How much of the child's environment values from the flow's data may take: each at most
-/// [`ENV_VALUE_MAX`] bytes, all together at most [`ENV_VALUES_TOTAL`] (first come, first
-/// served: the foreach item, then parameters by name).
-struct EnvBudget {
-    left: usize,
-}
-
-impl Default for EnvBudget {
-    fn default() -> Self {
-        Self {
-            left: ENV_VALUES_TOTAL,
-        }
-    }
-}
-
-impl EnvBudget {
-    /// `value` as the variable's text (strings as they are, others as JSON) if it fits, and
-    /// taken from the budget; else why not.
-    fn take(&mut self, var: &str, value: &serde_json::Value) -> Result<String, String> {
-        let text = match value {
-            serde_json::Value::String(s) if s.len() <= ENV_VALUE_MAX => Some(s.clone()),
-            serde_json::Value::String(_) => None,
-            other => json_within(other, ENV_VALUE_MAX),
-        }
-        .ok_or_else(|| format!("it is longer than {ENV_VALUE_MAX} bytes"))?;
-        // NAME=VALUE and its terminating NUL.
-        let cost = var.len() + text.len() + 2;
-        if cost > self.left {
-            return Err(format!(
-                "the parameter variables would pass {ENV_VALUES_TOTAL} bytes in all"
-            ));
-        }
-        self.left -= cost;
-        Ok(text)
-    }
-}
-
-/// `value` as compact JSON, if that is at most `max` bytes (never more is written).
-fn json_within(value: &serde_json::Value, max: usize) -> Option<String> {
-    struct Capped(Vec<u8>, usize);
-    impl std::io::Write for Capped {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if self.0.len() + buf.len() > self.1 {
-                return Err(std::io::ErrorKind::FileTooLarge.into());
-            }
-            self.0.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut out = Capped(Vec::new(), max);
-    serde_json::to_writer(&mut out, value).ok()?;
-    String::from_utf8(out.0).ok()
 }
 
 /// Writes `value` as pretty JSON to `path`, streaming (a large value is not copied first).
