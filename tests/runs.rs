@@ -1,6 +1,6 @@
 //! Whole runs through `flowpack run` (which spawns `flowpack step` per task), and single
 //! tasks through `flowpack step`: examples, artifact inheritance, joins, foreach, switch,
-//! parameters, failures, signals, tampering, retries, timeouts and resume.
+//! parameters, failures, tampering, retries, timeouts and resume. Signals: `signals.rs`.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{self, BIN, flowpack, flowpack_ok, write_tree};
 
-fn json(out: &str) -> serde_json::Value {
+pub(crate) fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
@@ -38,13 +38,13 @@ fn run_ok(dir: &Path, args: &[&str]) -> serde_json::Value {
     json(&String::from_utf8_lossy(&out.stdout))
 }
 
-fn show(dir: &Path, run: &str, store: &[&str]) -> serde_json::Value {
+pub(crate) fn show(dir: &Path, run: &str, store: &[&str]) -> serde_json::Value {
     let mut args = vec!["show", run, "--json"];
     args.extend_from_slice(store);
     json(&flowpack_ok(dir, &args))
 }
 
-fn task<'a>(info: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+pub(crate) fn task<'a>(info: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     info["tasks"]
         .as_array()
         .unwrap()
@@ -301,10 +301,17 @@ fn logs_of_a_running_task_show_up_within_seconds_and_follow_ends_with_it() {
         )],
     );
     let package = push(tmp.path());
-    let mut step = step_cmd(tmp.path(), &package, "local-slow", "start", &[])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut step = step_cmd(
+        tmp.path(),
+        ".flowpack",
+        &package,
+        "local-slow",
+        "start",
+        &[],
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
     // Poll the store as a user would: the first line appears while the task runs.
     let started = Instant::now();
     loop {
@@ -406,19 +413,27 @@ fn retries_make_new_attempts_and_timeouts_stop_the_step() {
 }
 
 /// Pushes the flow in `dir` and returns the package digest.
-fn push(dir: &Path) -> String {
+pub(crate) fn push(dir: &Path) -> String {
     json(&flowpack_ok(dir, &["push", "flow.yaml", "--json"]))["package"]
         .as_str()
         .unwrap()
         .to_string()
 }
 
-fn step_cmd(dir: &Path, package: &str, run: &str, step: &str, extra: &[&str]) -> Command {
+/// `flowpack step` of `step` in `dir` on `store` (`.flowpack`: `dir`'s local store).
+pub(crate) fn step_cmd(
+    dir: &Path,
+    store: &str,
+    package: &str,
+    run: &str,
+    step: &str,
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "step",
         "--store",
-        ".flowpack",
+        store,
         "--package",
         package,
         "--run",
@@ -430,62 +445,6 @@ fn step_cmd(dir: &Path, package: &str, run: &str, step: &str, extra: &[&str]) ->
     .current_dir(dir)
     .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"));
     cmd
-}
-
-#[test]
-fn sigterm_stops_the_child_and_the_record_and_logs_are_written() {
-    // A child that stops on TERM, and one that ignores it (killed after the grace period).
-    for (run, script, grace, says) in [
-        (
-            "local-sig",
-            "echo started; trap \"echo got TERM; exit 7\" TERM; sleep 30 & wait",
-            5,
-            "got TERM",
-        ),
-        (
-            "local-deaf",
-            "echo started; trap \"\" TERM; sleep 30; echo never",
-            2,
-            "started",
-        ),
-    ] {
-        let tmp = tempfile::tempdir().unwrap();
-        write_tree(
-            tmp.path(),
-            &[(
-                "flow.yaml",
-                &format!(
-                    "name: sig\nsteps:\n  start: {{run: '{script}', next: end}}\n  end: {{run: 'true'}}\n"
-                ),
-            )],
-        );
-        let package = push(tmp.path());
-        let grace_s = grace.to_string();
-        let mut child = step_cmd(tmp.path(), &package, run, "start", &["--grace", &grace_s])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
-        let started = Instant::now();
-        // SAFETY: kill(2) on a child we spawned.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = child.wait().unwrap();
-        let took = started.elapsed();
-        assert!(
-            took < Duration::from_secs(grace + 2),
-            "{run}: stopped within the grace period of {grace}s: took {took:?}"
-        );
-        assert_eq!(status.code(), Some(143), "{run}");
-        let info = show(tmp.path(), &format!("sig/{run}"), &[]);
-        let rec = &task(&info, "start/0")["attempts"][0]["record"];
-        assert_eq!(rec["status"], "terminated", "{run}");
-        assert!(rec["finished_at"].is_string(), "{run}");
-        let logs = flowpack_ok(tmp.path(), &["logs", &format!("{run}/start")]);
-        assert!(
-            logs.contains("stdout started") && logs.contains(says) && !logs.contains("never"),
-            "{run}: {logs}"
-        );
-    }
 }
 
 #[test]
@@ -539,6 +498,7 @@ fn a_tampered_package_is_refused_before_anything_runs() {
     std::fs::write(&blob, forged).unwrap();
     let out = step_cmd(
         tmp.path(),
+        ".flowpack",
         report["package"].as_str().unwrap(),
         "local-t",
         "start",

@@ -13,4 +13,5 @@ mod load;
 mod push;
 mod runs;
 mod secrets;
+mod signals;
 mod store;

@@ -30,7 +30,8 @@ pub const FLOWPACK_INPUT_DIR: &str = "FLOWPACK_INPUT_DIR";
 pub const FLOWPACK_OUTPUT_DIR: &str = "FLOWPACK_OUTPUT_DIR";
 /// Set for a step: a JSON file with every parameter's value.
 pub const FLOWPACK_PARAMS: &str = "FLOWPACK_PARAMS";
-/// Set for a step: `FLOWPACK_PARAM_<NAME>` holds each parameter's value as text.
+/// Set for a step: `FLOWPACK_PARAM_<NAME>` holds each parameter's value as text, while it
+/// fits the environment budget (docs/runtime.md); `FLOWPACK_PARAMS` has them all.
 pub const FLOWPACK_PARAM_PREFIX: &str = "FLOWPACK_PARAM_";
 /// Set for a task inside a foreach: its index in the list.
 pub const FLOWPACK_SPLIT_INDEX: &str = "FLOWPACK_SPLIT_INDEX";

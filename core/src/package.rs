@@ -43,6 +43,15 @@ pub enum PackageError {
 
 /// Reads and verifies the manifest of package `digest`.
 pub async fn read_manifest(store: &Store, digest: &Digest) -> Result<Manifest, PackageError> {
+    Ok(read_manifest_bytes(store, digest).await?.0)
+}
+
+/// Reads and verifies the manifest of package `digest`, with its bytes as stored (they are
+/// its canonical form: their digest is the package id), to be kept without re-serializing.
+pub async fn read_manifest_bytes(
+    store: &Store,
+    digest: &Digest,
+) -> Result<(Manifest, Vec<u8>), PackageError> {
     let bytes = match store.get_blob_bytes(digest, MAX_MANIFEST_SIZE).await {
         Ok(b) => b,
         Err(e) if e.is_not_found() => {
@@ -53,7 +62,7 @@ pub async fn read_manifest(store: &Store, digest: &Digest) -> Result<Manifest, P
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Manifest::parse(&bytes, *digest)?)
+    Ok((Manifest::parse(&bytes, *digest)?, bytes))
 }
 
 /// Extracts `layer` into `dest`, which must not exist: it is written as a temporary sibling

@@ -63,8 +63,10 @@ impl Cache {
         {
             return Ok(Manifest::parse(&bytes, *digest)?);
         }
-        let m = package::read_manifest(store, digest).await?;
-        self.write_file(&mpath, &m.to_canonical())?;
+        // The bytes read are canonical (verified against the digest): kept as they are, as
+        // re-serializing a large manifest costs two more copies of its flow.
+        let (m, bytes) = package::read_manifest_bytes(store, digest).await?;
+        self.write_file(&mpath, &bytes)?;
         Ok(m)
     }
 

@@ -28,6 +28,9 @@ pub enum RuntimeError {
     /// The arguments or the flow do not fit together.
     #[error("{0}")]
     Invalid(String),
+    /// flowpack itself went wrong (a panic, caught so the task still reports).
+    #[error("flowpack failed unexpectedly (a bug): {0}")]
+    Bug(String),
     /// An input artifact a task needs is not there.
     #[error("artifact '{artifact}' is not among the artifacts of {parents}: {hint}")]
     MissingInput {

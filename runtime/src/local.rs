@@ -4,6 +4,10 @@
 //! step's own output parameter, retries as the flow says. The dry-run is the production
 //! path with a local folder as the store and local processes — or, with `--containers`,
 //! podman containers of each step's image ([`crate::podman`]) — as pods.
+//!
+//! A stop signal (TERM, INT or HUP: `kill`, Ctrl-C, a closed terminal) ends the run
+//! cleanly: nothing new starts, every running step gets SIGTERM (it stops its child and
+//! writes its final record), and `run` returns once they have all ended.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ffi::OsString;
@@ -23,6 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::RuntimeError;
 use crate::podman::Podman;
+use crate::step::StopSignals;
 
 /// How each task's `flowpack step` is started.
 pub enum Launcher {
@@ -223,13 +228,18 @@ pub async fn run(
     reporter: Arc<dyn RunReporter>,
 ) -> Result<RunSummary, RuntimeError> {
     let started = Instant::now();
+    let stop = StopSignals::install()
+        .map_err(|e| RuntimeError::Invalid(format!("cannot install the signal handlers: {e}")))?;
     let flow = &opts.flow;
     let params = crate::step::resolve_params(flow, &opts.params)?;
     let record = RunRecord {
         flow: flow.name.clone(),
         run: opts.run.clone(),
         package: opts.package,
-        parameters: params,
+        parameters: params
+            .into_iter()
+            .map(|(k, v)| (k, v.into_owned()))
+            .collect(),
         origin: "local".into(),
         created_at: jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -299,7 +309,7 @@ pub async fn run(
                 continue;
             }
             let retry = flow.steps[&p.task.step].settings.retry.clone();
-            let (shared, reporter) = (shared.clone(), reporter.clone());
+            let (shared, reporter, stop) = (shared.clone(), reporter.clone(), stop.clone());
             running.spawn(async move {
                 run_task(
                     p,
@@ -307,18 +317,19 @@ pub async fn run(
                     retry.delay_seconds,
                     &shared,
                     reporter.as_ref(),
+                    &stop,
                 )
                 .await
             });
         }
         let joined = tokio::select! {
             j = running.join_next() => j,
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                // The steps got the signal too (same process group): they stop their
-                // children and write their records. Start nothing new; wait for them.
+            signal = stop.received(), if !interrupted => {
+                // Each running task sends its step SIGTERM (see `run_task`): the steps stop
+                // their children and write their records. Start nothing new; wait for them.
                 interrupted = true;
                 failed = true;
-                tracing::warn!("interrupted: waiting for running tasks to stop");
+                tracing::warn!("{signal} received: stopping the running tasks");
                 continue;
             }
         };
@@ -405,13 +416,16 @@ impl Shared {
     }
 }
 
-/// Runs one task, with retries, as `flowpack step` child processes.
+/// Runs one task, with retries, as `flowpack step` child processes. On a stop signal the
+/// step gets SIGTERM (it may have had the signal already, from the terminal: one more
+/// changes nothing) and no retry starts.
 async fn run_task(
     p: Planned,
     retries: u32,
     delay: u64,
     shared: &Shared,
     reporter: &dyn RunReporter,
+    stop: &StopSignals,
 ) -> (Planned, TaskSummary, Option<String>) {
     let started = Instant::now();
     let out_dir = shared
@@ -420,7 +434,7 @@ async fn run_task(
     let mut attempts = 0;
     let mut last = (TaskStatus::Failed, None);
     let mut route = None;
-    while attempts <= retries {
+    while attempts <= retries && stop.pending().is_none() {
         if attempts > 0 {
             reporter.line(
                 &p.task,
@@ -430,7 +444,10 @@ async fn run_task(
                     retries + 1
                 ),
             );
-            tokio::time::sleep(Duration::from_secs(delay)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(delay)) => {}
+                _ = stop.received() => break,
+            }
         }
         attempts += 1;
         let foreach_file = out_dir.join("foreach");
@@ -471,7 +488,21 @@ async fn run_task(
                 }
             }
         };
-        let (_, status) = tokio::join!(lines, child.wait());
+        let pid = child.id();
+        let ended = async {
+            tokio::select! {
+                status = child.wait() => status,
+                _ = stop.received() => {
+                    if let Some(pid) = pid {
+                        // SAFETY: kill(2) on our own child, not yet reaped (we still wait
+                        // for it below); no memory is involved.
+                        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                    }
+                    child.wait().await
+                }
+            }
+        };
+        let (_, status) = tokio::join!(lines, ended);
         let code = status.ok().and_then(|s| s.code());
         if code == Some(0) {
             last = (TaskStatus::Succeeded, code);
@@ -493,6 +524,10 @@ async fn run_task(
         if last.0 == TaskStatus::Terminated {
             break;
         }
+    }
+    if attempts == 0 && stop.pending().is_some() {
+        // Stopped before its first attempt started.
+        last.0 = TaskStatus::Terminated;
     }
     let summary = TaskSummary {
         task: p.task.to_string(),

@@ -14,7 +14,7 @@ use crate::settings;
 
 /// Runs the task and returns the process exit code.
 pub async fn run(a: StepArgs) -> i32 {
-    // Signals first, so that none arriving during the fetch is lost.
+    // Signals first: a stop (TERM, INT, HUP) arriving in any phase is seen, and handled.
     let signals = match StopSignals::install() {
         Ok(s) => s,
         Err(e) => {

@@ -1,5 +1,6 @@
-//! Running the user's command as a child process: its environment, its output, its
-//! timeout, and SIGTERM/SIGINT forwarded to its whole process group with a grace period.
+//! Running the user's command as a child process: its environment (and the budget that
+//! keeps it startable), its output, its timeout, and a stop signal (TERM, INT, HUP) turned
+//! into SIGTERM to its whole process group, then SIGKILL after a grace period.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,9 +9,73 @@ use std::time::Duration;
 
 use flowpack_core::flow::Run;
 use tokio::process::Command;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use super::StopSignals;
 use super::logs::{LogShipper, pump};
+
+/// The longest parameter value (or foreach item) the child also gets as a variable;
+/// longer ones are only in the `$FLOWPACK_PARAMS` file (or the foreach list).
+pub const ENV_VALUE_MAX: usize = 32 * 1024;
+/// The most all those variables hold together (names and values): far below the kernel's
+/// limit on a new process's arguments and environment (2 MiB with the usual 8 MiB stack).
+pub const ENV_VALUES_TOTAL: usize = 256 * 1024;
+
+/// How much of the child's environment values from the flow's data may take: each at most
+/// [`ENV_VALUE_MAX`] bytes, all together at most [`ENV_VALUES_TOTAL`] (first come, first
+/// served: the foreach item, then parameters by name).
+pub(super) struct EnvBudget {
+    left: usize,
+}
+
+impl Default for EnvBudget {
+    fn default() -> Self {
+        Self {
+            left: ENV_VALUES_TOTAL,
+        }
+    }
+}
+
+impl EnvBudget {
+    /// `value` as the variable's text (strings as they are, others as JSON) if it fits, and
+    /// taken from the budget; else why not.
+    pub(super) fn take(&mut self, var: &str, value: &serde_json::Value) -> Result<String, String> {
+        let text = match value {
+            serde_json::Value::String(s) if s.len() <= ENV_VALUE_MAX => Some(s.clone()),
+            serde_json::Value::String(_) => None,
+            other => json_within(other, ENV_VALUE_MAX),
+        }
+        .ok_or_else(|| format!("it is longer than {ENV_VALUE_MAX} bytes"))?;
+        // NAME=VALUE and its terminating NUL.
+        let cost = var.len() + text.len() + 2;
+        if cost > self.left {
+            return Err(format!(
+                "the parameter variables would pass {ENV_VALUES_TOTAL} bytes in all"
+            ));
+        }
+        self.left -= cost;
+        Ok(text)
+    }
+}
+
+/// `value` as compact JSON, if that is at most `max` bytes (never more is written).
+fn json_within(value: &serde_json::Value, max: usize) -> Option<String> {
+    struct Capped(Vec<u8>, usize);
+    impl std::io::Write for Capped {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() + buf.len() > self.1 {
+                return Err(std::io::ErrorKind::FileTooLarge.into());
+            }
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Capped(Vec::new(), max);
+    serde_json::to_writer(&mut out, value).ok()?;
+    String::from_utf8(out.0).ok()
+}
 
 /// How the child ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,33 +84,10 @@ pub enum Ended {
     Exited(i32),
     /// It ran past the timeout and was stopped.
     TimedOut,
-    /// flowpack was told to stop (SIGTERM or SIGINT) and stopped it.
+    /// flowpack was told to stop (SIGTERM, SIGINT or SIGHUP) and stopped it.
     Terminated,
     /// It could not be started (exit code 126 or 127).
     NotStarted(i32, String),
-}
-
-/// The signals that stop a task, installed when the step starts so that none is lost.
-pub struct StopSignals {
-    term: Signal,
-    int: Signal,
-}
-
-impl StopSignals {
-    /// Installs the handlers.
-    pub fn install() -> std::io::Result<Self> {
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
 }
 
 /// Runs `run` in `cwd` with `env` added, shipping its output, until it ends.
@@ -55,7 +97,7 @@ pub async fn run(
     env: &BTreeMap<String, String>,
     timeout: Option<Duration>,
     grace: Duration,
-    signals: &mut StopSignals,
+    signals: &StopSignals,
     shipper: &LogShipper,
 ) -> Ended {
     let mut cmd = match run {
@@ -107,8 +149,8 @@ pub async fn run(
     };
     let ended = tokio::select! {
         status = child.wait() => Ended::Exited(status.map_or(125, exit_code)),
-        _ = signals.recv() => {
-            shipper.line("flowpack", "stop signal received: stopping the step").await;
+        signal = signals.received() => {
+            shipper.line("flowpack", &format!("{signal} received: stopping the step")).await;
             stop(&mut child, pgid, grace, shipper).await;
             Ended::Terminated
         }
@@ -169,5 +211,35 @@ async fn stop(
             unsafe { libc::kill(-pg, libc::SIGKILL) };
         }
         let _ = child.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_budget_takes_values_that_fit_and_says_why_others_do_not() {
+        let mut b = EnvBudget::default();
+        assert_eq!(b.take("A", &json!("text")), Ok("text".to_string()));
+        assert_eq!(b.take("B", &json!([1, 2])), Ok("[1,2]".to_string()));
+        let long = "x".repeat(ENV_VALUE_MAX + 1);
+        let too_long = Err(format!("it is longer than {ENV_VALUE_MAX} bytes"));
+        assert_eq!(b.take("C", &json!(long)), too_long);
+        assert_eq!(b.take("D", &json!([long])), too_long);
+        // Values of exactly the maximum fill the rest of the total, then none fits.
+        let max = "y".repeat(ENV_VALUE_MAX);
+        let fit = (0..8)
+            .take_while(|i| b.take(&format!("P{i}"), &json!(max)).is_ok())
+            .count();
+        assert_eq!(fit, 7, "7 × 32 KiB + the first two fit in 256 KiB");
+        assert_eq!(
+            b.take("E", &json!(max)),
+            Err(format!(
+                "the parameter variables would pass {ENV_VALUES_TOTAL} bytes in all"
+            ))
+        );
+        assert_eq!(b.take("F", &json!(1)), Ok("1".to_string()));
     }
 }

@@ -1,20 +1,34 @@
-//! `flowpack step`: one attempt of one task, as a fixed sequence of phases —
+//! `flowpack step`: one attempt of one task, as a fixed sequence of [`Phase`]s —
 //!
-//! claim attempt -> fetch package -> restore inputs -> run child -> upload outputs ->
-//! commit -> report
+//! claim -> fetch -> inputs -> run -> outputs -> commit -> report
 //!
-//! The same code runs in a KFP pod and under `flowpack run`. Every phase is timed. The
-//! lifecycle record (`task.json`) is claimed create-only as attempt N+1 of the task, kept
-//! fresh by heartbeats, and finished on every path — success, failure, timeout, SIGTERM —
-//! with the exit code, phase timings and bytes moved. Outputs are committed by writing
-//! `artifacts.json` last, and only when the child succeeded.
+//! [`run_step`] is that list: claim the attempt, run the phases on one [`Task`] (the context
+//! they share), then report — always, whatever the phases did, as KFP's launcher publishes
+//! its status on exit. The same code runs in a KFP pod and under `flowpack run`. Every phase
+//! is timed. The lifecycle record (`task.json`) is claimed create-only as attempt N+1 of the
+//! task, after the arguments are checked against the package's flow, kept fresh by
+//! heartbeats, and finished on every path — success, failure, timeout, a stop signal in any
+//! phase — with the exit code, phase timings and bytes moved. Outputs are committed by
+//! writing `artifacts.json` last, and only when the child succeeded.
+//!
+//! A stop signal ([`StopSignals`]: TERM, INT, HUP) ends the phase under way: fetch, inputs
+//! and outputs are dropped where they stand (what they leave is invisible: blobs are named
+//! by their content, the cache renames into place), the child is stopped within its grace
+//! period, and the record says `terminated`. Two writes are never cut off, as that would
+//! leave the store undecided: the claim's create and the commit. A task whose commit
+//! started before the signal is committed, and `succeeded` (docs/runtime.md).
 
 mod artifacts;
 mod child;
 mod logs;
+mod stop;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::future::Future;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowpack_core::Digest;
@@ -22,20 +36,23 @@ use flowpack_core::flow::{Flow, Step, Transition};
 use flowpack_core::manifest::Manifest;
 use flowpack_core::run::{Artifacts, Bytes, RunRecord, TaskRecord, TaskRef, TaskStatus};
 use flowpack_core::store::{Store, layout};
+use futures::FutureExt;
+use tokio::sync::Notify;
 
 pub use artifacts::{committed, read_json as read_json_artifact};
-pub use child::StopSignals;
+pub use child::{ENV_VALUE_MAX, ENV_VALUES_TOTAL};
+pub use stop::StopSignals;
 
 use crate::RuntimeError;
-use crate::cache::{Cache, copy_tree};
-use child::Ended;
+use crate::cache::{Cache, Package, copy_tree};
+use child::{Ended, EnvBudget};
 use logs::LogShipper;
 
 /// Exit code when flowpack itself failed (package, inputs, outputs, store).
 pub const EXIT_STEP_ERROR: i32 = 125;
 /// Exit code when the child ran past the step's timeout.
 pub const EXIT_TIMEOUT: i32 = 124;
-/// Exit code when the task was stopped by SIGTERM or SIGINT.
+/// Exit code when the task was stopped by SIGTERM, SIGINT or SIGHUP.
 pub const EXIT_TERMINATED: i32 = 143;
 /// How often a running task's record is refreshed.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
@@ -82,20 +99,58 @@ pub struct StepOutcome {
     pub error: Option<String>,
 }
 
-struct Timings {
-    phases: BTreeMap<String, f64>,
-    current: Option<(&'static str, Instant)>,
+/// The phases of an attempt, in order. Their names are the keys of the record's `phases`
+/// (docs/format.md) and appear in the logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Check the arguments against the package's flow; create the attempt's record.
+    Claim,
+    /// The package's layers, into the node cache; the work folder.
+    Fetch,
+    /// The parents' artifacts, into the inputs folder.
+    Inputs,
+    /// The child process.
+    Run,
+    /// The outputs, uploaded as blobs.
+    Outputs,
+    /// `artifacts.json`: the commit point.
+    Commit,
+    /// The logs and the final record.
+    Report,
 }
 
-impl Timings {
-    fn new() -> Self {
-        Self {
-            phases: BTreeMap::new(),
-            current: None,
+impl Phase {
+    /// The phase's name in records and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Claim => "claim",
+            Phase::Fetch => "fetch",
+            Phase::Inputs => "inputs",
+            Phase::Run => "run",
+            Phase::Outputs => "outputs",
+            Phase::Commit => "commit",
+            Phase::Report => "report",
         }
     }
+}
 
-    fn start(&mut self, phase: &'static str) {
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The attempt's figures for its record: seconds spent in each phase, by name, and bytes
+/// moved.
+#[derive(Default)]
+struct Tally {
+    phases: BTreeMap<String, f64>,
+    current: Option<(Phase, Instant)>,
+    bytes: Bytes,
+}
+
+impl Tally {
+    fn start(&mut self, phase: Phase) {
         self.stop();
         self.current = Some((phase, Instant::now()));
     }
@@ -103,100 +158,58 @@ impl Timings {
     fn stop(&mut self) {
         if let Some((p, t)) = self.current.take() {
             let secs = (t.elapsed().as_secs_f64() * 1e4).round() / 1e4;
-            self.phases.insert(p.to_string(), secs);
+            self.phases.insert(p.name().to_string(), secs);
         }
+    }
+
+    /// The phase under way, or the last one.
+    fn phase(&self) -> Phase {
+        self.current.map_or(Phase::Claim, |(p, _)| p)
     }
 }
 
-/// Runs one attempt of a task. Never panics on bad input; every failure after the claim is
-/// recorded in the attempt's `task.json`.
-pub async fn run_step(args: StepArgs, mut signals: StopSignals) -> StepOutcome {
-    let mut t = Timings::new();
-    t.start("claim");
-    let manifest = match manifest(&args).await {
-        Ok(m) => m,
-        Err(e) => return unclaimed(e),
-    };
-    let flow_name = manifest.flow.name.clone();
-    let (attempt, mut record) = match claim(&args, &flow_name).await {
+/// Runs one attempt of a task: claim, phases, report. Never panics on bad input; once the
+/// attempt is claimed, its final record is written whatever happens in the phases.
+pub async fn run_step(args: StepArgs, stop: StopSignals) -> StepOutcome {
+    let mut tally = Tally::default();
+    tally.start(Phase::Claim);
+    let claimed = match claim(&args, &stop).await {
         Ok(c) => c,
-        Err(e) => return unclaimed(e),
+        Err(e) => return e.outcome(),
     };
-    let prefix = layout::attempt(&flow_name, &args.run, &args.step, &args.task, attempt);
-    let shipper = LogShipper::new(args.store.clone(), &prefix);
-    let flusher = shipper.spawn_flusher();
-    let stop_heartbeat = std::sync::Arc::new(tokio::sync::Notify::new());
-    let heartbeat = spawn_heartbeat(
-        args.store.clone(),
-        format!("{prefix}task.json"),
-        record.clone(),
-        stop_heartbeat.clone(),
-    );
-
-    let mut bytes = Bytes::default();
-    let result = phases(
-        &args,
-        &manifest,
-        attempt,
-        &prefix,
-        &shipper,
-        &mut signals,
-        &mut t,
-        &mut bytes,
-    )
-    .await;
-    t.stop();
-
-    stop_heartbeat.notify_one();
-    let _ = heartbeat.await;
-    let (status, exit_code, error) = match result {
-        Ok((status, code)) => (status, code, None),
-        Err(e) => {
-            let msg = e.to_string();
-            shipper.line("flowpack", &format!("error: {msg}")).await;
-            eprintln!("flowpack step: error: {msg}");
-            (TaskStatus::Failed, EXIT_STEP_ERROR, Some(msg))
-        }
-    };
-    t.start("report");
-    let log_error = match shipper.finish(flusher).await {
-        Ok(n) => {
-            bytes.uploaded += n;
-            None
-        }
-        Err(e) => Some(format!("logs could not be stored: {e}")),
-    };
-    t.stop();
-    record.status = status;
-    record.exit_code = Some(exit_code);
-    record.error = error.clone().or(log_error);
-    record.finished_at = Some(now());
-    record.heartbeat_at = now();
-    record.phases = t.phases;
-    record.bytes = bytes;
-    if let Err(e) = args
-        .store
-        .put_json(&format!("{prefix}task.json"), &record)
+    let task = Task::start(&args, claimed, stop);
+    // A bug in a phase still ends in the report (status failed), as any error does.
+    let ended = std::panic::AssertUnwindSafe(task.phases(&mut tally))
+        .catch_unwind()
         .await
-    {
-        eprintln!("flowpack step: error: the final task record could not be written: {e}");
-    }
-    StepOutcome {
-        status,
-        exit_code,
-        attempt: Some(attempt),
-        error,
+        .unwrap_or_else(|panic| Err(Halt::Error(RuntimeError::Bug(panic_message(&*panic)))));
+    task.report(tally, ended).await
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// `work`, unless a stop signal comes first: then `work` is dropped where it stands and the
+/// signal's name returned.
+async fn unless_stopped<T>(
+    stop: &StopSignals,
+    work: impl Future<Output = T>,
+) -> Result<T, &'static str> {
+    tokio::select! {
+        biased;
+        signal = stop.received() => Err(signal),
+        done = work => Ok(done),
     }
 }
 
-fn unclaimed(e: RuntimeError) -> StepOutcome {
-    eprintln!("flowpack step: error: {e}");
-    StepOutcome {
-        status: TaskStatus::Failed,
-        exit_code: EXIT_STEP_ERROR,
-        attempt: None,
-        error: Some(e.to_string()),
-    }
+/// A line on this process's stderr (the pod log); a closed terminal is no error.
+fn say(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "flowpack step: {text}");
 }
 
 fn now() -> String {
@@ -205,8 +218,75 @@ fn now() -> String {
         .to_string()
 }
 
-/// The package's manifest, from the node cache or the store: its flow names every key.
-async fn manifest(args: &StepArgs) -> Result<Manifest, RuntimeError> {
+/// A claimed attempt: what the phases start from.
+struct Claimed {
+    manifest: Manifest,
+    attempt: u32,
+    record: TaskRecord,
+}
+
+/// Why no attempt was claimed. Nothing was written to the store.
+enum Unclaimed {
+    Error(RuntimeError),
+    Stopped(&'static str),
+}
+
+impl From<RuntimeError> for Unclaimed {
+    fn from(e: RuntimeError) -> Self {
+        Unclaimed::Error(e)
+    }
+}
+
+impl Unclaimed {
+    fn outcome(self) -> StepOutcome {
+        let (status, exit_code, error) = match self {
+            Unclaimed::Error(e) => {
+                say(&format!("error: {e}"));
+                (TaskStatus::Failed, EXIT_STEP_ERROR, Some(e.to_string()))
+            }
+            Unclaimed::Stopped(signal) => {
+                say(&format!(
+                    "{signal} received before the attempt was claimed: stopped, nothing written"
+                ));
+                (TaskStatus::Terminated, EXIT_TERMINATED, None)
+            }
+        };
+        StepOutcome {
+            status,
+            exit_code,
+            attempt: None,
+            error,
+        }
+    }
+}
+
+/// The claim phase: checks the arguments against the package's flow, then claims the next
+/// attempt by creating its `task.json`. Nothing is written before the checks pass. A stop
+/// signal before the create ends the step with nothing written; the create itself is not cut
+/// off (a stop then is seen by the first phase, and recorded).
+async fn claim(args: &StepArgs, stop: &StopSignals) -> Result<Claimed, Unclaimed> {
+    check_ids(args)?;
+    let looked_up = async {
+        let manifest = Cache::new(&args.cache_dir)
+            .manifest(&args.store, &args.package)
+            .await?;
+        check_steps(args, &manifest.flow)?;
+        let next = next_attempt(args, &manifest.flow.name).await?;
+        Ok::<_, RuntimeError>((manifest, next))
+    };
+    let (manifest, next) = unless_stopped(stop, looked_up)
+        .await
+        .map_err(Unclaimed::Stopped)??;
+    let (attempt, record) = create_record(args, &manifest.flow.name, next).await?;
+    Ok(Claimed {
+        manifest,
+        attempt,
+        record,
+    })
+}
+
+/// The run and task ids become store keys: they must be ids.
+fn check_ids(args: &StepArgs) -> Result<(), RuntimeError> {
     if !flowpack_core::run::is_run_id(&args.run) {
         return Err(RuntimeError::Invalid(format!(
             "run id '{}' is not valid: use letters, digits, '_' and '-'",
@@ -219,21 +299,50 @@ async fn manifest(args: &StepArgs) -> Result<Manifest, RuntimeError> {
             args.task
         )));
     }
-    let cache = Cache::new(&args.cache_dir);
-    cache.manifest(&args.store, &args.package).await
+    Ok(())
 }
 
-/// Claims the next attempt of the task by creating its `task.json`.
-async fn claim(args: &StepArgs, flow: &str) -> Result<(u32, TaskRecord), RuntimeError> {
+/// The step and the parents' steps become store keys: they must be steps of the flow.
+fn check_steps(args: &StepArgs, flow: &Flow) -> Result<(), RuntimeError> {
+    let missing = |step: &str| {
+        RuntimeError::Invalid(format!(
+            "flow '{}' has no step '{step}' (it has: {})",
+            flow.name,
+            flow.steps.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    };
+    if !flow.steps.contains_key(&args.step) {
+        return Err(missing(&args.step));
+    }
+    match args
+        .parents
+        .iter()
+        .find(|p| !flow.steps.contains_key(&p.step))
+    {
+        Some(p) => Err(missing(&p.step)),
+        None => Ok(()),
+    }
+}
+
+/// The number after the task's highest attempt so far.
+async fn next_attempt(args: &StepArgs, flow: &str) -> Result<u32, RuntimeError> {
     let task_prefix = layout::task(flow, &args.run, &args.step, &args.task);
-    let mut next = args
+    Ok(args
         .store
         .list_dirs(&task_prefix)
         .await?
         .iter()
         .filter_map(|a| a.parse::<u32>().ok())
         .max()
-        .map_or(0, |m| m + 1);
+        .map_or(0, |m| m + 1))
+}
+
+/// Creates the record of attempt `next`, or the first free one after it.
+async fn create_record(
+    args: &StepArgs,
+    flow: &str,
+    mut next: u32,
+) -> Result<(u32, TaskRecord), RuntimeError> {
     loop {
         let record = TaskRecord {
             run: args.run.clone(),
@@ -272,27 +381,6 @@ async fn claim(args: &StepArgs, flow: &str) -> Result<(u32, TaskRecord), Runtime
     }
 }
 
-/// Refreshes the record every [`HEARTBEAT_EVERY`] until `stop` is notified; a write under
-/// way completes first, so no heartbeat can land after the final record.
-fn spawn_heartbeat(
-    store: Store,
-    key: String,
-    mut record: TaskRecord,
-    stop: std::sync::Arc<tokio::sync::Notify>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(HEARTBEAT_EVERY) => {
-                    record.heartbeat_at = now();
-                    let _ = store.put_json(&key, &record).await;
-                }
-                _ = stop.notified() => return,
-            }
-        }
-    })
-}
-
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
@@ -304,122 +392,441 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// The phases after the claim. Returns the status and exit code, or flowpack's error.
-#[allow(clippy::too_many_arguments)]
-async fn phases(
-    args: &StepArgs,
-    manifest: &Manifest,
-    attempt: u32,
-    prefix: &str,
-    shipper: &LogShipper,
-    signals: &mut StopSignals,
-    t: &mut Timings,
-    bytes: &mut Bytes,
-) -> Result<(TaskStatus, i32), RuntimeError> {
-    let cache = Cache::new(&args.cache_dir);
-
-    t.start("fetch");
-    let pkg = cache.layers(&args.store, manifest).await?;
-    bytes.downloaded += pkg.downloaded;
-    let flow = &manifest.flow;
-    let flow_name = flow.name.as_str();
-    let step = flow.steps.get(&args.step).ok_or_else(|| {
-        RuntimeError::Invalid(format!("flow '{flow_name}' has no step '{}'", args.step))
-    })?;
-    let params = resolve_params(flow, &args.params)?;
-    if args.step == "start" {
-        ensure_run_record(args, flow_name, &params).await?;
-    }
-    let work = tempfile::Builder::new()
-        .prefix("task-")
-        .tempdir_in(cache.tmp()?)
-        .map_err(|e| RuntimeError::io(&args.cache_dir, e))?;
-    let code_dir = work.path().join("code");
-    copy_tree(&pkg.code, &code_dir)?;
-
-    t.start("inputs");
-    let input_dir = work.path().join("inputs");
-    let output_dir = work.path().join("outputs");
-    std::fs::create_dir_all(&output_dir).map_err(|e| RuntimeError::io(&output_dir, e))?;
-    let restored = artifacts::restore(
-        &args.store,
-        &cache,
-        flow_name,
-        &args.run,
-        &args.parents,
-        step.settings.inputs.as_ref(),
-        &input_dir,
-    )
-    .await?;
-    bytes.downloaded += restored.downloaded;
-    let split_item = split_item(args, flow, &restored.parents, &cache).await?;
-
-    t.start("run");
-    let env = child_env(
-        args,
-        flow_name,
-        attempt,
-        step,
-        &params,
-        &pkg,
-        &input_dir,
-        &output_dir,
-        work.path(),
-        split_item,
-    )?;
-    let ended = child::run(
-        &step.run,
-        &code_dir,
-        &env,
-        step.settings.timeout_seconds.map(Duration::from_secs),
-        args.grace,
-        signals,
-        shipper,
-    )
-    .await;
-    let code = match ended {
-        Ended::Exited(0) => 0,
-        Ended::Exited(c) => {
-            shipper
-                .line("flowpack", &format!("the step exited with code {c}"))
-                .await;
-            return Ok((TaskStatus::Failed, c));
-        }
-        Ended::NotStarted(c, msg) => {
-            shipper.line("flowpack", &msg).await;
-            eprintln!("flowpack step: {msg}");
-            return Ok((TaskStatus::Failed, c));
-        }
-        Ended::TimedOut => return Ok((TaskStatus::TimedOut, EXIT_TIMEOUT)),
-        Ended::Terminated => return Ok((TaskStatus::Terminated, EXIT_TERMINATED)),
-    };
-
-    t.start("outputs");
-    // The switch and foreach values are checked before anything is committed.
-    let route = route(step, &output_dir)?;
-    let origin = format!("{}/{}/{attempt}", args.step, args.task);
-    let up = artifacts::upload(
-        &args.store,
-        &cache,
-        &output_dir,
-        restored.inherited,
-        &origin,
-    )
-    .await?;
-    bytes.uploaded += up.uploaded;
-    bytes.reused += up.reused;
-
-    t.start("commit");
-    commit(&args.store, prefix, &up.namespace).await?;
-    write_output_params(args, route)?;
-    Ok((TaskStatus::Succeeded, code))
+/// Refreshes a record every [`HEARTBEAT_EVERY`] until stopped.
+struct Heartbeat {
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// Parameter values: given ones parsed by type, defaults for the rest.
-pub fn resolve_params(
-    flow: &Flow,
+impl Heartbeat {
+    fn spawn(store: Store, key: String, mut record: TaskRecord) -> Self {
+        let stop = Arc::new(Notify::new());
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(HEARTBEAT_EVERY) => {
+                        record.heartbeat_at = now();
+                        let _ = store.put_json(&key, &record).await;
+                    }
+                    _ = stopped.notified() => return,
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Stops it; a write under way completes first, so no heartbeat can land after the
+    /// final record.
+    async fn stop(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+    }
+}
+
+/// One claimed attempt: what its phases share, and what its report finishes.
+struct Task<'a> {
+    args: &'a StepArgs,
+    manifest: Manifest,
+    attempt: u32,
+    /// The attempt's folder in the store (`…/<step>/<task>/<attempt>/`).
+    prefix: String,
+    cache: Cache,
+    stop: StopSignals,
+    shipper: LogShipper,
+    flusher: tokio::task::JoinHandle<()>,
+    heartbeat: Heartbeat,
+    record: TaskRecord,
+}
+
+/// Why the phases ended before the child's own end.
+enum Halt {
+    /// flowpack's own error.
+    Error(RuntimeError),
+    /// A stop signal, in this phase (before anything was committed).
+    Stopped(&'static str, Phase),
+}
+
+impl From<RuntimeError> for Halt {
+    fn from(e: RuntimeError) -> Self {
+        Halt::Error(e)
+    }
+}
+
+/// Parameter values by name; defaults borrowed from the flow.
+pub type Params<'f> = BTreeMap<String, Cow<'f, serde_json::Value>>;
+
+/// The task's private folder (removed when dropped): the code, inputs, outputs, params
+/// file and `TMPDIR`.
+struct Work<'m> {
+    dir: tempfile::TempDir,
+    package: Package,
+    params: Params<'m>,
+}
+
+impl Work<'_> {
+    fn code(&self) -> PathBuf {
+        self.dir.path().join("code")
+    }
+    fn inputs(&self) -> PathBuf {
+        self.dir.path().join("inputs")
+    }
+    fn outputs(&self) -> PathBuf {
+        self.dir.path().join("outputs")
+    }
+}
+
+impl<'a> Task<'a> {
+    /// Starts shipping logs and heartbeats for a claimed attempt.
+    fn start(args: &'a StepArgs, c: Claimed, stop: StopSignals) -> Self {
+        let prefix = layout::attempt(
+            &c.manifest.flow.name,
+            &args.run,
+            &args.step,
+            &args.task,
+            c.attempt,
+        );
+        let shipper = LogShipper::new(args.store.clone(), &prefix);
+        let flusher = shipper.spawn_flusher();
+        let heartbeat = Heartbeat::spawn(
+            args.store.clone(),
+            format!("{prefix}task.json"),
+            c.record.clone(),
+        );
+        Self {
+            args,
+            manifest: c.manifest,
+            attempt: c.attempt,
+            prefix,
+            cache: Cache::new(&args.cache_dir),
+            stop,
+            shipper,
+            flusher,
+            heartbeat,
+            record: c.record,
+        }
+    }
+
+    fn step(&self) -> &Step {
+        self.manifest
+            .flow
+            .steps
+            .get(&self.args.step)
+            .expect("the claim checked the step")
+    }
+
+    /// The phases after the claim. Returns the status and exit code, or why they stopped.
+    async fn phases(&self, t: &mut Tally) -> Result<(TaskStatus, i32), Halt> {
+        let work = self.stoppable(t, Phase::Fetch, self.fetch()).await?;
+        t.bytes.downloaded += work.package.downloaded;
+
+        let (restored, split_item) = self.stoppable(t, Phase::Inputs, self.inputs(&work)).await?;
+        t.bytes.downloaded += restored.downloaded;
+
+        // Not cut off: on a stop signal `run` stops the child within its grace period.
+        self.not_stopped(t)?;
+        t.start(Phase::Run);
+        match self.run(&work, split_item).await? {
+            Ended::Exited(0) => {}
+            Ended::Exited(c) => {
+                self.log(&format!("the step exited with code {c}")).await;
+                return Ok((TaskStatus::Failed, c));
+            }
+            Ended::NotStarted(c, msg) => {
+                self.log(&msg).await;
+                say(&msg);
+                return Ok((TaskStatus::Failed, c));
+            }
+            Ended::TimedOut => return Ok((TaskStatus::TimedOut, EXIT_TIMEOUT)),
+            Ended::Terminated => return Ok((TaskStatus::Terminated, EXIT_TERMINATED)),
+        }
+
+        let outputs = self.outputs(&work, restored.inherited);
+        let (uploaded, route) = self.stoppable(t, Phase::Outputs, outputs).await?;
+        t.bytes.uploaded += uploaded.uploaded;
+        t.bytes.reused += uploaded.reused;
+
+        // Not cut off: a create cut off might still land. Once it starts, it finishes.
+        self.not_stopped(t)?;
+        t.start(Phase::Commit);
+        self.commit(&uploaded.namespace, route).await?;
+        Ok((TaskStatus::Succeeded, 0))
+    }
+
+    /// Before a phase starts: a stop signal received so far (in a phase that is not cut
+    /// off, or as the last one ended) stops the task there.
+    fn not_stopped(&self, t: &Tally) -> Result<(), Halt> {
+        match self.stop.pending() {
+            Some(signal) => Err(Halt::Stopped(signal, t.phase())),
+            None => Ok(()),
+        }
+    }
+
+    /// Phase `phase`, doing `work` unless a stop signal comes first.
+    async fn stoppable<T>(
+        &self,
+        t: &mut Tally,
+        phase: Phase,
+        work: impl Future<Output = Result<T, RuntimeError>>,
+    ) -> Result<T, Halt> {
+        self.not_stopped(t)?;
+        t.start(phase);
+        match unless_stopped(&self.stop, work).await {
+            Ok(done) => Ok(done?),
+            Err(signal) => Err(Halt::Stopped(signal, phase)),
+        }
+    }
+
+    async fn log(&self, text: &str) {
+        self.shipper.line("flowpack", text).await;
+    }
+
+    /// The package's layers; the parameters; the run record (by `start`); the work folder
+    /// with the code.
+    async fn fetch(&self) -> Result<Work<'_>, RuntimeError> {
+        let package = self.cache.layers(&self.args.store, &self.manifest).await?;
+        let params = resolve_params(&self.manifest.flow, &self.args.params)?;
+        if self.args.step == "start" {
+            ensure_run_record(self.args, &self.manifest.flow.name, &params).await?;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("task-")
+            .tempdir_in(self.cache.tmp()?)
+            .map_err(|e| RuntimeError::io(&self.args.cache_dir, e))?;
+        let code_dir = dir.path().join("code");
+        copy_tree(&package.code, &code_dir)?;
+        Ok(Work {
+            dir,
+            package,
+            params,
+        })
+    }
+
+    /// The parents' artifacts into the inputs folder; the foreach item.
+    async fn inputs(
+        &self,
+        work: &Work<'_>,
+    ) -> Result<(artifacts::Restored, Option<String>), RuntimeError> {
+        let output_dir = work.outputs();
+        std::fs::create_dir_all(&output_dir).map_err(|e| RuntimeError::io(&output_dir, e))?;
+        let restored = artifacts::restore(
+            &self.args.store,
+            &self.cache,
+            &self.manifest.flow.name,
+            &self.args.run,
+            &self.args.parents,
+            self.step().settings.inputs.as_ref(),
+            &work.inputs(),
+        )
+        .await?;
+        let item = split_item(
+            self.args,
+            &self.manifest.flow,
+            &restored.parents,
+            &self.cache,
+        )
+        .await?;
+        Ok((restored, item))
+    }
+
+    /// The child, to its end (it handles a stop signal itself: the child gets its grace).
+    async fn run(
+        &self,
+        work: &Work<'_>,
+        split_item: Option<String>,
+    ) -> Result<Ended, RuntimeError> {
+        let env = self.child_env(work, split_item).await?;
+        let step = self.step();
+        Ok(child::run(
+            &step.run,
+            &work.code(),
+            &env,
+            step.settings.timeout_seconds.map(Duration::from_secs),
+            self.args.grace,
+            &self.stop,
+            &self.shipper,
+        )
+        .await)
+    }
+
+    /// The switch or foreach value checked, then the outputs uploaded.
+    async fn outputs(
+        &self,
+        work: &Work<'_>,
+        inherited: Artifacts,
+    ) -> Result<(artifacts::Uploaded, Route), RuntimeError> {
+        let route = route(self.step(), &work.outputs())?;
+        let origin = format!("{}/{}/{}", self.args.step, self.args.task, self.attempt);
+        let uploaded = artifacts::upload(
+            &self.args.store,
+            &self.cache,
+            &work.outputs(),
+            inherited,
+            &origin,
+        )
+        .await?;
+        Ok((uploaded, route))
+    }
+
+    /// `artifacts.json`, created once: the commit point. Then the KFP output parameters.
+    async fn commit(&self, namespace: &Artifacts, route: Route) -> Result<(), RuntimeError> {
+        self.args
+            .store
+            .create_json(&format!("{}artifacts.json", self.prefix), namespace)
+            .await?;
+        write_output_params(self.args, route)
+    }
+
+    /// The report phase, whatever the phases did: the heartbeat stopped, the logs shipped,
+    /// the final record written. Nothing here is cut off by a signal.
+    async fn report(self, mut t: Tally, ended: Result<(TaskStatus, i32), Halt>) -> StepOutcome {
+        t.stop();
+        let (status, exit_code, error) = match ended {
+            Ok((status, code)) => (status, code, None),
+            Err(Halt::Stopped(signal, phase)) => {
+                let msg = format!("{signal} received during {phase}: stopped, nothing committed");
+                self.log(&msg).await;
+                say(&msg);
+                (TaskStatus::Terminated, EXIT_TERMINATED, None)
+            }
+            Err(Halt::Error(e)) => {
+                let msg = e.to_string();
+                self.log(&format!("error: {msg}")).await;
+                say(&format!("error: {msg}"));
+                (TaskStatus::Failed, EXIT_STEP_ERROR, Some(msg))
+            }
+        };
+        if status == TaskStatus::Succeeded
+            && let Some(signal) = self.stop.pending()
+        {
+            self.log(&format!(
+                "{signal} received once the commit had started: the outputs are committed, \
+                 the task succeeded"
+            ))
+            .await;
+        }
+        t.start(Phase::Report);
+        self.heartbeat.stop().await;
+        let log_error = match self.shipper.finish(self.flusher).await {
+            Ok(n) => {
+                t.bytes.uploaded += n;
+                None
+            }
+            Err(e) => Some(format!("logs could not be stored: {e}")),
+        };
+        t.stop();
+        let mut record = self.record;
+        record.status = status;
+        record.exit_code = Some(exit_code);
+        record.error = error.clone().or(log_error);
+        record.finished_at = Some(now());
+        record.heartbeat_at = now();
+        record.phases = t.phases;
+        record.bytes = t.bytes;
+        if let Err(e) = self
+            .args
+            .store
+            .put_json(&format!("{}task.json", self.prefix), &record)
+            .await
+        {
+            say(&format!(
+                "error: the final task record could not be written: {e}"
+            ));
+        }
+        StepOutcome {
+            status,
+            exit_code,
+            attempt: Some(self.attempt),
+            error,
+        }
+    }
+
+    /// The child's environment (docs/runtime.md, "What the child sees"). Every parameter is
+    /// in the `$FLOWPACK_PARAMS` file; as a `FLOWPACK_PARAM_<NAME>` variable too while it
+    /// fits the [`EnvBudget`], so no flow can make the child's environment too large to start
+    /// (E2BIG). What is left out is said in the log.
+    async fn child_env(
+        &self,
+        work: &Work<'_>,
+        split_item: Option<String>,
+    ) -> Result<BTreeMap<String, String>, RuntimeError> {
+        use flowpack_core::env_vars as v;
+        let params_file = work.dir.path().join("params.json");
+        write_json_file(&params_file, &work.params)?;
+        let tmp = work.dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| RuntimeError::io(&tmp, e))?;
+        let mut env = self.step().settings.env.clone();
+        let mut set = |k: &str, v: String| env.insert(k.into(), v);
+        set(v::FLOWPACK_FLOW, self.manifest.flow.name.clone());
+        set(v::FLOWPACK_RUN_ID, self.args.run.clone());
+        set(v::FLOWPACK_STEP, self.args.step.clone());
+        set(v::FLOWPACK_TASK_ID, self.args.task.clone());
+        set(v::FLOWPACK_ATTEMPT, self.attempt.to_string());
+        set(v::FLOWPACK_INPUT_DIR, work.inputs().display().to_string());
+        set(v::FLOWPACK_OUTPUT_DIR, work.outputs().display().to_string());
+        set(v::FLOWPACK_PARAMS, params_file.display().to_string());
+        set("TMPDIR", tmp.display().to_string());
+        if let Some(i) = self.args.split_index {
+            set(v::FLOWPACK_SPLIT_INDEX, i.to_string());
+        }
+        if let Some(envdir) = &work.package.env {
+            let mut path = envdir.display().to_string();
+            if let Ok(old) = std::env::var("PYTHONPATH")
+                && !old.is_empty()
+            {
+                path = format!("{path}:{old}");
+            }
+            set("PYTHONPATH", path);
+        }
+        let mut budget = EnvBudget::default();
+        let mut left_out = Vec::new();
+        if let Some(item) = split_item {
+            let value = serde_json::Value::String(item);
+            match budget.take(v::FLOWPACK_SPLIT_ITEM, &value) {
+                Ok(text) => {
+                    env.insert(v::FLOWPACK_SPLIT_ITEM.into(), text);
+                }
+                Err(why) => left_out.push(format!(
+                    "the foreach item is not in ${}: {why}; read item ${} of the foreach list \
+                     in $FLOWPACK_INPUT_DIR",
+                    v::FLOWPACK_SPLIT_ITEM,
+                    v::FLOWPACK_SPLIT_INDEX
+                )),
+            }
+        }
+        for (name, value) in &work.params {
+            let var = format!("{}{}", v::FLOWPACK_PARAM_PREFIX, name.to_uppercase());
+            match budget.take(&var, value) {
+                Ok(text) => {
+                    env.insert(var, text);
+                }
+                Err(why) => left_out.push(format!(
+                    "parameter '{name}' is not in ${var}: {why}; read it from ${}",
+                    v::FLOWPACK_PARAMS
+                )),
+            }
+        }
+        for line in left_out {
+            self.log(&line).await;
+        }
+        Ok(env)
+    }
+}
+
+/// Writes `value` as pretty JSON to `path`, streaming (a large value is not copied first).
+fn write_json_file(path: &Path, value: &impl serde::Serialize) -> Result<(), RuntimeError> {
+    let file = std::fs::File::create(path).map_err(|e| RuntimeError::io(path, e))?;
+    let mut out = std::io::BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| RuntimeError::io(path, e.into()))?;
+    out.flush().map_err(|e| RuntimeError::io(path, e))
+}
+
+/// Parameter values: given ones parsed by type, defaults for the rest (borrowed from the
+/// flow: a large default is not copied).
+pub fn resolve_params<'f>(
+    flow: &'f Flow,
     given: &[(String, String)],
-) -> Result<BTreeMap<String, serde_json::Value>, RuntimeError> {
+) -> Result<Params<'f>, RuntimeError> {
     let mut out = BTreeMap::new();
     for (name, text) in given {
         let p = flow.parameters.get(name).ok_or_else(|| {
@@ -437,13 +844,13 @@ pub fn resolve_params(
         let v =
             p.ty.parse_text(text)
                 .map_err(|e| RuntimeError::Invalid(format!("parameter '{name}': {e}")))?;
-        out.insert(name.clone(), v);
+        out.insert(name.clone(), Cow::Owned(v));
     }
     for (name, p) in &flow.parameters {
         if !out.contains_key(name) {
             match &p.default {
                 Some(d) => {
-                    out.insert(name.clone(), d.clone());
+                    out.insert(name.clone(), Cow::Borrowed(d));
                 }
                 None => {
                     return Err(RuntimeError::Invalid(format!(
@@ -456,16 +863,20 @@ pub fn resolve_params(
     Ok(out)
 }
 
+/// The run record, if `flowpack run` did not write it (a KFP run): created by `start`.
 async fn ensure_run_record(
     args: &StepArgs,
     flow: &str,
-    params: &BTreeMap<String, serde_json::Value>,
+    params: &Params<'_>,
 ) -> Result<(), RuntimeError> {
     let record = RunRecord {
         flow: flow.to_string(),
         run: args.run.clone(),
         package: args.package,
-        parameters: params.clone(),
+        parameters: params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_owned()))
+            .collect(),
         origin: if args.run.starts_with("kfp-") {
             "kfp"
         } else {
@@ -521,72 +932,6 @@ async fn split_item(
     Ok(None)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn child_env(
-    args: &StepArgs,
-    flow: &str,
-    attempt: u32,
-    step: &Step,
-    params: &BTreeMap<String, serde_json::Value>,
-    pkg: &crate::cache::Package,
-    input_dir: &std::path::Path,
-    output_dir: &std::path::Path,
-    work: &std::path::Path,
-    split_item: Option<String>,
-) -> Result<BTreeMap<String, String>, RuntimeError> {
-    use flowpack_core::env_vars as v;
-    let params_file = work.join("params.json");
-    std::fs::write(
-        &params_file,
-        serde_json::to_vec_pretty(params).expect("JSON values serialize"),
-    )
-    .map_err(|e| RuntimeError::io(&params_file, e))?;
-    let tmp = work.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| RuntimeError::io(&tmp, e))?;
-    let mut env = step.settings.env.clone();
-    env.insert(v::FLOWPACK_FLOW.into(), flow.into());
-    env.insert(v::FLOWPACK_RUN_ID.into(), args.run.clone());
-    env.insert(v::FLOWPACK_STEP.into(), args.step.clone());
-    env.insert(v::FLOWPACK_TASK_ID.into(), args.task.clone());
-    env.insert(v::FLOWPACK_ATTEMPT.into(), attempt.to_string());
-    env.insert(
-        v::FLOWPACK_INPUT_DIR.into(),
-        input_dir.display().to_string(),
-    );
-    env.insert(
-        v::FLOWPACK_OUTPUT_DIR.into(),
-        output_dir.display().to_string(),
-    );
-    env.insert(v::FLOWPACK_PARAMS.into(), params_file.display().to_string());
-    env.insert("TMPDIR".into(), tmp.display().to_string());
-    for (name, value) in params {
-        let text = match value {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        env.insert(
-            format!("{}{}", v::FLOWPACK_PARAM_PREFIX, name.to_uppercase()),
-            text,
-        );
-    }
-    if let Some(i) = args.split_index {
-        env.insert(v::FLOWPACK_SPLIT_INDEX.into(), i.to_string());
-    }
-    if let Some(item) = split_item {
-        env.insert(v::FLOWPACK_SPLIT_ITEM.into(), item);
-    }
-    if let Some(envdir) = &pkg.env {
-        let mut path = envdir.display().to_string();
-        if let Ok(old) = std::env::var("PYTHONPATH")
-            && !old.is_empty()
-        {
-            path = format!("{path}:{old}");
-        }
-        env.insert("PYTHONPATH".into(), path);
-    }
-    Ok(env)
-}
-
 /// What a successful step tells the orchestrator.
 enum Route {
     Plain,
@@ -635,13 +980,6 @@ fn route(step: &Step, output_dir: &std::path::Path) -> Result<Route, RuntimeErro
         }
         _ => Ok(Route::Plain),
     }
-}
-
-async fn commit(store: &Store, prefix: &str, namespace: &Artifacts) -> Result<(), RuntimeError> {
-    store
-        .create_json(&format!("{prefix}artifacts.json"), namespace)
-        .await?;
-    Ok(())
 }
 
 fn write_output_params(args: &StepArgs, route: Route) -> Result<(), RuntimeError> {
