@@ -10,6 +10,7 @@ mod commands;
 mod progress;
 mod settings;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -44,11 +45,13 @@ fn main() -> ExitCode {
             // Library errors name their cause in their own message; print a cause only when
             // it adds something.
             let mut shown = e.to_string();
-            eprintln!("error: {shown}");
+            // Never eprintln!: a closed terminal (SIGHUP) makes it panic.
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {shown}");
             for cause in e.chain().skip(1) {
                 let text = cause.to_string();
                 if !shown.contains(&text) {
-                    eprintln!("  caused by: {text}");
+                    let _ = writeln!(stderr, "  caused by: {text}");
                     shown = text;
                 }
             }

@@ -180,7 +180,7 @@ async fn execute(opts: RunOptions, json: bool) -> Result<()> {
             .iter()
             .filter(|t| !t.status.is_success())
             .collect();
-        println!(
+        outln!(
             "run {} {} in {:.2}s: {} tasks, {} failed",
             summary.run,
             if summary.succeeded {
@@ -193,7 +193,7 @@ async fn execute(opts: RunOptions, json: bool) -> Result<()> {
             failed.len()
         );
         for t in failed {
-            println!(
+            outln!(
                 "  {} {:?} exit {}",
                 t.task,
                 t.status,
@@ -201,7 +201,7 @@ async fn execute(opts: RunOptions, json: bool) -> Result<()> {
             );
         }
         if !summary.succeeded {
-            println!(
+            outln!(
                 "inspect it with: flowpack show {run_id}; run the rest with: flowpack resume {run_id}"
             );
         }
