@@ -362,15 +362,15 @@ impl Flow {
 
     /// Parses and validates flow text; `path` names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Flow, FlowErrors> {
-        let flow = parse::parse(text, path)?;
-        validate::validate(&flow, text, path)?;
+        let (flow, loc) = parse::parse(text, path)?;
+        validate::validate(&flow, &loc, path)?;
         Ok(flow)
     }
 
     /// Validates a flow that did not come from a file (a package's manifest): the graph
     /// rules of [`Flow::parse`], with no positions to report.
     pub fn check(&self) -> Result<(), FlowErrors> {
-        validate::validate(self, "", Path::new("manifest"))
+        validate::validate(self, &locate::Locations::default(), Path::new("manifest"))
     }
 
     /// The steps in a stable order: breadth-first from `start`, by transition order.

@@ -214,3 +214,74 @@ error_case!(
     join_of_two_splits,
     "name: x\nsteps:\n  start: {run: a, next: [a, b]}\n  a: {run: a, next: [c, d]}\n  b: {run: b, next: j}\n  c: {run: c, next: j}\n  d: {run: d, next: j}\n  j: {run: j, join: true, next: end}\n  end: {run: c}\n"
 );
+error_case!(
+    plain_cycle,
+    "name: x\nsteps:\n  start: {run: a, next: a}\n  a: {run: a, next: [b, end]}\n  b: {run: b, next: a}\n  end: {run: c}\n"
+);
+// Once a panic ("a step in a cycle leads on inside it"): the walk started at 'end', which
+// sorts first among the steps left over and leads nowhere.
+error_case!(
+    recursive_switch,
+    "name: x\nsteps:\n  start: {run: a, next: s}\n  s: {run: b, switch: {on: v, cases: {again: s, done: end}}}\n  end: {run: c}\n"
+);
+error_case!(
+    duplicate_keys,
+    "name: x\nparameters:\n  alpha: 1\n  alpha: 2\nsteps:\n  train: {run: a, next: end}\n  start: {run: a, next: train}\n  train:\n    run: b\n    next: end\n    env: {A: 1, B: 2, A: 3}\n    resources: {cpu: 1, cpu: 2}\n  end: {run: c, run: d}\n"
+);
+error_case!(
+    duplicate_keys_in_values,
+    "name: x\nparameters:\n  grid: {type: json, default: [{a: 1, \"a\": 2}]}\ndefaults:\n  secrets: {T: s/k, T: s/j}\n  node_selector: {pool: a, pool: b}\nenv: {path: a, path: b}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    duplicate_key_through_an_alias,
+    "name: x\nsteps:\n  &s start: {run: a, next: end}\n  end: {run: c}\n  *s : {run: b, next: end}\n"
+);
+error_case!(
+    billion_laughs,
+    "name: x\nparameters:\n  p:\n    default:\n      a0: &a0 [lol]\n      a1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\n      a2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\n      a3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\n      a4: &a4 [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\n      a5: &a5 [*a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4]\n      a6: &a6 [*a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5]\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    recursive_alias,
+    "name: x\nparameters:\n  p: &p {default: [*p]}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    two_documents,
+    "name: x\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n---\nname: y\n"
+);
+
+#[test]
+fn nesting_is_bounded() {
+    let deep = format!(
+        "name: x\nparameters:\n  p:\n    default: {}{}\nsteps:\n  start: {{run: a, next: end}}\n  end: {{run: c}}\n",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    insta::assert_snapshot!("nesting_is_bounded", errors(&deep));
+    // At the limit, the flow is fine (and its default nests within serde_json's limit too,
+    // inside a manifest).
+    let depth = super::locate::MAX_DEPTH - 3;
+    let ok = format!(
+        "name: x\nparameters:\n  p:\n    default: {}{}\nsteps:\n  start: {{run: a, next: end}}\n  end: {{run: c}}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let flow = Flow::parse(&ok, Path::new("flow.yaml")).unwrap();
+    let manifest = format!("{{\"flow\": {}}}", flow.canonical_json());
+    serde_json::from_str::<serde_json::Value>(&manifest).unwrap();
+}
+
+#[test]
+fn aliases_count_as_what_they_stand_for() {
+    // An anchor of 45,000 items, used twice: 135,000 nodes from 180 KB.
+    let items = vec!["1"; 45_000].join(",");
+    let text = format!(
+        "name: x\nparameters:\n  a: {{type: json, default: &a [{items}]}}\n  b: {{type: json, default: [*a, *a]}}\nsteps:\n  start: {{run: a, next: end}}\n  end: {{run: c}}\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "flow.yaml:4:33: this alias stands for 45001 nodes, which takes the document past 100000 nodes (keys, values and list items, an alias counting as all it stands for): a flow file describes a flow; keep data in files the steps read"
+    );
+    // Used once, it is fine.
+    let text = text.replace("[*a, *a]", "[*a]");
+    Flow::parse(&text, Path::new("flow.yaml")).unwrap();
+}
