@@ -87,6 +87,8 @@ struct Open {
     start: usize,
     /// Its key or index in its parent (None for the root and inside keys).
     seg: Option<Seg>,
+    /// It is a key itself (a mapping or list used as a key).
+    is_key: bool,
     kind: OpenKind,
 }
 
@@ -112,8 +114,8 @@ struct Scan<'a> {
     sizes: HashMap<usize, usize>,
     /// Anchor -> its text, for anchored scalars (an alias may be a key).
     texts: HashMap<usize, String>,
-    /// The first document's root has been read.
-    rooted: bool,
+    /// Documents started so far.
+    documents: usize,
     errors: Vec<FlowError>,
 }
 
@@ -138,7 +140,7 @@ impl Locations {
             count: 0,
             sizes: HashMap::new(),
             texts: HashMap::new(),
-            rooted: false,
+            documents: 0,
             errors: Vec::new(),
         };
         let mut parser = Parser::new_from_str(text);
@@ -215,10 +217,16 @@ impl Scan<'_> {
             col: span.start.col() + 1,
         };
         match event {
-            Event::DocumentStart(_) if self.rooted => Err(self.fail(
-                pos,
-                "a flow file holds one YAML document, and a second one starts here",
-            )),
+            Event::DocumentStart(_) => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    return Err(self.fail(
+                        pos,
+                        "a flow file holds one YAML document, and a second one starts here",
+                    ));
+                }
+                Ok(())
+            }
             Event::Scalar(text, _, anchor, _) => {
                 self.start(pos, Start::Scalar(&text), anchor)?;
                 if anchor != 0 {
@@ -238,14 +246,12 @@ impl Scan<'_> {
                     if done.anchor != 0 {
                         self.sizes.insert(done.anchor, self.count - done.start);
                     }
-                    // A collection used as a key: its parent now waits for the value.
-                    if done.id.is_none()
+                    // A collection used as a key: its mapping now waits for the value.
+                    if done.is_key
                         && let Some(Open {
                             kind: OpenKind::Map { key },
-                            id: Some(_),
                             ..
                         }) = self.open.last_mut()
-                        && key.is_none()
                     {
                         *key = Some((None, pos));
                     }
@@ -291,16 +297,22 @@ impl Scan<'_> {
                 format!("the document nests deeper than {MAX_DEPTH} levels here"),
             ));
         }
-        if self.open.is_empty() {
-            self.rooted = true;
-        }
         let is_collection = matches!(start, Start::Collection { .. });
+        // A node read while its mapping waits for a key is that key.
+        let is_key = matches!(
+            self.open.last(),
+            Some(Open {
+                kind: OpenKind::Map { key: None },
+                ..
+            })
+        );
         let (id, seg) = self.place(pos, &start, is_collection);
         if let Start::Collection { map } = start {
             self.open.push(Open {
                 id,
                 anchor,
                 seg,
+                is_key,
                 // The count includes this node: its size counts it.
                 start: self.count - 1,
                 kind: if map {
@@ -466,5 +478,17 @@ mod tests {
             loc.value(&path!["steps", "b", "nope"]),
             Pos { line: 6, col: 6 }
         );
+    }
+
+    #[test]
+    fn keys_that_are_collections_keep_the_index_in_step() {
+        let text = "a: {[k]: [v], ? {m: 1} : {n: 2}, b: 1, b: 2}\n";
+        let err = Locations::scan(text, Path::new("f")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f:1:40: key 'b' is defined twice (first at line 1): YAML would keep only the last one; remove or rename one"
+        );
+        let loc = Locations::scan("a: {[k]: [v], b: 1}\n", Path::new("f")).unwrap();
+        assert_eq!(loc.value(&path!["a", "b"]), Pos { line: 1, col: 18 });
     }
 }

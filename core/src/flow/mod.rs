@@ -28,6 +28,9 @@ pub const DEFAULT_PYTHON: &str = "3.11";
 pub const DEFAULT_PLATFORM: &str = "x86_64-manylinux_2_28";
 /// How many tasks run at once (local workers, KFP `ParallelFor` parallelism) by default.
 pub const DEFAULT_MAX_WORKERS: u32 = 16;
+/// The largest flow file [`Flow::load`] reads. (Its nodes are limited too, and so is
+/// their nesting: `locate::MAX_NODES`, `locate::MAX_DEPTH`.)
+pub const MAX_FILE_SIZE: u64 = 8 << 20;
 
 /// A validated, normalized flow.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -348,15 +351,21 @@ pub enum PullPolicy {
 }
 
 impl Flow {
-    /// Reads and validates the flow file at `path`.
+    /// Reads and validates the flow file at `path` (at most [`MAX_FILE_SIZE`] bytes: a
+    /// larger one is refused before it is read whole).
     pub fn load(path: &Path) -> Result<Flow, FlowErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            FlowErrors::one(FlowError::new(
-                path,
-                Pos::default(),
-                format!("cannot read the flow file: {e}"),
-            ))
-        })?;
+        use std::io::Read;
+        let fail = |msg: String| FlowErrors::one(FlowError::new(path, Pos::default(), msg));
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_string(&mut text))
+            .map_err(|e| fail(format!("cannot read the flow file: {e}")))?;
+        if text.len() as u64 > MAX_FILE_SIZE {
+            return Err(fail(format!(
+                "the flow file is larger than {} MiB: a flow file describes a flow; keep data in files the steps read",
+                MAX_FILE_SIZE >> 20
+            )));
+        }
         Self::parse(&text, path)
     }
 
