@@ -227,8 +227,11 @@ fn check_acyclic(c: &mut Checker, steps: &BTreeSet<String>) -> Option<Vec<String
     let flow = c.flow;
     let mut indegree: BTreeMap<&str, usize> = steps.iter().map(|s| (s.as_str(), 0)).collect();
     for s in steps {
+        // Edges within `steps` (all of them: the steps are those reachable from 'start').
         for t in flow.steps[s].next.targets() {
-            *indegree.get_mut(t)? += 1;
+            if let Some(d) = indegree.get_mut(t) {
+                *d += 1;
+            }
         }
     }
     let mut ready: VecDeque<&str> = indegree
@@ -240,10 +243,11 @@ fn check_acyclic(c: &mut Checker, steps: &BTreeSet<String>) -> Option<Vec<String
     while let Some(s) = ready.pop_front() {
         order.push(s.to_string());
         for t in flow.steps[s].next.targets() {
-            let d = indegree.get_mut(t)?;
-            *d -= 1;
-            if *d == 0 {
-                ready.push_back(t);
+            if let Some(d) = indegree.get_mut(t) {
+                *d -= 1;
+                if *d == 0 {
+                    ready.push_back(t);
+                }
             }
         }
     }
