@@ -222,6 +222,14 @@ fn large_flow_files_are_refused_at_the_node_past_the_limit_and_accepted_below_it
     );
     assert!(c.ok, "{}", c.stderr);
 
+    // A byte that is not UTF-8: refused where it is (before: without a position).
+    let c = check_written(
+        "a byte not UTF-8",
+        |f| f.write_all(b"name: x\nsteps: \xff\n"),
+        false,
+    );
+    refused_at(&c, 2, "the flow file is not UTF-8 here");
+
     // 8,000 steps in a chain: accepted.
     let c = check("8,000 steps", &chain(8_000, "end"), false);
     assert!(c.ok, "{}", c.stderr);

@@ -356,16 +356,25 @@ impl Flow {
     pub fn load(path: &Path) -> Result<Flow, FlowErrors> {
         use std::io::Read;
         let fail = |msg: String| FlowErrors::one(FlowError::new(path, Pos::default(), msg));
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_string(&mut text))
+            .and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes))
             .map_err(|e| fail(format!("cannot read the flow file: {e}")))?;
-        if text.len() as u64 > MAX_FILE_SIZE {
+        if bytes.len() as u64 > MAX_FILE_SIZE {
             return Err(fail(format!(
                 "the flow file is larger than {} MiB: a flow file describes a flow; keep data in files the steps read",
                 MAX_FILE_SIZE >> 20
             )));
         }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let pos = Pos {
+                line: good.iter().filter(|b| **b == b'\n').count() + 1,
+                col: good.len() - line_start + 1,
+            };
+            FlowErrors::one(FlowError::new(path, pos, "the flow file is not UTF-8 here"))
+        })?;
         Self::parse(&text, path)
     }
 
