@@ -7,6 +7,7 @@ mod cli;
 mod containers;
 mod crashes;
 mod faults;
+mod hostile_flows;
 mod inputs;
 mod kfp;
 mod load;

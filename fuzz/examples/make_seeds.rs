@@ -49,6 +49,34 @@ fn main() {
         .unwrap();
     }
 
+    // Flow files the scan refuses at a node: a step defined twice, an alias bomb, a
+    // recursive alias, a second document; and anchors and aliases a valid flow may use.
+    let hostile_flows = [
+        (
+            "duplicate-step.yaml",
+            "name: x\nsteps:\n  start: {run: a, next: end}\n  start: {run: b, next: end}\n  end: {run: c}\n",
+        ),
+        (
+            "alias-bomb.yaml",
+            "name: x\nparameters:\n  p:\n    default:\n      a: &a [x, x, x, x, x, x, x, x, x, x]\n      b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n      c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n      d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n      e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n",
+        ),
+        (
+            "recursive-alias.yaml",
+            "name: x\nparameters:\n  p: &p {default: [*p]}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n",
+        ),
+        (
+            "two-documents.yaml",
+            "name: x\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n---\nname: y\n",
+        ),
+        (
+            "aliases.yaml",
+            "name: x\nsteps:\n  start: {run: a, next: end, resources: &r {cpu: \"1\"}, env: &e {A: b}}\n  end: {run: c, resources: *r, env: *e}\n",
+        ),
+    ];
+    for (name, text) in hostile_flows {
+        fs::write(corpus.join("flow_parse").join(name), text).unwrap();
+    }
+
     let tars = corpus.join("archive_extract");
     fs::write(tars.join("layer.tar"), trim(layer_tar())).unwrap();
     use tar::EntryType::{Directory, Link, Regular, Symlink};

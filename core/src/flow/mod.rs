@@ -28,6 +28,9 @@ pub const DEFAULT_PYTHON: &str = "3.11";
 pub const DEFAULT_PLATFORM: &str = "x86_64-manylinux_2_28";
 /// How many tasks run at once (local workers, KFP `ParallelFor` parallelism) by default.
 pub const DEFAULT_MAX_WORKERS: u32 = 16;
+/// The largest flow file [`Flow::load`] reads. (Its nodes are limited too, and so is
+/// their nesting: `locate::MAX_NODES`, `locate::MAX_DEPTH`.)
+pub const MAX_FILE_SIZE: u64 = 8 << 20;
 
 /// A validated, normalized flow.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -348,29 +351,44 @@ pub enum PullPolicy {
 }
 
 impl Flow {
-    /// Reads and validates the flow file at `path`.
+    /// Reads and validates the flow file at `path` (at most [`MAX_FILE_SIZE`] bytes: a
+    /// larger one is refused before it is read whole).
     pub fn load(path: &Path) -> Result<Flow, FlowErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            FlowErrors::one(FlowError::new(
-                path,
-                Pos::default(),
-                format!("cannot read the flow file: {e}"),
-            ))
+        use std::io::Read;
+        let fail = |msg: String| FlowErrors::one(FlowError::new(path, Pos::default(), msg));
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes))
+            .map_err(|e| fail(format!("cannot read the flow file: {e}")))?;
+        if bytes.len() as u64 > MAX_FILE_SIZE {
+            return Err(fail(format!(
+                "the flow file is larger than {} MiB: a flow file describes a flow; keep data in files the steps read",
+                MAX_FILE_SIZE >> 20
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let pos = Pos {
+                line: good.iter().filter(|b| **b == b'\n').count() + 1,
+                col: good.len() - line_start + 1,
+            };
+            FlowErrors::one(FlowError::new(path, pos, "the flow file is not UTF-8 here"))
         })?;
         Self::parse(&text, path)
     }
 
     /// Parses and validates flow text; `path` names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Flow, FlowErrors> {
-        let flow = parse::parse(text, path)?;
-        validate::validate(&flow, text, path)?;
+        let (flow, loc) = parse::parse(text, path)?;
+        validate::validate(&flow, &loc, path)?;
         Ok(flow)
     }
 
     /// Validates a flow that did not come from a file (a package's manifest): the graph
     /// rules of [`Flow::parse`], with no positions to report.
     pub fn check(&self) -> Result<(), FlowErrors> {
-        validate::validate(self, "", Path::new("manifest"))
+        validate::validate(self, &locate::Locations::default(), Path::new("manifest"))
     }
 
     /// The steps in a stable order: breadth-first from `start`, by transition order.

@@ -94,7 +94,12 @@ impl Ctx<'_> {
     }
 }
 
-pub(super) fn parse(text: &str, file: &Path) -> Result<Flow, FlowErrors> {
+/// Parses `text`: the normalized flow, and where each node of the text is (the
+/// validator's errors point there too).
+pub(super) fn parse(text: &str, file: &Path) -> Result<(Flow, Locations), FlowErrors> {
+    // The scan vets the document (size, depth, aliases, duplicate keys) before serde
+    // builds anything from it.
+    let loc = Locations::scan(text, file)?;
     let raw: RawFlow = serde_norway::from_str(text).map_err(|e| {
         let pos = e
             .location()
@@ -107,12 +112,12 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Flow, FlowErrors> {
     })?;
     let mut cx = Ctx {
         file,
-        loc: Locations::index(text),
+        loc,
         errors: Vec::new(),
     };
     let flow = convert(raw, &mut cx);
     if cx.errors.is_empty() {
-        Ok(flow)
+        Ok((flow, cx.loc))
     } else {
         cx.errors.sort_by_key(|e| e.pos);
         Err(FlowErrors(cx.errors))
@@ -204,6 +209,9 @@ fn convert(raw: RawFlow, cx: &mut Ctx) -> Flow {
     let base = merge_settings(base, &defaults, &path!["defaults"], cx);
 
     let mut steps = BTreeMap::new();
+    // Entries of the steps' merged settings so far: `defaults` are copied into every step,
+    // so a flow file of bounded size could otherwise make a flow of any size.
+    let mut entries = 0usize;
     for (sname, rs) in &raw.steps {
         let at = path!["steps", sname];
         if !is_step_name(sname) {
@@ -215,6 +223,16 @@ fn convert(raw: RawFlow, cx: &mut Ctx) -> Flow {
             );
         }
         let settings = merge_settings(base.clone(), rs, &at, cx);
+        entries += settings.entries();
+        if entries > MAX_SETTINGS {
+            cx.err_at_key(
+                &at,
+                format!(
+                    "with `defaults` merged into every step, the steps up to '{sname}' hold more than {MAX_SETTINGS} settings (entries of env, secrets, node_selector, tolerations and inputs): give fewer defaults, or give them only to the steps that need them"
+                ),
+            );
+            break;
+        }
         if let Some(step) = convert_step(sname, rs, settings, cx) {
             steps.insert(sname.clone(), step);
         }
@@ -227,6 +245,20 @@ fn convert(raw: RawFlow, cx: &mut Ctx) -> Flow {
         parameters,
         max_workers,
         steps,
+    }
+}
+
+/// How many settings entries the steps of a flow may hold in all, `defaults` merged in.
+pub const MAX_SETTINGS: usize = 100_000;
+
+impl Settings {
+    /// How many entries its maps and lists hold.
+    fn entries(&self) -> usize {
+        self.env.len()
+            + self.secrets.len()
+            + self.node_selector.len()
+            + self.tolerations.len()
+            + self.inputs.as_ref().map_or(0, BTreeSet::len)
     }
 }
 

@@ -214,3 +214,286 @@ error_case!(
     join_of_two_splits,
     "name: x\nsteps:\n  start: {run: a, next: [a, b]}\n  a: {run: a, next: [c, d]}\n  b: {run: b, next: j}\n  c: {run: c, next: j}\n  d: {run: d, next: j}\n  j: {run: j, join: true, next: end}\n  end: {run: c}\n"
 );
+error_case!(
+    plain_cycle,
+    "name: x\nsteps:\n  start: {run: a, next: a}\n  a: {run: a, next: [b, end]}\n  b: {run: b, next: a}\n  end: {run: c}\n"
+);
+// Once a panic ("a step in a cycle leads on inside it"): the walk started at 'end', which
+// sorts first among the steps left over and leads nowhere.
+error_case!(
+    recursive_switch,
+    "name: x\nsteps:\n  start: {run: a, next: s}\n  s: {run: b, switch: {on: v, cases: {again: s, done: end}}}\n  end: {run: c}\n"
+);
+error_case!(
+    duplicate_keys,
+    "name: x\nparameters:\n  alpha: 1\n  alpha: 2\nsteps:\n  train: {run: a, next: end}\n  start: {run: a, next: train}\n  train:\n    run: b\n    next: end\n    env: {A: 1, B: 2, A: 3}\n    resources: {cpu: 1, cpu: 2}\n  end: {run: c, run: d}\n"
+);
+error_case!(
+    duplicate_keys_in_values,
+    "name: x\nparameters:\n  grid: {type: json, default: [{a: 1, \"a\": 2}]}\ndefaults:\n  secrets: {T: s/k, T: s/j}\n  node_selector: {pool: a, pool: b}\nenv: {path: a, path: b}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    duplicate_key_through_an_alias,
+    "name: x\nsteps:\n  &s start: {run: a, next: end}\n  end: {run: c}\n  *s : {run: b, next: end}\n"
+);
+error_case!(
+    billion_laughs,
+    "name: x\nparameters:\n  p:\n    default:\n      a0: &a0 [lol]\n      a1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\n      a2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\n      a3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\n      a4: &a4 [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\n      a5: &a5 [*a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4]\n      a6: &a6 [*a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5]\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    recursive_alias,
+    "name: x\nparameters:\n  p: &p {default: [*p]}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    two_documents,
+    "name: x\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n---\nname: y\n"
+);
+
+#[test]
+fn nesting_is_bounded() {
+    let deep = format!(
+        "name: x\nparameters:\n  p:\n    default: {}{}\nsteps:\n  start: {{run: a, next: end}}\n  end: {{run: c}}\n",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    insta::assert_snapshot!("nesting_is_bounded", errors(&deep));
+    // At the limit, the flow is fine (and its default nests within serde_json's limit too,
+    // inside a manifest).
+    let depth = super::locate::MAX_DEPTH - 3;
+    let ok = format!(
+        "name: x\nparameters:\n  p:\n    default: {}{}\nsteps:\n  start: {{run: a, next: end}}\n  end: {{run: c}}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let flow = Flow::parse(&ok, Path::new("flow.yaml")).unwrap();
+    let manifest = format!("{{\"flow\": {}}}", flow.canonical_json());
+    serde_json::from_str::<serde_json::Value>(&manifest).unwrap();
+}
+
+#[test]
+fn aliases_count_as_what_they_stand_for() {
+    // An anchor of 45,000 items, used twice: 135,000 nodes from 180 KB.
+    let items = vec!["1"; 45_000].join(",");
+    let text = format!(
+        "name: x\nparameters:\n  a: {{type: json, default: &a [{items}]}}\n  b: {{type: json, default: [*a, *a]}}\nsteps:\n  start: {{run: a, next: end}}\n  end: {{run: c}}\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "flow.yaml:4:33: this alias stands for 45001 nodes, which takes the document past 100000 nodes (keys, values and list items, an alias counting as all it stands for): a flow file describes a flow; keep data in files the steps read"
+    );
+    // Used once, it is fine.
+    let text = text.replace("[*a, *a]", "[*a]");
+    Flow::parse(&text, Path::new("flow.yaml")).unwrap();
+}
+
+/// Random graphs (linear steps, splits, joins, foreaches, switches, cycles, self-loops,
+/// missing targets, steps defined twice) as flow text: parsing and validating never
+/// panics, every error has a position, and a flow that passes reads back unchanged and
+/// passes the manifest-side check too. The same graphs built as [`Flow`] values, as a
+/// manifest could hold them (duplicate split targets and all), never make
+/// [`Flow::check`] panic either.
+mod random_graphs {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+
+    use super::*;
+
+    /// Step names; the last one is never defined.
+    const NAMES: [&str; 8] = ["start", "end", "a", "b", "c", "d", "e", "missing"];
+
+    #[derive(Clone, Debug)]
+    enum Edge {
+        End,
+        Linear(usize),
+        Split(Vec<usize>),
+        Foreach(usize),
+        Switch(Vec<usize>),
+    }
+
+    #[derive(Clone, Debug)]
+    struct GraphStep {
+        name: usize,
+        edge: Edge,
+        join: bool,
+        outputs: Vec<usize>,
+    }
+
+    /// A target: mostly a step that may exist, now and then one that never does.
+    fn target() -> impl Strategy<Value = usize> {
+        prop_oneof![15 => 1..NAMES.len() - 1, 1 => Just(NAMES.len() - 1)]
+    }
+
+    fn edge() -> impl Strategy<Value = Edge> {
+        prop_oneof![
+            1 => Just(Edge::End),
+            4 => target().prop_map(Edge::Linear),
+            2 => vec(target(), 1..4).prop_map(Edge::Split),
+            1 => target().prop_map(Edge::Foreach),
+            2 => vec(target(), 1..4).prop_map(Edge::Switch),
+        ]
+    }
+
+    /// `start`, `end` (which mostly ends), some of the other names, and now and then one
+    /// step defined twice.
+    fn steps() -> impl Strategy<Value = Vec<GraphStep>> {
+        let step = (edge(), prop::bool::weighted(0.2), vec(0..3usize, 0..3));
+        (
+            vec((any::<bool>(), step), NAMES.len() - 1),
+            prop::bool::weighted(0.9),
+            prop::option::weighted(0.05, 0..NAMES.len() - 1),
+        )
+            .prop_map(|(all, end_ends, twice)| {
+                let present: Vec<bool> =
+                    all.iter().enumerate().map(|(i, s)| i < 2 || s.0).collect();
+                // A target that is not defined becomes 'end', unless it is the missing one.
+                let fix = |t: usize| {
+                    if t < present.len() && !present[t] {
+                        1
+                    } else {
+                        t
+                    }
+                };
+                let mut out: Vec<GraphStep> = all
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| present[*i])
+                    .map(|(name, (_, (edge, join, outputs)))| GraphStep {
+                        edge: match edge {
+                            _ if name == 1 && end_ends => Edge::End,
+                            Edge::End => Edge::End,
+                            Edge::Linear(t) => Edge::Linear(fix(t)),
+                            Edge::Foreach(t) => Edge::Foreach(fix(t)),
+                            Edge::Split(ts) => Edge::Split(ts.into_iter().map(fix).collect()),
+                            Edge::Switch(ts) => Edge::Switch(ts.into_iter().map(fix).collect()),
+                        },
+                        join: join && name != 0,
+                        name,
+                        outputs,
+                    })
+                    .collect();
+                if let Some(again) = twice.and_then(|t| out.iter().find(|s| s.name == t).cloned()) {
+                    out.push(again);
+                }
+                out
+            })
+    }
+
+    fn text(steps: &[GraphStep]) -> String {
+        let mut out = String::from("name: g\nsteps:\n");
+        for s in steps {
+            let list = |v: &[usize]| v.iter().map(|t| NAMES[*t]).collect::<Vec<_>>().join(", ");
+            let edge = match &s.edge {
+                Edge::End => String::new(),
+                Edge::Linear(t) => format!(", next: {}", NAMES[*t]),
+                Edge::Split(ts) => format!(", next: [{}]", list(ts)),
+                Edge::Foreach(t) => format!(", foreach: items, next: {}", NAMES[*t]),
+                Edge::Switch(ts) => {
+                    let cases: Vec<String> = ts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| format!("c{i}: {}", NAMES[*t]))
+                        .collect();
+                    format!(", switch: {{on: v, cases: {{{}}}}}", cases.join(", "))
+                }
+            };
+            let outputs: Vec<String> = s.outputs.iter().map(|o| format!("o{o}")).collect();
+            out.push_str(&format!(
+                "  {}: {{run: x{edge}, join: {}, outputs: [{}]}}\n",
+                NAMES[s.name],
+                s.join,
+                outputs.join(", ")
+            ));
+        }
+        out
+    }
+
+    fn flow(steps: &[GraphStep]) -> Flow {
+        let mut flow = Flow::parse(
+            "name: g\nsteps:\n  start: {run: x, next: end}\n  end: {run: x}\n",
+            Path::new("flow.yaml"),
+        )
+        .unwrap();
+        let base = flow.steps["end"].clone();
+        flow.steps.clear();
+        for s in steps {
+            let name = |t: &usize| NAMES[*t].to_string();
+            let next = match &s.edge {
+                Edge::End => Transition::End,
+                Edge::Linear(t) => Transition::Linear(name(t)),
+                Edge::Split(ts) => Transition::Split(ts.iter().map(name).collect()),
+                Edge::Foreach(t) => Transition::Foreach {
+                    over: "items".into(),
+                    body: name(t),
+                },
+                Edge::Switch(ts) => Transition::Switch {
+                    on: "v".into(),
+                    cases: ts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| (format!("c{i}"), name(t)))
+                        .collect(),
+                },
+            };
+            let step = Step {
+                next,
+                join: s.join,
+                outputs: s.outputs.iter().map(|o| format!("o{o}")).collect(),
+                ..base.clone()
+            };
+            flow.steps.insert(NAMES[s.name].to_string(), step);
+        }
+        flow
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn parsing_and_validating_random_graphs_never_panics(steps in steps()) {
+            let text = text(&steps);
+            match Flow::parse(&text, Path::new("flow.yaml")) {
+                Ok(flow) => {
+                    prop_assert!(flow.check().is_ok(), "{}", text);
+                    let back: Flow = serde_json::from_str(&flow.canonical_json()).unwrap();
+                    prop_assert_eq!(&back, &flow);
+                    prop_assert_eq!(flow.order().len(), flow.steps.len());
+                }
+                Err(errors) => {
+                    prop_assert!(!errors.0.is_empty());
+                    for e in &errors.0 {
+                        prop_assert!(e.pos.line >= 1 && e.pos.col >= 1, "{}\n{}", e, text);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn checking_random_graphs_without_positions_never_panics(steps in steps()) {
+            let _ = flow(&steps).check();
+        }
+    }
+
+    #[test]
+    fn the_generator_reaches_valid_flows_and_every_graph_error() {
+        // A guard on the generator itself: it must produce valid flows and cycles too,
+        // or the properties above test little.
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let (mut valid, mut cycles, mut recursive) = (0, 0, 0);
+        for _ in 0..3000 {
+            let steps = steps().new_tree(&mut runner).unwrap().current();
+            match Flow::parse(&text(&steps), Path::new("flow.yaml")) {
+                Ok(_) => valid += 1,
+                Err(e) => {
+                    let e = e.to_string();
+                    cycles += usize::from(e.contains("cycle"));
+                    recursive += usize::from(e.contains("recursive switches"));
+                }
+            }
+        }
+        assert!(
+            valid > 10 && cycles > 10 && recursive > 10,
+            "{valid} {cycles} {recursive}"
+        );
+    }
+}

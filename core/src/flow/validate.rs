@@ -13,7 +13,7 @@ use super::*;
 struct Checker<'a> {
     flow: &'a Flow,
     file: &'a Path,
-    loc: Locations,
+    loc: &'a Locations,
     errors: Vec<FlowError>,
 }
 
@@ -37,11 +37,11 @@ impl Checker<'_> {
     }
 }
 
-pub(super) fn validate(flow: &Flow, text: &str, file: &Path) -> Result<(), FlowErrors> {
+pub(super) fn validate(flow: &Flow, loc: &Locations, file: &Path) -> Result<(), FlowErrors> {
     let mut c = Checker {
         flow,
         file,
-        loc: Locations::index(text),
+        loc,
         errors: Vec::new(),
     };
     check_names_and_targets(&mut c);
@@ -97,6 +97,8 @@ fn check_names_and_targets(c: &mut Checker) {
         }
     }
     let mut kfp: BTreeMap<String, &str> = BTreeMap::new();
+    // "Did you mean" compares a name with every step: only for the first few unknown names.
+    let mut hints = 0;
     for (name, step) in &flow.steps {
         if let Some(other) = kfp.insert(kfp_name(name), name) {
             c.err(
@@ -110,7 +112,10 @@ fn check_names_and_targets(c: &mut Checker) {
         }
         for (target, at) in target_paths(name, step) {
             if !flow.steps.contains_key(&target) {
-                let hint = closest(&target, flow.steps.keys())
+                hints += 1;
+                let hint = (hints <= MAX_HINTS)
+                    .then(|| closest(&target, flow.steps.keys()))
+                    .flatten()
                     .map(|s| format!(": did you mean '{s}'?"))
                     .unwrap_or_else(|| ": add the step or fix the name".into());
                 c.err(
@@ -161,6 +166,9 @@ fn check_names_and_targets(c: &mut Checker) {
     }
 }
 
+/// How many unknown step names get a "did you mean".
+const MAX_HINTS: usize = 20;
+
 /// Edit distance <= 2 (or a prefix match) to one of `names`.
 fn closest<'a>(target: &str, names: impl Iterator<Item = &'a String>) -> Option<&'a str> {
     fn dist(a: &str, b: &str) -> usize {
@@ -179,7 +187,9 @@ fn closest<'a>(target: &str, names: impl Iterator<Item = &'a String>) -> Option<
         }
         prev[b.len()]
     }
+    let len = target.chars().count();
     names
+        .filter(|n| n.starts_with(target) || n.chars().count().abs_diff(len) <= 2)
         .map(|n| (dist(target, n), n))
         .filter(|(d, n)| *d <= 2 || n.starts_with(target))
         .min()
@@ -217,8 +227,11 @@ fn check_acyclic(c: &mut Checker, steps: &BTreeSet<String>) -> Option<Vec<String
     let flow = c.flow;
     let mut indegree: BTreeMap<&str, usize> = steps.iter().map(|s| (s.as_str(), 0)).collect();
     for s in steps {
+        // Edges within `steps` (all of them: the steps are those reachable from 'start').
         for t in flow.steps[s].next.targets() {
-            *indegree.get_mut(t).expect("targets were checked") += 1;
+            if let Some(d) = indegree.get_mut(t) {
+                *d += 1;
+            }
         }
     }
     let mut ready: VecDeque<&str> = indegree
@@ -230,83 +243,205 @@ fn check_acyclic(c: &mut Checker, steps: &BTreeSet<String>) -> Option<Vec<String
     while let Some(s) = ready.pop_front() {
         order.push(s.to_string());
         for t in flow.steps[s].next.targets() {
-            let d = indegree.get_mut(t).expect("targets were checked");
-            *d -= 1;
-            if *d == 0 {
-                ready.push_back(t);
+            if let Some(d) = indegree.get_mut(t) {
+                *d -= 1;
+                if *d == 0 {
+                    ready.push_back(t);
+                }
             }
         }
     }
     if order.len() == steps.len() {
         return Some(order);
     }
-    // Walk forward inside the leftover steps until one repeats: that is a cycle.
     let left: BTreeSet<&str> = indegree
         .iter()
         .filter(|(_, d)| **d > 0)
         .map(|(s, _)| *s)
         .collect();
-    let mut walk: Vec<&str> = vec![left.iter().next().copied().expect("a step is left")];
-    loop {
-        let last = *walk.last().expect("walk is not empty");
-        let next = flow.steps[last]
-            .next
-            .targets()
-            .into_iter()
-            .find(|t| left.contains(t))
-            .expect("a step in a cycle leads on inside it");
-        if let Some(i) = walk.iter().position(|s| *s == next) {
-            let cycle = &walk[i..];
-            let shown: Vec<&str> = cycle
-                .iter()
-                .chain(std::iter::once(&next))
-                .copied()
-                .collect();
-            let back = cycle.last().expect("cycle is not empty");
-            let at = target_paths(back, &flow.steps[*back])
-                .into_iter()
-                .find(|(t, _)| t == next)
-                .map(|(_, p)| p)
-                .unwrap_or_else(|| path!["steps", *back]);
-            c.err(
-                at,
-                false,
-                format!(
-                    "the steps form a cycle: {}; flows are acyclic (KFP runs a DAG): break the loop",
-                    shown.join(" -> ")
-                ),
-            );
-            return None;
+    match find_cycle(flow, &left) {
+        Some(cycle) => report_cycle(c, &cycle),
+        // Not reached: a step left over always has a predecessor left over.
+        None => c.err(
+            path!["steps"],
+            true,
+            "the steps form a cycle: break the loop",
+        ),
+    }
+    None
+}
+
+/// A cycle among `left`, the steps a topological sort could not order, as the steps in
+/// the order they run, starting where the flow enters it.
+///
+/// Each of them still has a predecessor among them (that is why it was left), but not
+/// necessarily a successor (a step after a cycle): so the walk goes backwards, from
+/// predecessor to predecessor, until a step repeats.
+fn find_cycle<'f>(flow: &'f Flow, left: &BTreeSet<&'f str>) -> Option<Vec<&'f str>> {
+    let mut preds: HashMap<&str, &str> = HashMap::new();
+    for s in left {
+        for t in flow.steps[*s].next.targets() {
+            if left.contains(t) {
+                preds.entry(t).or_insert(s);
+            }
         }
-        walk.push(next);
+    }
+    let mut walk: Vec<&str> = vec![left.first()?];
+    let mut at: HashMap<&str, usize> = HashMap::from([(walk[0], 0)]);
+    loop {
+        let pred = preds.get(walk.last()?)?;
+        if let Some(i) = at.get(pred) {
+            // walk[j + 1] leads to walk[j]: forward, the cycle is walk[i..] reversed.
+            let mut cycle: Vec<&str> = walk[*i..].iter().rev().copied().collect();
+            let rank: HashMap<&str, usize> = flow
+                .order()
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (s, i))
+                .collect();
+            let first = (0..cycle.len()).min_by_key(|k| rank.get(cycle[*k]))?;
+            cycle.rotate_left(first);
+            return Some(cycle);
+        }
+        at.insert(pred, walk.len());
+        walk.push(pred);
     }
 }
 
-/// An open split: the step that split, and which branch we are on (`*` for a foreach).
-type Frame = (String, String);
+/// Reports `cycle` at the edge that closes it, or at a switch case that leads back (a
+/// recursive switch, which may come one day: KFP can recurse through sub-pipelines).
+fn report_cycle(c: &mut Checker, cycle: &[&str]) {
+    let flow = c.flow;
+    let closed: Vec<&str> = cycle.iter().chain(cycle.first()).copied().collect();
+    let mut edges = closed.windows(2).map(|w| (w[0], w[1]));
+    let shown = if closed.len() > 12 {
+        format!(
+            "{} -> ({} more) -> {}",
+            closed[..5].join(" -> "),
+            closed.len() - 10,
+            closed[closed.len() - 5..].join(" -> ")
+        )
+    } else {
+        closed.join(" -> ")
+    };
+    let case_back = edges
+        .clone()
+        .find_map(|(from, to)| match &flow.steps[from].next {
+            Transition::Switch { cases, .. } => cases
+                .iter()
+                .find(|(_, t)| *t == to)
+                .map(|(case, _)| (from, case.as_str(), to)),
+            _ => None,
+        });
+    if let Some((from, case, to)) = case_back {
+        c.err(
+            path!["steps", from, "switch", "cases", case],
+            false,
+            format!(
+                "case '{case}' of the switch of '{from}' leads back to '{to}', which makes a cycle: {shown}; recursive switches are not supported yet (flows are acyclic: KFP runs a DAG)",
+            ),
+        );
+        return;
+    }
+    let Some((back, next)) = edges.next_back() else {
+        return;
+    };
+    let at = target_paths(back, &flow.steps[back])
+        .into_iter()
+        .find(|(t, _)| t == next)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| path!["steps", back]);
+    c.err(
+        at,
+        false,
+        format!(
+            "the steps form a cycle: {shown}; flows are acyclic (KFP runs a DAG): break the loop",
+        ),
+    );
+}
+
+/// How deep splits and foreaches may nest: deeper nesting is no flow a person writes, and
+/// the checks below walk the open splits around each step.
+pub const MAX_NESTING: usize = 64;
+
+/// An open split or foreach around a step, in an arena: the step that split, the branch
+/// (`*` for a foreach), and the split open around it. One entry per (around, split,
+/// branch), so that two steps are in the same splits exactly when their ids are equal.
+struct Frame<'f> {
+    split: &'f str,
+    branch: &'f str,
+    around: Option<usize>,
+    depth: usize,
+}
+
+#[derive(Default)]
+struct Frames<'f> {
+    all: Vec<Frame<'f>>,
+    ids: HashMap<(Option<usize>, &'f str, &'f str), usize>,
+}
+
+impl<'f> Frames<'f> {
+    fn open(&mut self, around: Option<usize>, split: &'f str, branch: &'f str) -> usize {
+        let depth = around.map_or(1, |a| self.all[a].depth + 1);
+        *self.ids.entry((around, split, branch)).or_insert_with(|| {
+            self.all.push(Frame {
+                split,
+                branch,
+                around,
+                depth,
+            });
+            self.all.len() - 1
+        })
+    }
+
+    /// The frames from `id` outwards.
+    fn chain(&self, mut id: Option<usize>) -> impl Iterator<Item = &Frame<'f>> {
+        std::iter::from_fn(move || {
+            let f = &self.all[id?];
+            id = f.around;
+            Some(f)
+        })
+    }
+}
 
 fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
     let flow = c.flow;
-    let mut ctx: HashMap<&str, (Vec<Frame>, String)> = HashMap::new();
-    ctx.insert("start", (Vec::new(), String::new()));
-    // split -> joins that close it; join -> (splits it closes, branches it receives)
+    let mut frames = Frames::default();
+    // step -> (the innermost split open around it, the step it was first reached from)
+    let mut ctx: HashMap<&str, (Option<usize>, &str)> = HashMap::new();
+    ctx.insert("start", (None, ""));
+    // split -> joins that close it; join -> splits it closes
     let mut closes: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut received: BTreeMap<&str, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    let mut received: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut reported: BTreeSet<&str> = BTreeSet::new();
     for s in order {
-        let Some((here, _)) = ctx.get(s.as_str()).cloned() else {
+        let Some((s, (here, _))) = ctx.get_key_value(s.as_str()).map(|(k, v)| (*k, *v)) else {
             continue;
         };
         let step = &flow.steps[s];
         for t in step.next.targets() {
-            let mut frames = here.clone();
-            match &step.next {
-                Transition::Split(_) => frames.push((s.clone(), t.to_string())),
-                Transition::Foreach { .. } => frames.push((s.clone(), "*".to_string())),
-                _ => {}
+            // Every target exists (checked first); this borrows its name from the flow.
+            let Some((t, _)) = flow.steps.get_key_value(t) else {
+                continue;
+            };
+            let t = t.as_str();
+            let mut inner = match &step.next {
+                Transition::Split(_) => Some(frames.open(here, s, t)),
+                Transition::Foreach { .. } => Some(frames.open(here, s, "*")),
+                _ => here,
+            };
+            if let Some(f) = inner
+                && frames.all[f].depth > MAX_NESTING
+            {
+                c.err(
+                    path!["steps", s],
+                    true,
+                    format!("splits and foreaches nest more than {MAX_NESTING} deep at '{s}'"),
+                );
+                return;
             }
             if flow.steps[t].join {
-                match frames.pop() {
+                match inner {
                     None => {
                         c.err(
                             path!["steps", t, "join"],
@@ -317,22 +452,19 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
                         );
                         continue;
                     }
-                    Some((split, branch)) => {
-                        closes
-                            .entry(flow.steps.get_key_value(&split).unwrap().0)
-                            .or_default()
-                            .insert(t);
-                        let r = received.entry(t).or_default();
-                        r.0.insert(split);
-                        r.1.insert(branch);
+                    Some(f) => {
+                        let f = &frames.all[f];
+                        closes.entry(f.split).or_default().insert(t);
+                        received.entry(t).or_default().insert(f.split);
+                        inner = f.around;
                     }
                 }
             }
             match ctx.get(t) {
                 None => {
-                    ctx.insert(t, (frames, s.clone()));
+                    ctx.insert(t, (inner, s));
                 }
-                Some((other, via)) if *other != frames && reported.insert(t) => {
+                Some((other, via)) if *other != inner && reported.insert(t) => {
                     let msg = if flow.steps[t].join {
                         format!(
                             "join '{t}' is reached from '{via}' and '{s}', which sit in different splits: each join closes one split or foreach"
@@ -348,20 +480,21 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
             }
         }
     }
-    if let Some((frames, _)) = ctx.get("end")
-        && let Some((split, _)) = frames.last()
+    if let Some((inner, _)) = ctx.get("end")
+        && let Some(f) = frames.chain(*inner).next()
     {
         c.err(
-                path!["steps", "end"],
-                true,
-                format!(
-                    "the flow reaches 'end' while the branches of '{split}' are still open: add a step with `join: true` where they meet"
-                ),
-            );
+            path!["steps", "end"],
+            true,
+            format!(
+                "the flow reaches 'end' while the branches of '{}' are still open: add a step with `join: true` where they meet",
+                f.split
+            ),
+        );
     }
-    for (join, (splits, _)) in &received {
+    for (join, splits) in &received {
         if splits.len() > 1 {
-            let list: Vec<&str> = splits.iter().map(String::as_str).collect();
+            let list: Vec<&str> = splits.iter().copied().collect();
             c.err(
                 path!["steps", *join],
                 true,
@@ -370,6 +503,20 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
                     list.join(", ")
                 ),
             );
+        }
+    }
+    // split -> artifact -> the branches that write it, from every step inside the split.
+    let mut writers: HashMap<&str, BTreeMap<&str, BTreeSet<&str>>> = HashMap::new();
+    for (step, (inner, _)) in &ctx {
+        let outputs = &flow.steps[*step].outputs;
+        if outputs.is_empty() {
+            continue;
+        }
+        for f in frames.chain(*inner) {
+            let by = writers.entry(f.split).or_default();
+            for out in outputs {
+                by.entry(out).or_default().insert(f.branch);
+            }
         }
     }
     for (split, joins) in &closes {
@@ -385,12 +532,10 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
             );
             continue;
         }
-        let join = *joins
-            .iter()
-            .next()
-            .expect("a split with an entry has a join");
-        if let Transition::Split(branches) = &flow.steps[*split].next {
-            check_collisions(c, split, branches, join, &ctx);
+        if let (Some(join), Transition::Split(_), Some(by)) =
+            (joins.first(), &flow.steps[*split].next, writers.get(split))
+        {
+            check_collisions(c, split, join, by);
         }
     }
 }
@@ -400,32 +545,19 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
 fn check_collisions(
     c: &mut Checker,
     split: &str,
-    branches: &[String],
     join: &str,
-    ctx: &HashMap<&str, (Vec<Frame>, String)>,
+    writers: &BTreeMap<&str, BTreeSet<&str>>,
 ) {
     let flow = c.flow;
-    let depth = ctx[split].0.len();
-    let mut writers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for (step, (frames, _)) in ctx {
-        let Some((s, branch)) = frames.get(depth) else {
-            continue;
-        };
-        if s == split && branches.contains(branch) {
-            for out in &flow.steps[*step].outputs {
-                writers.entry(out).or_default().insert(branch);
-            }
-        }
-    }
     for (artifact, by) in writers {
-        if by.len() > 1 && !flow.steps[join].outputs.contains(artifact) {
-            let list: Vec<&str> = by.into_iter().collect();
+        if by.len() > 1 && !flow.steps[join].outputs.contains(*artifact) {
+            let list: Vec<String> = by.iter().map(|b| format!("'{b}'")).collect();
             c.err(
                 path!["steps", join],
                 true,
                 format!(
                     "artifact '{artifact}' is written in branches {} of '{split}' and join '{join}' does not resolve it: list it in {join}'s `outputs` (the join writes the value to keep) or give the branches distinct names",
-                    list.iter().map(|b| format!("'{b}'")).collect::<Vec<_>>().join(" and ")
+                    list.join(" and ")
                 ),
             );
         }
