@@ -23,6 +23,8 @@ pub enum NameKind {
     Artifact,
     /// A parameter: a Python-style identifier.
     Parameter,
+    /// A step's environment variable: an identifier not starting with `FLOWPACK_`.
+    EnvVar,
     /// A run id: letters, digits, `_`, `-`, starting with a letter or digit.
     Run,
     /// A task id: `0`, or foreach indices joined by `.` (`3.1`).
@@ -42,6 +44,7 @@ impl NameKind {
             Self::Step => "step name",
             Self::Artifact => "artifact name",
             Self::Parameter => "parameter name",
+            Self::EnvVar => "environment variable name",
             Self::Run => "run id",
             Self::Task => "task id",
             Self::TaskRef => "task reference",
@@ -62,6 +65,9 @@ impl NameKind {
                 "use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'"
             }
             Self::Parameter => "use letters, digits and '_', not starting with a digit",
+            Self::EnvVar => {
+                "use letters, digits and '_', not starting with a digit (names starting FLOWPACK_ are flowpack's own)"
+            }
             Self::Run => {
                 "use 1 to 128 letters, digits, '_' or '-', starting with a letter or digit"
             }
@@ -83,12 +89,8 @@ impl NameKind {
             Self::Flow => is_name(s, 128, b"._-", true),
             Self::Step => is_name(s, 100, b"_-", true),
             Self::Artifact => is_name(s, 128, b"._-", false),
-            Self::Parameter => {
-                let mut b = s.bytes();
-                s.len() <= 128
-                    && matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
-                    && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
-            }
+            Self::Parameter => is_identifier(s),
+            Self::EnvVar => is_identifier(s) && !s.starts_with("FLOWPACK_"),
             Self::Run => is_name(s, 128, b"_-", true),
             Self::Task => {
                 !s.is_empty()
@@ -167,6 +169,13 @@ pub(crate) fn is_name(s: &str, max_len: usize, punct: &[u8], alnum_first: bool) 
         && (!alnum_first || first.is_ascii_alphanumeric())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || punct.contains(&b))
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut b = s.bytes();
+    s.len() <= 128
+        && matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 /// serde `deserialize_with` functions that run [`check`] on names in store documents.

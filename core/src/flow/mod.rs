@@ -388,7 +388,46 @@ impl Flow {
     /// Validates a flow that did not come from a file (a package's manifest): the graph
     /// rules of [`Flow::parse`], with no positions to report.
     pub fn check(&self) -> Result<(), FlowErrors> {
+        self.check_names()?;
         validate::validate(self, &locate::Locations::default(), Path::new("manifest"))
+    }
+
+    /// Every name of a flow that did not come from a file, by the rules the parser applies
+    /// to flow files ([`crate::name`]): a manifest's names become keys, file names and
+    /// environment variable names.
+    fn check_names(&self) -> Result<(), FlowErrors> {
+        use crate::name::{NameKind as K, check};
+        let mut names: Vec<(K, &str)> = vec![(K::Flow, &self.name)];
+        names.extend(self.parameters.keys().map(|p| (K::Parameter, p.as_str())));
+        for (name, step) in &self.steps {
+            names.push((K::Step, name));
+            names.extend(step.next.targets().into_iter().map(|t| (K::Step, t)));
+            match &step.next {
+                Transition::Foreach { over: a, .. } | Transition::Switch { on: a, .. } => {
+                    names.push((K::Artifact, a));
+                }
+                _ => {}
+            }
+            names.extend(step.outputs.iter().map(|a| (K::Artifact, a.as_str())));
+            let s = &step.settings;
+            names.extend(s.inputs.iter().flatten().map(|a| (K::Artifact, a.as_str())));
+            names.extend(
+                s.env
+                    .keys()
+                    .chain(s.secrets.keys())
+                    .map(|v| (K::EnvVar, v.as_str())),
+            );
+        }
+        let errors: Vec<FlowError> = names
+            .into_iter()
+            .filter_map(|(kind, n)| check(kind, n).err())
+            .map(|e| FlowError::new(Path::new("manifest"), Pos::default(), e.to_string()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(FlowErrors(errors))
+        }
     }
 
     /// The steps in a stable order: breadth-first from `start`, by transition order.

@@ -10,6 +10,7 @@ use serde_norway::Value;
 
 use super::locate::{Locations, Seg, path};
 use super::*;
+use crate::name::{self, NameKind};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -794,21 +795,19 @@ pub(super) const ARTIFACT_NAME_RULE: &str =
     "use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'";
 
 pub(super) fn is_artifact_name(s: &str) -> bool {
-    crate::name::is_name(s, 128, b"._-", false)
+    name::check(NameKind::Artifact, s).is_ok()
 }
 
 fn is_flow_name(s: &str) -> bool {
-    crate::name::is_name(s, 128, b"._-", true)
+    name::check(NameKind::Flow, s).is_ok()
 }
 
 fn is_step_name(s: &str) -> bool {
-    crate::name::is_name(s, 100, b"_-", true)
+    name::check(NameKind::Step, s).is_ok()
 }
 
 fn is_identifier(s: &str) -> bool {
-    let mut b = s.bytes();
-    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
-        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    name::check(NameKind::Parameter, s).is_ok()
 }
 
 fn is_python_version(s: &str) -> bool {

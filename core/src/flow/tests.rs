@@ -497,3 +497,60 @@ mod random_graphs {
         );
     }
 }
+
+/// A flow read back from a manifest was never parsed from YAML: [`Flow::check`] holds its
+/// names to the flow file's rules, so none can become a path or a key that leaves its
+/// folder.
+#[test]
+fn a_manifest_flow_with_names_a_file_would_not_allow_is_refused() {
+    let flow = Flow::parse(FULL, Path::new("flow.yaml")).unwrap();
+    flow.check().unwrap();
+    type Mutation = fn(&mut Flow);
+    let cases: [(Mutation, &str); 6] = [
+        (|f| f.name = "../other".into(), "flow name '../other'"),
+        (
+            |f| {
+                let s = f.steps.remove("end").unwrap();
+                f.steps.insert("../end".into(), s);
+            },
+            "step name '../end'",
+        ),
+        (
+            |f| {
+                let s = f.steps.get_mut("start").unwrap();
+                s.next = Transition::Foreach {
+                    over: "../../etc/passwd".into(),
+                    body: "train_a".into(),
+                };
+            },
+            "artifact name '../../etc/passwd'",
+        ),
+        (
+            |f| {
+                let s = f.steps.get_mut("pick").unwrap();
+                s.settings.inputs = Some(["/abs".to_string()].into());
+            },
+            "artifact name '/abs'",
+        ),
+        (
+            |f| {
+                let s = f.steps.get_mut("pick").unwrap();
+                s.settings.env.insert("FLOWPACK_STORE".into(), "x".into());
+            },
+            "environment variable name 'FLOWPACK_STORE'",
+        ),
+        (
+            |f| {
+                let p = f.parameters.remove("alpha").unwrap();
+                f.parameters.insert("a=b".into(), p);
+            },
+            "parameter name 'a=b'",
+        ),
+    ];
+    for (mutate, expected) in cases {
+        let mut f = flow.clone();
+        mutate(&mut f);
+        let err = f.check().unwrap_err().to_string();
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+}
