@@ -11,15 +11,19 @@ use flowpack_core::store::Store;
 pub const DEFAULT_STORE_DIR: &str = ".flowpack";
 
 /// The store named by `--store`, else `FLOWPACK_STORE`, else `.flowpack/` in `beside`.
+/// Errors say where the URL came from and show it only through `redact_url`.
 pub fn store(flag: Option<&str>, beside: &Path) -> Result<Store> {
-    let url = match flag {
-        Some(u) => u.to_string(),
+    let (url, from) = match flag {
+        Some(u) => (u.to_string(), "the store given by --store"),
         None => match std::env::var(FLOWPACK_STORE) {
-            Ok(u) if !u.is_empty() => u,
-            _ => beside.join(DEFAULT_STORE_DIR).display().to_string(),
+            Ok(u) if !u.is_empty() => (u, "the store given by FLOWPACK_STORE"),
+            _ => (
+                beside.join(DEFAULT_STORE_DIR).display().to_string(),
+                "the default store",
+            ),
         },
     };
-    Ok(Store::open(&url)?)
+    Store::open(&url).with_context(|| format!("cannot open {from}"))
 }
 
 /// The folder of a flow file (`.` for a bare file name).

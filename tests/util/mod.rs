@@ -390,6 +390,7 @@ pub struct Measured {
 pub fn measured(cmd: &mut Command) -> Measured {
     use std::os::unix::process::ExitStatusExt;
     let started = Instant::now();
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -10,7 +10,7 @@ pub enum StoreError {
     /// The store URL cannot be used.
     #[error("store URL '{url}' is not usable: {reason}")]
     BadUrl {
-        /// The URL, as given (credentials are refused before this is built).
+        /// The URL through [`super::redact_url`]: nothing secret in it is shown.
         url: String,
         /// Why, and what to write instead.
         reason: String,
@@ -18,7 +18,7 @@ pub enum StoreError {
     /// The backend could not be configured.
     #[error("cannot open the store {url}: {source}")]
     Open {
-        /// The store.
+        /// The store, through [`super::redact_url`].
         url: String,
         /// The cause.
         #[source]

@@ -36,6 +36,7 @@ use tokio::io::AsyncReadExt;
 
 pub use blob::{BlobReader, BlobWriter, compress_bytes};
 pub use error::StoreError;
+pub use open::redact_url;
 
 use crate::Digest;
 
@@ -87,7 +88,9 @@ impl Store {
         })
     }
 
-    /// The store as a URL or path that is safe to print (it never holds credentials).
+    /// The store as a URL or path that is safe to print and to pass to tasks: a store URL
+    /// with anything [`redact_url`] would hide is refused by [`Store::open`], so this is
+    /// the URL as given (a local store's absolute folder).
     pub fn url(&self) -> &str {
         &self.display
     }
