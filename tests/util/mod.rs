@@ -385,44 +385,66 @@ pub struct Measured {
     pub elapsed: Duration,
 }
 
-/// Runs `cmd` to its end and reports its output, its own peak RSS (from `wait4`, so exact
-/// and per process, whatever else the test binary runs at the same time) and its wall time.
+/// Starts the command in `argv[2:]` from a small process and writes its `wait4` figures
+/// (peak RSS in KiB, seconds, wait status) to the file `argv[1]`.
+const MEASURE: &str = r#"import os, sys, time
+report, argv = sys.argv[1], sys.argv[2:]
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+elapsed = time.monotonic() - started
+with open(report, "w") as f:
+    f.write(f"{usage.ru_maxrss} {elapsed} {status}")
+"#;
+
+/// Runs `cmd` to its end and reports its output, its own peak RSS (from `wait4`, per
+/// process, whatever else the test binary runs at the same time) and its wall time.
+///
+/// The command is started by a small Python process, not by this test binary: Linux
+/// counts in a process's peak RSS the high-water mark of the memory it was forked from
+/// (recorded at exec), so a child of this binary would report at least this binary's own
+/// peak — over 100 MB once some test held large buffers. The floor is now Python's ~10 MB.
 pub fn measured(cmd: &mut Command) -> Measured {
     use std::os::unix::process::ExitStatusExt;
-    let started = Instant::now();
-    #[allow(clippy::zombie_processes)] // reaped by wait4 below
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut out, &mut v).unwrap();
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut err, &mut v).unwrap();
-        v
-    });
-    let mut status = 0;
-    // SAFETY: rusage is plain data, zeroed is a valid value; wait4 fills it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing into the locals above.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4 failed");
-    let elapsed = started.elapsed();
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut launcher = Command::new(find_python());
+    launcher
+        .arg("-c")
+        .arg(MEASURE)
+        .arg(report.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null());
+    if let Some(dir) = cmd.get_current_dir() {
+        launcher.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => launcher.env(k, v),
+            None => launcher.env_remove(k),
+        };
+    }
+    let output = launcher.output().expect("spawn the measuring launcher");
+    let figures = std::fs::read_to_string(report.path()).unwrap_or_default();
+    let figures: Vec<&str> = figures.split_whitespace().collect();
+    assert!(
+        output.status.success() && figures.len() == 3,
+        "the measuring launcher failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     Measured {
         output: Output {
-            status: std::process::ExitStatus::from_raw(status),
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
+            status: std::process::ExitStatus::from_raw(figures[2].parse().unwrap()),
+            stdout: output.stdout,
+            stderr: output.stderr,
         },
-        peak_rss: usage.ru_maxrss as u64 * 1024,
-        elapsed,
+        peak_rss: figures[0].parse::<u64>().unwrap() * 1024,
+        elapsed: Duration::from_secs_f64(figures[1].parse().unwrap()),
     }
 }
