@@ -7,6 +7,7 @@ mod cli;
 mod containers;
 mod crashes;
 mod faults;
+mod hostile_store;
 mod kfp;
 mod load;
 mod push;
