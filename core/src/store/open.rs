@@ -314,13 +314,16 @@ const SHOWN_OPTIONS: &[&str] = &["account", "endpoint", "path_style", "region"];
 /// like option names); a `#fragment` becomes `#***`. A folder path (neither `://` nor a
 /// store scheme) is returned as it is. A URL [`super::Store::open`] accepts is returned unchanged.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme) = scheme_of(url)
-        .filter(|s| url[s.len()..].starts_with("://") || KNOWN_SCHEMES.contains(&s.as_str()))
+    // Leading spaces and control characters are skipped, as URL parsers do.
+    let body = url.trim_start_matches(|c: char| c <= ' ');
+    let lead = &url[..url.len() - body.len()];
+    let Some(scheme) = scheme_of(body)
+        .filter(|s| body[s.len()..].starts_with("://") || KNOWN_SCHEMES.contains(&s.as_str()))
     else {
         return url.to_string();
     };
-    let mut out = format!("{scheme}:");
-    let rest = &url[scheme.len() + 1..];
+    let mut out = format!("{lead}{scheme}:");
+    let rest = &body[scheme.len() + 1..];
     let slashes = rest.len() - rest.trim_start_matches('/').len();
     out.push_str(&rest[..slashes]);
     let mut rest = &rest[slashes..];
@@ -366,10 +369,10 @@ fn redact_option(pair: &str) -> String {
     }
 }
 
-/// The scheme `url` starts with (`s3` of `s3://…`, also without the `//`): at least two
-/// characters, so that no folder path has one.
+/// The scheme `url` starts with (`s3` of `s3://…`, also without the `//`, after leading
+/// spaces and control characters): at least two characters, so that no folder path has one.
 fn scheme_of(url: &str) -> Option<String> {
-    let (scheme, _) = url.split_once(':')?;
+    let (scheme, _) = url.trim_start_matches(|c: char| c <= ' ').split_once(':')?;
     let mut chars = scheme.chars();
     let valid = scheme.len() >= 2
         && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -463,6 +466,8 @@ mod tests {
             format!("s3://bucket/p#{SECRET}"),
             format!("s3://{KEY}:{SECRET} x@[bucket/p"),
             format!("s3:/{KEY}:{SECRET}@bucket/p"),
+            format!(" s3://{KEY}:{SECRET}@bucket/p"),
+            format!("\ts3:/{KEY}:{SECRET}@bucket/p"),
             format!("az://c/p?account=a&sas_token={SECRET}"),
             format!("file://{KEY}:{se}@localhost/tmp/x"),
         ];
@@ -491,6 +496,53 @@ mod tests {
         // Folder paths stay as they are.
         assert_eq!(redact_url("/data/me@work/store"), "/data/me@work/store");
         assert_eq!(redact_url("my:store@2"), "my:store@2");
+    }
+
+    #[test]
+    fn redaction_never_panics_and_is_stable_on_random_text() {
+        // URL-ish characters, some multi-byte, in random strings.
+        const PARTS: &[&str] = &[
+            "s3",
+            "://",
+            ":",
+            "/",
+            "@",
+            "%40",
+            "%4",
+            "?",
+            "&",
+            "=",
+            "#",
+            "endpoint",
+            "region",
+            "x",
+            "é",
+            "%",
+            "[",
+            " ",
+            "az",
+            "file",
+            "sas_token",
+            "AKIA",
+        ];
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..20_000 {
+            let mut url = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for k in 0..(x % 12) {
+                url.push_str(PARTS[((x >> (k * 5)) % PARTS.len() as u64) as usize]);
+            }
+            let shown = redact_url(&url);
+            assert_eq!(redact_url(&shown), shown, "{url}");
+            // Remote URLs only: opening a folder path or a file:// URL creates it.
+            let remote =
+                url.contains("://") && Url::parse(&url).is_ok_and(|u| u.scheme() != "file");
+            if let Some(Ok(o)) = remote.then(|| open(&url)) {
+                assert_eq!(o.display, url, "an accepted URL is shown as given");
+            }
+        }
     }
 
     #[test]
