@@ -13,9 +13,10 @@
 //!
 //! Documents (records, pointers, artifact lists, log chunks) are read whole into memory,
 //! so each kind has a size bound, [`document_bound`]: reads stop at it and writes are held
-//! to it. Blobs stream, except manifests ([`crate::manifest::MAX_MANIFEST_SIZE`]).
+//! to it. Blobs stream, except manifests ([`MAX_MANIFEST_SIZE`]).
 
 use crate::Digest;
+use crate::manifest::MAX_MANIFEST_SIZE;
 
 /// The most an artifact list (`artifacts.json`) may hold: 32 MiB, over 100,000 artifacts
 /// (an entry takes about 200 bytes plus its name). Parsed, one this large takes about as
@@ -39,7 +40,13 @@ pub struct Bound {
 /// The bound of the document at `key`: the one table of document limits.
 pub fn document_bound(key: &str) -> Bound {
     let name = key.rsplit('/').next().unwrap_or(key);
-    if name == "artifacts.json" {
+    if key.starts_with(&format!("{FORMAT_VERSION}/blobs/")) {
+        // Blobs stream; one read whole is a manifest (or a test looking at one).
+        Bound {
+            max: MAX_MANIFEST_SIZE,
+            what: "a blob read whole",
+        }
+    } else if name == "artifacts.json" {
         Bound {
             max: MAX_ARTIFACTS_SIZE,
             what: "an artifact list",
@@ -137,6 +144,10 @@ mod tests {
         assert_eq!(
             document_bound(&format!("{a}logs/00000001.log")).max,
             MAX_LOG_CHUNK_SIZE
+        );
+        assert_eq!(
+            document_bound(&blob(&Digest::of(b"m"))).max,
+            MAX_MANIFEST_SIZE
         );
         for key in [
             format!("{a}task.json"),

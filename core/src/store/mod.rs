@@ -418,7 +418,11 @@ impl Store {
                 Err(object_store::Error::AlreadyExists { .. })
                 | Err(object_store::Error::Precondition { .. }),
                 ambiguous,
-            ) => Ok(ambiguous && self.get_bytes(key).await? == body),
+            ) => Ok(ambiguous
+                && self
+                    .get_bounded(key, body.len() as u64)
+                    .await?
+                    .is_some_and(|stored| stored == body)),
             (Err(e), _) => Err(self.request_error("PUT", key, e)),
         }
     }
