@@ -3,7 +3,8 @@
 //! a real S3 server (moto). Every command that reads one (`fetch`, `step`, `show`, `runs`)
 //! must refuse it while reading — naming the key and the limit — in under 100 MB of RSS and
 //! 5 s. The junk is never held in memory, by flowpack or by this test: a sparse file, written
-//! in place into a local store and uploaded in a stream to S3 (then copied server-side).
+//! in place into a local store and uploaded in a stream to S3 (then copied server-side), on
+//! a moto server of these tests' own.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,7 +39,7 @@ impl Hostile {
         );
         let url = match kind {
             Kind::Local => tmp.path().join("store").display().to_string(),
-            Kind::S3 => util::s3_store("root/prefix"),
+            Kind::S3 => util::s3_store_on(own_moto(), "root/prefix"),
             Kind::Azure => unreachable!("the hostile store tests run on local and S3"),
         };
         Self {
@@ -88,7 +89,7 @@ impl Hostile {
                          CopySource={{'Bucket': {bucket:?}, 'Key': {from:?}}})"
                     ),
                 };
-                let m = util::moto();
+                let m = own_moto();
                 let out = Command::new(util::find_python())
                     .arg("-c")
                     .arg(format!(
@@ -164,6 +165,13 @@ impl Hostile {
         );
         m
     }
+}
+
+/// A moto server for these tests alone: taking in 1 GiB keeps a moto busy for seconds,
+/// which would stall every other S3 test on the shared one.
+fn own_moto() -> &'static util::Moto {
+    static MOTO: std::sync::OnceLock<util::Moto> = std::sync::OnceLock::new();
+    MOTO.get_or_init(|| util::start_moto("127.0.0.1"))
 }
 
 /// A sparse file of `JUNK` bytes: a line of text, then zeros the file system does not store.

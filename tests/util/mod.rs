@@ -66,7 +66,9 @@ pub fn moto_routable() -> &'static Moto {
     })
 }
 
-fn start_moto(host: &str) -> Moto {
+/// A moto server of one's own on `host`, for tests whose load would slow every other test
+/// on the shared one.
+pub fn start_moto(host: &str) -> Moto {
     start_moto_with(host, &[])
 }
 
