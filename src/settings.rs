@@ -11,15 +11,20 @@ use flowpack_core::store::Store;
 pub const DEFAULT_STORE_DIR: &str = ".flowpack";
 
 /// The store named by `--store`, else `FLOWPACK_STORE`, else `.flowpack/` in `beside`.
+/// Errors show the URL only through `redact_url`, and say when it came from the
+/// environment.
 pub fn store(flag: Option<&str>, beside: &Path) -> Result<Store> {
-    let url = match flag {
-        Some(u) => u.to_string(),
-        None => match std::env::var(FLOWPACK_STORE) {
-            Ok(u) if !u.is_empty() => u,
-            _ => beside.join(DEFAULT_STORE_DIR).display().to_string(),
-        },
-    };
-    Ok(Store::open(&url)?)
+    if let Some(url) = flag {
+        return Ok(Store::open(url)?);
+    }
+    match std::env::var(FLOWPACK_STORE) {
+        Ok(url) if !url.is_empty() => {
+            Store::open(&url).with_context(|| format!("cannot open the store in {FLOWPACK_STORE}"))
+        }
+        _ => Ok(Store::open(
+            &beside.join(DEFAULT_STORE_DIR).display().to_string(),
+        )?),
+    }
 }
 
 /// The folder of a flow file (`.` for a bare file name).

@@ -184,3 +184,183 @@ async fn no_credential_or_secret_value_appears_in_any_output_record_or_file() {
     }
     assert!(files > 5);
 }
+
+/// `AWS_SECRET` as it appears percent-encoded in a URL.
+fn encoded(s: &str) -> String {
+    s.replace('/', "%2F")
+        .replace(':', "%3A")
+        .replace('@', "%40")
+}
+
+/// Every piece of the fake AWS credentials a URL printer could leak: the whole values, their
+/// percent-encoded forms, and the pieces between the secret's `/` (a parser that stops at a
+/// `/` shows the rest).
+fn credential_forms() -> Vec<String> {
+    let mut forms = vec![
+        AWS_KEY.to_string(),
+        AWS_SECRET.to_string(),
+        encoded(AWS_SECRET),
+    ];
+    forms.extend(AWS_SECRET.split('/').map(String::from));
+    forms
+}
+
+/// Fails with the first credential form found in `text`.
+fn assert_no_credential(what: &str, text: &str) {
+    for s in credential_forms() {
+        assert!(!text.contains(&s), "{what} contains '{s}':\n{text}");
+    }
+}
+
+/// Store URLs with the fake credentials in every part a URL has: userinfo (a secret with
+/// `/`, percent-encoded, one that parses as a port), query options, the endpoint's userinfo
+/// (plain and percent-encoded), a fragment, and URLs that do not parse at all.
+fn urls_with_credentials(bucket: &str, port: u16) -> Vec<String> {
+    let ep = format!("http://127.0.0.1:{port}");
+    let q = format!("endpoint={ep}&region=us-east-1");
+    let (k, s, se) = (AWS_KEY, AWS_SECRET, encoded(AWS_SECRET));
+    vec![
+        format!("s3://{k}:{s}@{bucket}/p?{q}"),
+        format!("s3://{k}:{se}@{bucket}/p?{q}"),
+        format!("s3://{k}:1234/{s}@{bucket}/p?{q}"),
+        format!("s3://{k}%3A{se}%40{bucket}/p?{q}"),
+        format!("s3://{bucket}/p?{q}&secret_access_key={s}"),
+        format!("s3://{bucket}/p?{q}&aws_secret_access_key={se}&access_key_id={k}"),
+        format!("s3://{bucket}/p?{q}&{k}={s}"),
+        format!("s3://{bucket}/p?endpoint=http://{k}:{se}@127.0.0.1:{port}&region=us-east-1"),
+        format!(
+            "s3://{bucket}/p?endpoint=http%3A%2F%2F{k}%3A{se}%40127.0.0.1%3A{port}&region=us-east-1"
+        ),
+        format!("s3://{bucket}/p?{q}#{s}"),
+        format!("s3://{k}:{s} x@[{bucket}/p"),
+        format!("s3:/{k}:{s}@{bucket}/p"),
+        format!("gs://{k}:{s}@{bucket}/p"),
+        format!("az://{bucket}/p?account=devstoreaccount1&sas_token={s}"),
+        format!("az://{k}:{se}@{bucket}/p?account=devstoreaccount1"),
+        format!("file://{k}:{se}@localhost/tmp/flowpack-secret-store"),
+    ]
+}
+
+/// Every file and folder name below `dir`, and every file's content, is free of `forms`.
+fn assert_tree_clean(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let path = e.path().display().to_string();
+            assert_no_credential("a file name", &path);
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                assert_no_credential(
+                    &path,
+                    &String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn store_urls_with_credentials_are_refused_and_never_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_tree(dir, &[("flow.yaml", FLOW), ("main.py", MAIN)]);
+    let good = util::s3_store("secrets");
+    let bucket = good["s3://".len()..].split('/').next().unwrap().to_string();
+    let port = util::moto().port;
+    let zero = format!("sha256:{}", "0".repeat(64));
+    // Each command reads the URL from --store or from FLOWPACK_STORE (`step` has only the
+    // flag), at the most verbose log level.
+    let commands: [&[&str]; 6] = [
+        &["push", "flow.yaml", "-vv"],
+        &["run", "flow.yaml", "--json", "-vv"],
+        &["compile", "flow.yaml", "-o", "pipeline.yaml"],
+        &["runs", "-vv"],
+        &["fetch", &zero, "-o", "out"],
+        &["step", "--package", &zero, "--run", "r1", "--step", "start"],
+    ];
+    let mut checked = 0;
+    for url in urls_with_credentials(&bucket, port) {
+        for (i, args) in commands.iter().enumerate() {
+            for by_flag in [true, false] {
+                if !by_flag && i == commands.len() - 1 {
+                    continue;
+                }
+                let mut cmd = Command::new(BIN);
+                cmd.args(*args)
+                    .current_dir(dir)
+                    .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
+                    .env("FLOWPACK_LOG", "trace")
+                    .env("AWS_ACCESS_KEY_ID", "flowpack-test-key")
+                    .env("AWS_SECRET_ACCESS_KEY", "flowpack-test-secret");
+                if by_flag {
+                    cmd.args(["--store", &url]).env_remove("FLOWPACK_STORE");
+                } else {
+                    cmd.env("FLOWPACK_STORE", &url);
+                }
+                let out = cmd.output().unwrap();
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let what = format!(
+                    "flowpack {args:?} with {} ({})",
+                    if by_flag { "--store" } else { "FLOWPACK_STORE" },
+                    out.status
+                );
+                assert!(
+                    !out.status.success(),
+                    "{what} accepted a URL with credentials:\n{text}"
+                );
+                assert!(
+                    text.contains("store URL"),
+                    "{what} does not say the store URL is refused:\n{text}"
+                );
+                assert_no_credential(&what, &text);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 150, "{checked}");
+    assert_tree_clean(dir);
+    assert!(!Path::new("/tmp/flowpack-secret-store").exists());
+}
+
+/// An endpoint with credentials set in the environment (`AWS_ENDPOINT_URL`) is refused as
+/// well: object_store would otherwise print it in its errors and logs.
+#[test]
+fn an_endpoint_with_credentials_from_the_environment_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_tree(dir, &[("flow.yaml", FLOW), ("main.py", MAIN)]);
+    let good = util::s3_store("secrets");
+    let bucket = good["s3://".len()..].split('/').next().unwrap().to_string();
+    let port = util::moto().port;
+    let endpoint = format!("http://{AWS_KEY}:{}@127.0.0.1:{port}", encoded(AWS_SECRET));
+    for var in ["AWS_ENDPOINT", "AWS_ENDPOINT_URL"] {
+        let out = Command::new(BIN)
+            .args(["push", "flow.yaml", "-vv", "--store"])
+            .arg(format!("s3://{bucket}/p?region=us-east-1"))
+            .current_dir(dir)
+            .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
+            .env("FLOWPACK_LOG", "trace")
+            .env(var, &endpoint)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{var}: accepted\n{text}");
+        assert!(
+            text.contains(var),
+            "{var}: the error does not name it:\n{text}"
+        );
+        assert_no_credential(var, &text);
+    }
+    assert_tree_clean(dir);
+}

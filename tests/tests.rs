@@ -8,6 +8,7 @@ mod containers;
 mod crashes;
 mod faults;
 mod hostile_flows;
+mod hostile_store;
 mod inputs;
 mod kfp;
 mod load;

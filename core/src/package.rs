@@ -41,7 +41,8 @@ pub enum PackageError {
     Exists(std::path::PathBuf),
 }
 
-/// Reads and verifies the manifest of package `digest`.
+/// Reads and verifies the manifest of package `digest`, reading no more than a manifest
+/// of [`MAX_MANIFEST_SIZE`] takes (compressed and decompressed).
 pub async fn read_manifest(store: &Store, digest: &Digest) -> Result<Manifest, PackageError> {
     Ok(read_manifest_bytes(store, digest).await?.0)
 }
@@ -59,6 +60,14 @@ pub async fn read_manifest_bytes(
                 digest: *digest,
                 store: store.url().to_string(),
             });
+        }
+        Err(StoreError::TooLarge { key, max, .. }) => {
+            return Err(StoreError::TooLarge {
+                key,
+                max,
+                what: "a manifest",
+            }
+            .into());
         }
         Err(e) => return Err(e.into()),
     };

@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 pub struct CompileOptions {
     /// The package every task runs.
     pub package: Digest,
-    /// The store URL (it holds no credentials).
+    /// The store URL (`Store::url`); written through `redact_url` all the same.
     pub store_url: String,
     /// The `flowpack` command inside the images.
     pub command: String,
@@ -274,7 +274,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
 
         let mut args: Vec<String> = vec![
             "--store".into(),
-            opts.store_url.clone(),
+            flowpack_core::store::redact_url(&opts.store_url),
             "--package".into(),
             opts.package.to_string(),
             "--kfp-run-uuid".into(),

@@ -66,7 +66,9 @@ pub fn moto_routable() -> &'static Moto {
     })
 }
 
-fn start_moto(host: &str) -> Moto {
+/// A moto server of one's own on `host`, for tests whose load would slow every other test
+/// on the shared one.
+pub fn start_moto(host: &str) -> Moto {
     start_moto_with(host, &[])
 }
 
@@ -386,57 +388,66 @@ pub struct Measured {
     pub elapsed: Duration,
 }
 
-/// Starts the command from a fresh `fork()` and reports its rusage: Linux records the
-/// peak RSS of the memory a process had before `exec` into its own, and a process the
-/// test binary starts (vfork) would report the test binary's peak.
-const MEASURE_PY: &str = r#"import os, sys
+/// Starts the command in `argv[2:]` from a small process and writes its `wait4` figures
+/// (peak RSS in KiB, seconds, wait status) to the file `argv[1]`.
+const MEASURE: &str = r#"import os, sys, time
+report, argv = sys.argv[1], sys.argv[2:]
+started = time.monotonic()
 pid = os.fork()
 if pid == 0:
-    os.execvp(sys.argv[2], sys.argv[2:])
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
 _, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(f"{status} {usage.ru_maxrss}")
+elapsed = time.monotonic() - started
+with open(report, "w") as f:
+    f.write(f"{usage.ru_maxrss} {elapsed} {status}")
 "#;
 
-/// Runs `cmd` to its end and reports its output, its own peak RSS (wait4's rusage of a
-/// process started by a small Python, [`MEASURE_PY`], so exact and per process whatever
-/// else the test binary runs at the same time) and its wall time (Python's start
-/// included, ~20 ms).
+/// Runs `cmd` to its end and reports its output, its own peak RSS (from `wait4`, per
+/// process, whatever else the test binary runs at the same time) and its wall time.
+///
+/// The command is started by a small Python process, not by this test binary: Linux
+/// counts in a process's peak RSS the high-water mark of the memory it was forked from
+/// (recorded at exec), so a child of this binary would report at least this binary's own
+/// peak — over 100 MB once some test held large buffers. The floor is now Python's ~10 MB.
 pub fn measured(cmd: &mut Command) -> Measured {
     use std::os::unix::process::ExitStatusExt;
     let report = tempfile::NamedTempFile::new().unwrap();
-    let mut wrapped = Command::new("python3");
-    wrapped
-        .args(["-c", MEASURE_PY])
+    let mut launcher = Command::new(find_python());
+    launcher
+        .arg("-c")
+        .arg(MEASURE)
         .arg(report.path())
         .arg(cmd.get_program())
-        .args(cmd.get_args());
+        .args(cmd.get_args())
+        .stdin(Stdio::null());
     if let Some(dir) = cmd.get_current_dir() {
-        wrapped.current_dir(dir);
+        launcher.current_dir(dir);
     }
     for (k, v) in cmd.get_envs() {
         match v {
-            Some(v) => wrapped.env(k, v),
-            None => wrapped.env_remove(k),
+            Some(v) => launcher.env(k, v),
+            None => launcher.env_remove(k),
         };
     }
-    let started = Instant::now();
-    let output = wrapped.stdin(Stdio::null()).output().expect("run python3");
-    let elapsed = started.elapsed();
-    let text = std::fs::read_to_string(report.path()).unwrap_or_default();
-    let (status, maxrss) = text.split_once(' ').unwrap_or_else(|| {
-        panic!(
-            "the measuring wrapper failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
+    let output = launcher.output().expect("spawn the measuring launcher");
+    let figures = std::fs::read_to_string(report.path()).unwrap_or_default();
+    let figures: Vec<&str> = figures.split_whitespace().collect();
+    assert!(
+        output.status.success() && figures.len() == 3,
+        "the measuring launcher failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     Measured {
         output: Output {
-            status: std::process::ExitStatus::from_raw(status.parse().unwrap()),
-            ..output
+            status: std::process::ExitStatus::from_raw(figures[2].parse().unwrap()),
+            stdout: output.stdout,
+            stderr: output.stderr,
         },
-        peak_rss: maxrss.parse::<u64>().unwrap() * 1024,
-        elapsed,
+        peak_rss: figures[0].parse::<u64>().unwrap() * 1024,
+        elapsed: Duration::from_secs_f64(figures[1].parse().unwrap()),
     }
 }

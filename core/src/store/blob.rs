@@ -62,7 +62,15 @@ impl Write for BlobWriter {
     }
 }
 
-/// Decompresses a small blob read whole and checks it against `d`.
+/// The most a zstd frame of `size` bytes of content takes: above zstd's worst case
+/// (`ZSTD_compressBound`: `size + size/256` plus at most 64 bytes), with room for the
+/// frame header, checksum and the block headers of multithreaded jobs.
+pub(super) fn max_compressed(size: u64) -> u64 {
+    size.saturating_add(size / 128).saturating_add(64 << 10)
+}
+
+/// Decompresses a small blob read whole and checks it against `d`. The decompressor stops
+/// after `max_size + 1` bytes of output, so a zstd bomb costs no more than that.
 pub(super) fn decompress_verified(
     compressed: &[u8],
     d: &Digest,
@@ -79,9 +87,11 @@ pub(super) fn decompress_verified(
         .read_to_end(&mut out)
         .map_err(|e| corrupt(format!("zstd data is damaged: {e}")))?;
     if out.len() as u64 > max_size {
-        return Err(corrupt(format!(
-            "it is larger than the {max_size} bytes allowed"
-        )));
+        return Err(StoreError::TooLarge {
+            key: key.to_string(),
+            max: max_size,
+            what: SMALL_BLOB,
+        });
     }
     let actual = Digest::of(&out);
     if actual != *d {
@@ -93,6 +103,9 @@ pub(super) fn decompress_verified(
     }
     Ok(out)
 }
+
+/// What a blob read whole is, as errors say it.
+pub(super) const SMALL_BLOB: &str = "a blob read whole";
 
 /// Compressed chunks from the download task, as a blocking reader.
 struct ChannelReader {

@@ -10,7 +10,7 @@ pub enum StoreError {
     /// The store URL cannot be used.
     #[error("store URL '{url}' is not usable: {reason}")]
     BadUrl {
-        /// The URL, as given (credentials are refused before this is built).
+        /// The URL through [`super::redact_url`]: nothing secret in it is shown.
         url: String,
         /// Why, and what to write instead.
         reason: String,
@@ -18,7 +18,7 @@ pub enum StoreError {
     /// The backend could not be configured.
     #[error("cannot open the store {url}: {source}")]
     Open {
-        /// The store.
+        /// The store, through [`super::redact_url`].
         url: String,
         /// The cause.
         #[source]
@@ -67,6 +67,17 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A document or small blob is larger than flowpack reads into memory (or writes) for
+    /// its kind; reading stopped there.
+    #[error("{key}: {what} may hold at most {}, and this one is larger; refused", human(*.max))]
+    TooLarge {
+        /// The full key.
+        key: String,
+        /// The limit, in bytes (of the content, for a blob).
+        max: u64,
+        /// What the object is.
+        what: &'static str,
+    },
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -76,6 +87,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `n` bytes for people: `16 MiB`, `64 KiB`, `1000 bytes`.
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
 }
 
 impl StoreError {

@@ -10,8 +10,59 @@
 //! v1/runs/<flow>/<run>/<step>/<task>/<attempt>/artifacts.json   commit point, written last
 //! ```
 //! No key is also a prefix of another key (some S3 servers store keys as file paths).
+//!
+//! Documents (records, pointers, artifact lists, log chunks) are read whole into memory,
+//! so each kind has a size bound, [`document_bound`]: reads stop at it and writes are held
+//! to it. Blobs stream, except manifests ([`MAX_MANIFEST_SIZE`]).
 
 use crate::Digest;
+use crate::manifest::MAX_MANIFEST_SIZE;
+
+/// The most an artifact list (`artifacts.json`) may hold: 32 MiB, over 100,000 artifacts
+/// (an entry takes about 200 bytes plus its name). Parsed, one this large takes about as
+/// much memory again.
+pub const MAX_ARTIFACTS_SIZE: u64 = 32 << 20;
+/// The most a run record, a task record or a version pointer may hold: 4 MiB. Records
+/// grow with parameters and, at a join, with the list of parents (~20 bytes each).
+pub const MAX_RECORD_SIZE: u64 = 4 << 20;
+/// The most a log chunk may hold: 4 MiB (the step's log shipper writes about 1 MiB).
+pub const MAX_LOG_CHUNK_SIZE: u64 = 4 << 20;
+
+/// How much of a document flowpack reads into memory, and what the document is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// The most bytes it may hold.
+    pub max: u64,
+    /// What it is, as errors say it ("an artifact list").
+    pub what: &'static str,
+}
+
+/// The bound of the document at `key`: the one table of document limits.
+pub fn document_bound(key: &str) -> Bound {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    if key.starts_with(&format!("{FORMAT_VERSION}/blobs/")) {
+        // Blobs stream; one read whole is a manifest (or a test looking at one).
+        Bound {
+            max: MAX_MANIFEST_SIZE,
+            what: "a blob read whole",
+        }
+    } else if name == "artifacts.json" {
+        Bound {
+            max: MAX_ARTIFACTS_SIZE,
+            what: "an artifact list",
+        }
+    } else if name.ends_with(".log") && key.contains("/logs/") {
+        Bound {
+            max: MAX_LOG_CHUNK_SIZE,
+            what: "a log chunk",
+        }
+    } else {
+        Bound {
+            max: MAX_RECORD_SIZE,
+            what: "a record",
+        }
+    }
+}
 
 /// The layout version; it is the first segment of every key.
 pub const FORMAT_VERSION: &str = "v1";
@@ -81,5 +132,29 @@ mod tests {
         );
         assert_eq!(version("f", "2026"), "v1/flows/f/versions/2026.json");
         assert!(is_version_name("20261122T120000Z") && !is_version_name("../x"));
+    }
+
+    #[test]
+    fn document_bounds_by_kind() {
+        let a = attempt("f", "r", "s", "0", 1);
+        assert_eq!(
+            document_bound(&format!("{a}artifacts.json")).max,
+            MAX_ARTIFACTS_SIZE
+        );
+        assert_eq!(
+            document_bound(&format!("{a}logs/00000001.log")).max,
+            MAX_LOG_CHUNK_SIZE
+        );
+        assert_eq!(
+            document_bound(&blob(&Digest::of(b"m"))).max,
+            MAX_MANIFEST_SIZE
+        );
+        for key in [
+            format!("{a}task.json"),
+            run_record("f", "r"),
+            version("f", "v1"),
+        ] {
+            assert_eq!(document_bound(&key).max, MAX_RECORD_SIZE, "{key}");
+        }
     }
 }

@@ -9,7 +9,8 @@
 //!   fails with [`StoreError::DigestMismatch`] (naming the key) at the end of a blob whose
 //!   content does not match, and refuses to produce more bytes than declared.
 //! - Small JSON documents (version pointers, run records) go through [`Store::create_json`]
-//!   (create-only) and [`Store::get_json`].
+//!   (create-only) and [`Store::get_json`]. Documents are read whole, so each kind has a
+//!   size bound ([`layout::document_bound`]) that reads stop at and writes are held to.
 //! - Requests are retried by object_store with bounded exponential backoff and jitter
 //!   ([`open::retry_config`]), and the transport failures it does not repeat (a reset
 //!   connection on a create-only PUT) are retried by [`retry`]; after that the error names
@@ -36,6 +37,7 @@ use tokio::io::AsyncReadExt;
 
 pub use blob::{BlobReader, BlobWriter, compress_bytes};
 pub use error::StoreError;
+pub use open::redact_url;
 
 use crate::Digest;
 
@@ -87,7 +89,9 @@ impl Store {
         })
     }
 
-    /// The store as a URL or path that is safe to print (it never holds credentials).
+    /// The store as a URL or path that is safe to print and to pass to tasks: a store URL
+    /// with anything [`redact_url`] would hide is refused by [`Store::open`], so this is
+    /// the URL as given (a local store's absolute folder).
     pub fn url(&self) -> &str {
         &self.display
     }
@@ -241,10 +245,20 @@ impl Store {
         ))
     }
 
-    /// Reads a whole small blob (a manifest), verified.
+    /// Reads a whole small blob (a manifest), verified. `max_size` bounds its content: the
+    /// compressed read stops at what that much content can compress to, the decompressor
+    /// at `max_size + 1` bytes ([`StoreError::TooLarge`]).
     pub async fn get_blob_bytes(&self, d: &Digest, max_size: u64) -> Result<Vec<u8>, StoreError> {
         let key = layout::blob(d);
-        let compressed = self.get_bytes(&key).await?;
+        let too_large = || StoreError::TooLarge {
+            key: self.full_key(&key),
+            max: max_size,
+            what: blob::SMALL_BLOB,
+        };
+        let compressed = self
+            .get_bounded(&key, blob::max_compressed(max_size))
+            .await?
+            .ok_or_else(too_large)?;
         blob::decompress_verified(&compressed, d, max_size, &self.full_key(&key))
     }
 
@@ -255,14 +269,14 @@ impl Store {
         value: &T,
     ) -> Result<Created, StoreError> {
         let body = serde_json::to_vec_pretty(value).expect("flowpack records serialize");
-        if self.put_create(key, Bytes::from(body)).await? {
+        if self.create_bytes(key, Bytes::from(body)).await? {
             Ok(Created::Written)
         } else {
             Ok(Created::Existed(self.get_bytes(key).await?))
         }
     }
 
-    /// Reads the JSON document at `key`.
+    /// Reads the JSON document at `key` (bounded as [`Store::get_bytes`]).
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T, StoreError> {
         let bytes = self.get_bytes(key).await?;
         serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
@@ -271,15 +285,51 @@ impl Store {
         })
     }
 
-    /// Reads a whole small object.
+    /// Reads the whole document at `key`, at most its kind's bound
+    /// ([`layout::document_bound`]); a larger one is refused ([`StoreError::TooLarge`])
+    /// after reading no more than the bound.
     pub async fn get_bytes(&self, key: &str) -> Result<Bytes, StoreError> {
+        let bound = layout::document_bound(key);
+        self.get_bounded(key, bound.max)
+            .await?
+            .ok_or_else(|| self.too_large(key, bound))
+    }
+
+    /// Reads the whole object at `key` if it holds at most `max` bytes, else None: the size
+    /// the store reports is checked first, and the stream is read no further than `max + 1`
+    /// bytes whatever that size said.
+    async fn get_bounded(&self, key: &str, max: u64) -> Result<Option<Bytes>, StoreError> {
         let k = self.key(key);
         retry::retrying(key, true, || async {
-            self.inner.get(&k).await?.bytes().await
+            let got = self.inner.get(&k).await?;
+            if got.meta.size > max {
+                return Ok(None);
+            }
+            // The size is within the bound: room for it up front.
+            let capacity = usize::try_from(got.meta.size).unwrap_or(0);
+            read_bounded(got.into_stream(), max, capacity).await
         })
         .await
         .0
         .map_err(|e| self.request_error("GET", key, e))
+    }
+
+    fn too_large(&self, key: &str, bound: layout::Bound) -> StoreError {
+        StoreError::TooLarge {
+            key: self.full_key(key),
+            max: bound.max,
+            what: bound.what,
+        }
+    }
+
+    /// Refuses to write a document larger than its kind's bound, which no reader would
+    /// accept.
+    fn check_document(&self, key: &str, body: &Bytes) -> Result<(), StoreError> {
+        let bound = layout::document_bound(key);
+        if body.len() as u64 > bound.max {
+            return Err(self.too_large(key, bound));
+        }
+        Ok(())
     }
 
     /// The keys (relative to the store's root) under the folder `prefix`.
@@ -307,8 +357,10 @@ impl Store {
     }
 
     /// Writes `body` at `key`, replacing what is there. For mutable documents only (a
-    /// task's lifecycle record); blobs are immutable and go through the blob methods.
+    /// task's lifecycle record), held to their bound; blobs are immutable and go through
+    /// the blob methods.
     pub async fn put_bytes(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        self.check_document(key, &body)?;
         let k = self.key(key);
         retry::retrying(key, true, || {
             self.inner.put(&k, PutPayload::from(body.clone()))
@@ -327,6 +379,7 @@ impl Store {
 
     /// Writes `body` at `key` unless something is there: true when written.
     pub async fn create_bytes(&self, key: &str, body: Bytes) -> Result<bool, StoreError> {
+        self.check_document(key, &body)?;
         self.put_create(key, body).await
     }
 
@@ -365,8 +418,59 @@ impl Store {
                 Err(object_store::Error::AlreadyExists { .. })
                 | Err(object_store::Error::Precondition { .. }),
                 ambiguous,
-            ) => Ok(ambiguous && self.get_bytes(key).await? == body),
+            ) => Ok(ambiguous
+                && self
+                    .get_bounded(key, body.len() as u64)
+                    .await?
+                    .is_some_and(|stored| stored == body)),
             (Err(e), _) => Err(self.request_error("PUT", key, e)),
         }
+    }
+}
+
+/// The chunks of `stream` joined, or None as soon as they pass `max` bytes: at most one
+/// chunk beyond `max` is ever held.
+async fn read_bounded(
+    mut stream: futures::stream::BoxStream<'static, Result<Bytes, object_store::Error>>,
+    max: u64,
+    capacity: usize,
+) -> Result<Option<Bytes>, object_store::Error> {
+    let mut buf = bytes::BytesMut::with_capacity(capacity);
+    while let Some(chunk) = stream.try_next().await? {
+        if (buf.len() + chunk.len()) as u64 > max {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn reading_stops_past_the_bound_whatever_the_size_said() {
+        // A stream that would go on for 1 TiB: reading must stop after the bound.
+        let pulled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let p = pulled.clone();
+        let endless = futures::stream::repeat_with(move || {
+            p.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(Bytes::from_static(&[7u8; 4096]))
+        })
+        .take(1 << 28)
+        .boxed();
+        assert_eq!(read_bounded(endless, 100_000, 0).await.unwrap(), None);
+        assert_eq!(pulled.load(std::sync::atomic::Ordering::Relaxed), 25);
+
+        let small =
+            futures::stream::iter([Ok(Bytes::from_static(b"ab")), Ok(Bytes::from_static(b"c"))])
+                .boxed();
+        assert_eq!(
+            read_bounded(small, 3, 3).await.unwrap().as_deref(),
+            Some(&b"abc"[..])
+        );
     }
 }

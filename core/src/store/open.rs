@@ -1,5 +1,5 @@
 //! From a store URL to an `object_store` backend with flowpack's retry and timeout
-//! settings.
+//! settings, and how a store URL is shown ([`redact_url`]).
 //!
 //! | URL | backend |
 //! |---|---|
@@ -9,17 +9,21 @@
 //! | `az://container/prefix?account=A&endpoint=URL` | Azure Blob Storage |
 //!
 //! Credentials come only from the standard environment variables of each cloud
-//! (`AWS_ACCESS_KEY_ID`, `GOOGLE_APPLICATION_CREDENTIALS`, `AZURE_STORAGE_ACCOUNT_KEY`, …);
-//! a URL with credentials in it is refused, so that URLs can be printed and written into
-//! compiled pipelines safely.
+//! (`AWS_ACCESS_KEY_ID`, `GOOGLE_APPLICATION_CREDENTIALS`, `AZURE_STORAGE_ACCOUNT_KEY`, …).
+//! A store URL is printed, passed to every task on its command line and written into
+//! compiled pipelines, so one that could hold a secret is refused: an `@` anywhere (plain
+//! or `%40`: userinfo, also the endpoint's), an option the scheme does not take (its value
+//! is never echoed), a `#fragment`, an endpoint with a query; an endpoint with credentials
+//! from the environment too. Every error shows the URL through [`redact_url`], and a URL
+//! is accepted only when [`redact_url`] leaves it unchanged.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use url::Url;
@@ -60,22 +64,32 @@ pub(super) struct Opened {
 
 pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
     let bad = |reason: String| StoreError::BadUrl {
-        url: redact(url),
+        url: redact_url(url),
         reason,
     };
-    let has_scheme = url.contains("://");
-    if !has_scheme {
+    if !url.contains("://") {
+        if let Some(scheme) = scheme_of(url).filter(|s| KNOWN_SCHEMES.contains(&s.as_str())) {
+            return Err(bad(format!(
+                "write {scheme}://…: without '//' it would be taken for a folder"
+            )));
+        }
         return open_local(Path::new(url), url);
+    }
+    if has_at(url) {
+        return Err(bad(CREDENTIALS.into()));
     }
     let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(bad(
-            "credentials do not belong in a store URL (it is printed and written into pipelines): set them in the environment, e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                .into(),
-        ));
+        return Err(bad(CREDENTIALS.into()));
+    }
+    if parsed.fragment().is_some() {
+        return Err(bad("a store URL has no #fragment".into()));
     }
     let scheme = parsed.scheme();
     if scheme == "file" {
+        if parsed.query().is_some() {
+            return Err(bad("a file:// URL takes no options".into()));
+        }
         let path = parsed
             .to_file_path()
             .map_err(|_| bad("a file:// URL needs an absolute path".into()))?;
@@ -90,38 +104,56 @@ pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
             ))
         })?
         .to_string();
+    if parsed.port().is_some() {
+        return Err(bad(format!(
+            "{scheme}://{bucket}:… has a port: a bucket has none (a server's address goes in ?endpoint=)"
+        )));
+    }
     let prefix = parsed.path().trim_matches('/').to_string();
+    let Some(allowed) = options_of(scheme) else {
+        return Err(bad(format!(
+            "unknown scheme '{scheme}': use a folder path, file://, s3://, gs:// or az://"
+        )));
+    };
     let mut options: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
     options.sort();
-    let opt = |k: &str| options.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let allowed: &[&str] = match scheme {
-        "s3" => &["endpoint", "region", "path_style"],
-        "az" | "azure" => &["account", "endpoint"],
-        "gs" => &[],
-        other => {
-            return Err(bad(format!(
-                "unknown scheme '{other}': use a folder path, file://, s3://, gs:// or az://"
-            )));
-        }
-    };
-    for (k, _) in &options {
+    for (i, (k, _)) in options.iter().enumerate() {
+        // The value is never shown: an unknown option may well be a secret.
         if !allowed.contains(&k.as_str()) {
             let list = if allowed.is_empty() {
                 "none".to_string()
             } else {
                 allowed.join(", ")
             };
+            let name = if is_option_name(k) {
+                format!("'{k}'")
+            } else {
+                "(name not shown)".to_string()
+            };
             return Err(bad(format!(
-                "unknown option '{k}' for {scheme}:// (allowed: {list}); credentials go in the environment"
+                "unknown option {name} for {scheme}:// (allowed: {list}); credentials go in the environment"
             )));
         }
+        if options[..i].iter().any(|(n, _)| n == k) {
+            return Err(bad(format!("option '{k}' is given twice")));
+        }
     }
+    // Every accepted URL is printed as it was given: nothing in it needs hiding.
+    if redact_url(url) != url {
+        return Err(bad(
+            "parts of it would be hidden when it is printed: write it without them".into(),
+        ));
+    }
+    let opt = |k: &str| options.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let endpoint = opt("endpoint");
+    if let Some(e) = &endpoint {
+        check_endpoint(e).map_err(|reason| bad(format!("the endpoint {reason}")))?;
+    }
     let insecure = endpoint
         .as_deref()
         .is_some_and(|e| e.starts_with("http://"));
     let open_err = |source| StoreError::Open {
-        url: url.to_string(),
+        url: redact_url(url),
         source,
     };
     let store: Arc<dyn ObjectStore> = match scheme {
@@ -157,16 +189,27 @@ pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
                     .ok_or_else(|| bad(format!("path_style must be true or false, not '{p}'")))?;
                 b = b.with_virtual_hosted_style_request(!path_style);
             }
+            for key in [AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint] {
+                refuse_env_credentials(
+                    b.get_config_value(&key),
+                    "AWS_ENDPOINT, AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3",
+                )
+                .map_err(bad)?;
+            }
             Arc::new(b.build().map_err(open_err)?)
         }
-        "gs" => Arc::new(
-            GoogleCloudStorageBuilder::from_env()
+        "gs" => {
+            let b = GoogleCloudStorageBuilder::from_env()
                 .with_client_options(client_options(false))
                 .with_bucket_name(&bucket)
-                .with_retry(retry_config())
-                .build()
-                .map_err(open_err)?,
-        ),
+                .with_retry(retry_config());
+            refuse_env_credentials(
+                b.get_config_value(&GoogleConfigKey::BaseUrl),
+                "GOOGLE_BASE_URL",
+            )
+            .map_err(bad)?;
+            Arc::new(b.build().map_err(open_err)?)
+        }
         _ => {
             let mut b = MicrosoftAzureBuilder::from_env()
                 .with_client_options(client_options(insecure))
@@ -181,15 +224,61 @@ pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
             if insecure {
                 b = b.with_allow_http(true);
             }
+            refuse_env_credentials(
+                b.get_config_value(&AzureConfigKey::Endpoint),
+                "AZURE_STORAGE_ENDPOINT or AZURE_ENDPOINT",
+            )
+            .map_err(bad)?;
             Arc::new(b.build().map_err(open_err)?)
         }
     };
     Ok(Opened {
         store,
         prefix,
-        display: url.to_string(),
+        // Checked above to be `url` itself.
+        display: redact_url(url),
         local_root: None,
     })
+}
+
+/// Why a store URL with credentials is refused, and what to do instead.
+const CREDENTIALS: &str = "it holds an '@': credentials do not belong in a store URL (it is printed, passed to every task and written into pipelines); set them in the environment, e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
+
+/// The schemes a store URL may have.
+const KNOWN_SCHEMES: &[&str] = &["file", "s3", "gs", "az", "azure"];
+
+/// The options each scheme takes; None for an unknown scheme.
+fn options_of(scheme: &str) -> Option<&'static [&'static str]> {
+    match scheme {
+        "s3" => Some(&["endpoint", "path_style", "region"]),
+        "az" | "azure" => Some(&["account", "endpoint"]),
+        "gs" => Some(&[]),
+        _ => None,
+    }
+}
+
+/// An endpoint is an http:// or https:// address with nothing else: no credentials
+/// (refused before, with any '@'), no query, no fragment.
+fn check_endpoint(e: &str) -> Result<(), String> {
+    let u = Url::parse(e).map_err(|err| format!("is not a URL: {err}"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err("must start with http:// or https://".into());
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err("takes no query or fragment".into());
+    }
+    Ok(())
+}
+
+/// Refuses an endpoint taken from the environment (`vars`) that holds credentials: it
+/// would be shown in every error and log line about a request. Its value is never shown.
+fn refuse_env_credentials(value: Option<String>, vars: &str) -> Result<(), String> {
+    match value {
+        Some(v) if has_at(&v) => Err(format!(
+            "the endpoint set in the environment ({vars}) holds credentials or an '@': credentials go in their own variables"
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn open_local(path: &Path, url: &str) -> Result<Opened, StoreError> {
@@ -202,7 +291,7 @@ fn open_local(path: &Path, url: &str) -> Result<Opened, StoreError> {
         source,
     })?;
     let fs = LocalFileSystem::new_with_prefix(&root).map_err(|source| StoreError::Open {
-        url: url.to_string(),
+        url: redact_url(url),
         source,
     })?;
     Ok(Opened {
@@ -213,18 +302,100 @@ fn open_local(path: &Path, url: &str) -> Result<Opened, StoreError> {
     })
 }
 
-/// `url` without any `user:password@` part.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find('/').unwrap_or(rest.len());
-            match rest[..end].rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => url.to_string(),
-            }
-        }
-        None => url.to_string(),
+/// The options whose values are shown when a URL is printed: names of places, never secrets.
+const SHOWN_OPTIONS: &[&str] = &["account", "endpoint", "path_style", "region"];
+
+/// `url` as it may be printed: the one function every printer of a store URL goes through
+/// (errors, logs, `Store::url`, task arguments, compiled pipelines).
+///
+/// It needs no parser, so it also hides secrets in URLs that do not parse: everything up to
+/// the last `@` (or `%40`) after the scheme becomes `***@`; after a `?` or `&`, the values of
+/// options other than [`SHOWN_OPTIONS`] become `***` (and their names too, unless they look
+/// like option names); a `#fragment` becomes `#***`. A folder path (neither `://` nor a
+/// store scheme) is returned as it is. A URL [`super::Store::open`] accepts is returned unchanged.
+pub fn redact_url(url: &str) -> String {
+    // Leading spaces and control characters are skipped, as URL parsers do.
+    let body = url.trim_start_matches(|c: char| c <= ' ');
+    let lead = &url[..url.len() - body.len()];
+    let Some(scheme) = scheme_of(body)
+        .filter(|s| body[s.len()..].starts_with("://") || KNOWN_SCHEMES.contains(&s.as_str()))
+    else {
+        return url.to_string();
+    };
+    let mut out = format!("{lead}{scheme}:");
+    let rest = &body[scheme.len() + 1..];
+    let slashes = rest.len() - rest.trim_start_matches('/').len();
+    out.push_str(&rest[..slashes]);
+    let mut rest = &rest[slashes..];
+    if let Some(end) = last_at(rest) {
+        out.push_str("***@");
+        rest = &rest[end..];
     }
+    let (rest, fragment) = match rest.find('#') {
+        Some(i) => (&rest[..i], true),
+        None => (rest, false),
+    };
+    match rest.find(['?', '&']) {
+        None => out.push_str(rest),
+        Some(i) => {
+            out.push_str(&rest[..=i]);
+            let shown: Vec<String> = rest[i + 1..].split('&').map(redact_option).collect();
+            out.push_str(&shown.join("&"));
+        }
+    }
+    if fragment {
+        out.push_str("#***");
+    }
+    out
+}
+
+/// One `name=value` of a query, as [`redact_url`] shows it.
+fn redact_option(pair: &str) -> String {
+    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    let decoded = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let name_plain = decoded(name);
+    let value_plain = decoded(value);
+    if SHOWN_OPTIONS.contains(&name_plain.as_str()) && !value_plain.contains(['@', '?', '#', '&']) {
+        pair.to_string()
+    } else if is_option_name(&name_plain) {
+        format!("{name}=***")
+    } else {
+        "***".to_string()
+    }
+}
+
+/// The scheme `url` starts with (`s3` of `s3://…`, also without the `//`, after leading
+/// spaces and control characters): at least two characters, so that no folder path has one.
+fn scheme_of(url: &str) -> Option<String> {
+    let (scheme, _) = url.trim_start_matches(|c: char| c <= ' ').split_once(':')?;
+    let mut chars = scheme.chars();
+    let valid = scheme.len() >= 2
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    valid.then(|| scheme.to_string())
+}
+
+/// Whether `s` holds an `@`, plain or percent-encoded: the end of a URL's credentials.
+fn has_at(s: &str) -> bool {
+    last_at(s).is_some()
+}
+
+/// The position just after the last `@` or `%40` in `s`.
+fn last_at(s: &str) -> Option<usize> {
+    let plain = s.rfind('@').map(|i| i + 1);
+    let encoded = s.to_ascii_lowercase().rfind("%40").map(|i| i + 3);
+    plain.max(encoded)
+}
+
+/// Whether `name` looks like an option name (lowercase letters and `_`), so that naming it
+/// in an error shows no secret.
+fn is_option_name(name: &str) -> bool {
+    (1..=40).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -249,12 +420,155 @@ mod tests {
     #[test]
     fn refuses_credentials_unknown_schemes_and_options() {
         assert!(reason("s3://AKIA:secret@bucket/x").contains("credentials do not belong"));
+        assert!(reason("s3://AKIA:secret@bucket/x").contains("s3://***@bucket/x"));
         assert!(!reason("s3://AKIA:secret@bucket/x").contains("secret@"));
         assert!(reason("ftp://host/x").contains("unknown scheme 'ftp'"));
         assert!(
             reason("s3://b/x?secret_access_key=k").contains("unknown option 'secret_access_key'")
         );
         assert!(reason("s3:///x").contains("needs a bucket"));
+    }
+
+    /// Fake credentials, and every piece of them a careless printer could show.
+    const KEY: &str = "AKIAFAKEKEY1";
+    const SECRET: &str = "wJal/rXUt+nFEMI/K7MDENG";
+
+    fn leaks(text: &str) -> Option<&'static str> {
+        [
+            KEY,
+            SECRET,
+            "wJal",
+            "rXUt",
+            "nFEMI",
+            "K7MDENG",
+            "wJal%2FrXUt",
+        ]
+        .into_iter()
+        .find(|s| text.contains(s))
+    }
+
+    #[test]
+    fn redaction_hides_credentials_in_every_part_of_a_url_even_unparsable() {
+        let se = SECRET.replace('/', "%2F");
+        let cases = [
+            format!("s3://{KEY}:{SECRET}@bucket/p?region=r"),
+            format!("s3://{KEY}:{se}@bucket/p"),
+            format!("s3://{KEY}:1234/{SECRET}@bucket/p"),
+            format!("s3://{KEY}%3A{se}%40bucket/p"),
+            format!("s3://{KEY}:{SECRET}?x@bucket/p"),
+            format!("s3://bucket/p?region=r&secret_access_key={SECRET}"),
+            format!("s3://bucket/p?{KEY}={SECRET}"),
+            format!("s3://bucket/p?{KEY}"),
+            format!("s3://bucket/p&token={SECRET}"),
+            format!("s3://bucket/p?endpoint=http://{KEY}:{se}@host:9000&region=r"),
+            format!("s3://bucket/p?endpoint=http%3A%2F%2F{KEY}%3A{se}%40host&region=r"),
+            format!("s3://bucket/p?endpoint=http%3A%2F%2Fhost%3Ftoken%3D{se}"),
+            format!("s3://bucket/p#{SECRET}"),
+            format!("s3://{KEY}:{SECRET} x@[bucket/p"),
+            format!("s3:/{KEY}:{SECRET}@bucket/p"),
+            format!(" s3://{KEY}:{SECRET}@bucket/p"),
+            format!("\ts3:/{KEY}:{SECRET}@bucket/p"),
+            format!("az://c/p?account=a&sas_token={SECRET}"),
+            format!("file://{KEY}:{se}@localhost/tmp/x"),
+        ];
+        for url in &cases {
+            let shown = redact_url(url);
+            assert_eq!(leaks(&shown), None, "{url} is shown as {shown}");
+            let err = reason(url);
+            assert_eq!(leaks(&err), None, "{url} is refused as {err}");
+        }
+        assert_eq!(
+            redact_url(&format!(
+                "s3://{KEY}:{SECRET}@bucket/p?region=r&sas={SECRET}#x"
+            )),
+            "s3://***@bucket/p?region=r&sas=***#***"
+        );
+        assert_eq!(
+            redact_url(&format!(
+                "s3://bucket/p?endpoint=http://{KEY}:x@h:9&region=r"
+            )),
+            "s3://***@h:9&region=r"
+        );
+        assert_eq!(
+            redact_url(&format!("s3://b/p?{KEY}=1&secret_access_key=2")),
+            "s3://b/p?***&secret_access_key=***"
+        );
+        // Folder paths stay as they are.
+        assert_eq!(redact_url("/data/me@work/store"), "/data/me@work/store");
+        assert_eq!(redact_url("my:store@2"), "my:store@2");
+    }
+
+    #[test]
+    fn redaction_never_panics_and_is_stable_on_random_text() {
+        // URL-ish characters, some multi-byte, in random strings.
+        const PARTS: &[&str] = &[
+            "s3",
+            "://",
+            ":",
+            "/",
+            "@",
+            "%40",
+            "%4",
+            "?",
+            "&",
+            "=",
+            "#",
+            "endpoint",
+            "region",
+            "x",
+            "é",
+            "%",
+            "[",
+            " ",
+            "az",
+            "file",
+            "sas_token",
+            "AKIA",
+        ];
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..20_000 {
+            let mut url = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for k in 0..(x % 12) {
+                url.push_str(PARTS[((x >> (k * 5)) % PARTS.len() as u64) as usize]);
+            }
+            let shown = redact_url(&url);
+            assert_eq!(redact_url(&shown), shown, "{url}");
+            // Remote URLs only: opening a folder path or a file:// URL creates it.
+            let remote =
+                url.contains("://") && Url::parse(&url).is_ok_and(|u| u.scheme() != "file");
+            if let Some(Ok(o)) = remote.then(|| open(&url)) {
+                assert_eq!(o.display, url, "an accepted URL is shown as given");
+            }
+        }
+    }
+
+    #[test]
+    fn accepted_urls_are_shown_unchanged() {
+        for url in [
+            "s3://bkt/some/prefix?endpoint=http://127.0.0.1:9000&path_style=true&region=eu-west-1",
+            "s3://bkt",
+            "gs://bkt/p",
+            "az://c/p?account=devstoreaccount1&endpoint=http://127.0.0.1:10000/devstoreaccount1",
+        ] {
+            let o = open(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(o.display, url);
+            assert_eq!(redact_url(url), url);
+        }
+    }
+
+    #[test]
+    fn refuses_what_could_hide_a_secret() {
+        assert!(reason("s3://b/p?endpoint=http://h:9%3Ftoken").contains("hidden"));
+        assert!(reason("s3://b/p?endpoint=ftp://h").contains("http:// or https://"));
+        assert!(reason("s3://b:9000/p").contains("has a port"));
+        assert!(reason("s3://b/p?region=a&region=b").contains("given twice"));
+        assert!(reason("s3://b/p#frag").contains("fragment"));
+        assert!(reason("s3:/b/p").contains("write s3://"));
+        assert!(reason("s3://b/pre@fix").contains("'@'"));
+        assert!(reason(&format!("s3://b/p?{KEY}=1")).contains("(name not shown)"));
     }
 
     #[test]
