@@ -7,6 +7,7 @@ mod cli;
 mod containers;
 mod crashes;
 mod faults;
+mod hostile_archives;
 mod kfp;
 mod load;
 mod push;
