@@ -27,6 +27,11 @@ use crate::store::StoreError;
 pub const MTIME: u64 = 1;
 /// The most entries one layer may hold.
 pub const MAX_ENTRIES: u64 = 2_000_000;
+/// The longest entry name or symlink target a layer may hold, in bytes (Linux's PATH_MAX:
+/// a longer one could not be created anyway).
+pub const MAX_NAME: usize = 4096;
+/// The size of a tar block.
+const BLOCK: u64 = 512;
 
 /// What one layer entry is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -356,12 +361,6 @@ fn extract_entries<R: Read>(
     }
     Ok(stats)
 }
-
-/// The size of a tar block.
-const BLOCK: u64 = 512;
-/// The longest entry name or symlink target a layer may hold, in bytes (Linux's PATH_MAX:
-/// a longer one could not be created anyway).
-pub const MAX_NAME: usize = 4096;
 
 fn read_err(e: io::Error) -> ArchiveError {
     ArchiveError::Store(StoreError::from_io(e, "<layer>"))
