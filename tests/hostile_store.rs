@@ -262,5 +262,5 @@ fn huge_documents_are_refused_while_reading(kind: Kind) {
     h.refused(&["show", &run], &task, "4 MiB");
     let record = layout::run_record("demo", &run);
     h.put_junk(&record);
-    h.refused(&["runs"], &record, "4 MiB");
+    h.refused(&["runs"], &record, "17 MiB");
 }

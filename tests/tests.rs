@@ -7,6 +7,7 @@ mod cli;
 mod containers;
 mod crashes;
 mod faults;
+mod hostile_archives;
 mod hostile_flows;
 mod hostile_store;
 mod inputs;

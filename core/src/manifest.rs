@@ -45,7 +45,8 @@ pub struct Layer {
     pub digest: Digest,
     /// The size of its uncompressed tar stream.
     pub size: u64,
-    /// How many entries the tar stream holds.
+    /// How many entries the tar stream holds (GNU long-name headers belong to the entry
+    /// they name); extraction refuses a layer holding any other number.
     pub entries: u64,
     /// For env layers built from requirements: the target Python version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,6 +108,11 @@ impl Manifest {
         if !m.layers.iter().any(|l| l.kind == LayerKind::Code) {
             return Err(bad("it has no code layer".into()));
         }
+        // Extraction checks the count itself; what cannot hold is refused before any read.
+        for l in &m.layers {
+            crate::archive::check_declared(l.size, l.entries)
+                .map_err(|r| bad(format!("layer {} declares {r}", l.digest)))?;
+        }
         // Runtimes index steps by name: a graph that would not pass `check` is refused here.
         m.flow
             .check()
@@ -124,8 +130,10 @@ impl Manifest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
     /// The flow.
+    #[serde(deserialize_with = "crate::name::de::flow")]
     pub flow: String,
     /// The version's name.
+    #[serde(deserialize_with = "crate::name::de::version")]
     pub version: String,
     /// The package.
     pub package: Digest,
@@ -153,7 +161,7 @@ mod tests {
         let layer = Layer {
             kind: LayerKind::Code,
             digest: Digest::of(b"tar"),
-            size: 3,
+            size: 2048,
             entries: 1,
             python: None,
             platform: None,
@@ -191,6 +199,21 @@ mod tests {
         let mut v = valid();
         v["layers"][0]["digest"] = "sha256:zz".into();
         assert!(refusal(&v).contains("malformed"));
+        // Entry counts no tar stream of that size can hold (extraction checks the rest).
+        let mut v = valid();
+        v["layers"][0]["entries"] = 3.into();
+        assert!(
+            refusal(&v).contains("declares 3 entries in 2048 bytes"),
+            "{}",
+            refusal(&v)
+        );
+        let mut v = valid();
+        v["layers"][0]["size"] = 2049.into();
+        assert!(refusal(&v).contains("not a whole number of 512-byte blocks"));
+        let mut v = valid();
+        v["layers"][0]["size"] = serde_json::json!(1u64 << 40);
+        v["layers"][0]["entries"] = 2_000_001.into();
+        assert!(refusal(&v).contains("more than the 2000000 a layer may hold"));
         // Graphs a runtime would trip on: a missing step, a cycle, no end.
         let mut v = valid();
         v["flow"]["steps"]["start"]["next"] = serde_json::json!({"linear": "nowhere"});

@@ -2,13 +2,13 @@
 //! and the one check every name read back from a store object goes through.
 //!
 //! Store objects are input like any other: a parent's `artifacts.json`, a task or run
-//! record, a version pointer may have been written by anyone who can write to the bucket.
-//! Their names become file names (restored inputs), keys and child-process environment
-//! variables, so each is checked against its [`NameKind`] by [`check`] while the document
-//! is deserialized (the [`de`] functions): a document with a name that is not a name of
-//! its kind does not parse, and the store reports it with its key before anything is
-//! written. Paths inside layers and folder artifacts go through `archive::extract`'s
-//! relative-path check instead.
+//! record, a version pointer, a manifest's flow may have been written by anyone who can
+//! write to the bucket. Their names become file names (restored inputs), keys and
+//! child-process environment variables, so each is checked against its [`NameKind`] by
+//! [`check`] while the document is deserialized (the `de` functions; a manifest's flow by
+//! `Flow::check`): a document with a name that is not a name of its kind does not parse,
+//! and the store reports it with its key before anything is written. Paths inside layers
+//! and folder artifacts go through `archive::extract`'s relative-path check instead.
 
 use std::fmt;
 
@@ -27,6 +27,8 @@ pub enum NameKind {
     EnvVar,
     /// A run id: letters, digits, `_`, `-`, starting with a letter or digit.
     Run,
+    /// A version of a flow: letters, digits, `.`, `_`, `-`, not starting with `.`.
+    Version,
     /// A task id: `0`, or foreach indices joined by `.` (`3.1`).
     Task,
     /// A task within a run: `step/task`.
@@ -46,6 +48,7 @@ impl NameKind {
             Self::Parameter => "parameter name",
             Self::EnvVar => "environment variable name",
             Self::Run => "run id",
+            Self::Version => "version name",
             Self::Task => "task id",
             Self::TaskRef => "task reference",
             Self::AttemptRef => "attempt reference",
@@ -71,6 +74,7 @@ impl NameKind {
             Self::Run => {
                 "use 1 to 128 letters, digits, '_' or '-', starting with a letter or digit"
             }
+            Self::Version => "use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'",
             Self::Task => "use 0, or foreach indices like 3 or 3.1",
             Self::TaskRef => "write STEP/TASK, e.g. train/0",
             Self::AttemptRef => "write STEP/TASK/ATTEMPT, e.g. train/0/1",
@@ -92,6 +96,7 @@ impl NameKind {
             Self::Parameter => is_identifier(s),
             Self::EnvVar => is_identifier(s) && !s.starts_with("FLOWPACK_"),
             Self::Run => is_name(s, 128, b"_-", true),
+            Self::Version => is_name(s, 128, b"._-", false),
             Self::Task => {
                 !s.is_empty()
                     && s.len() <= 99
@@ -160,7 +165,7 @@ impl fmt::Display for NameKind {
 
 /// Whether `s` is 1 to `max_len` ASCII letters, digits and bytes of `punct`, starting with a
 /// letter or digit when `alnum_first`, and never with `.` (no hidden or relative names).
-pub(crate) fn is_name(s: &str, max_len: usize, punct: &[u8], alnum_first: bool) -> bool {
+fn is_name(s: &str, max_len: usize, punct: &[u8], alnum_first: bool) -> bool {
     let Some(&first) = s.as_bytes().first() else {
         return false;
     };
@@ -200,7 +205,7 @@ pub(crate) mod de {
             }
         )*};
     }
-    kinds!(flow: Flow, step: Step, run: Run, task: Task, attempt_ref: AttemptRef);
+    kinds!(flow: Flow, step: Step, run: Run, task: Task, attempt_ref: AttemptRef, version: Version);
 
     /// An optional run id.
     pub(crate) fn opt_run<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -290,6 +295,30 @@ mod tests {
         assert!(check(NameKind::TaskRef, "../x/0").is_err());
         assert!(check(NameKind::AttemptRef, "train/0/0/0").is_err());
         assert!(check(NameKind::Parameter, "a=b").is_err());
+    }
+
+    #[test]
+    fn store_documents_with_bad_names_do_not_parse() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let version = |flow: &str, v: &str| {
+            serde_json::from_value::<crate::manifest::Version>(serde_json::json!({
+                "flow": flow, "version": v, "package": d, "created_at": "t", "created_by": "x"
+            }))
+        };
+        version("hello", "2026.1").unwrap();
+        let e = version("hello", "../../x").unwrap_err().to_string();
+        assert!(e.contains("version name '../../x' is refused"), "{e}");
+        assert!(version("../hello", "1").is_err());
+        let art =
+            serde_json::json!({"digest": d, "size": 1, "kind": "file", "origin": "start/0/0"});
+        let arts = |name: &str| {
+            serde_json::from_value::<crate::run::Artifacts>(
+                serde_json::json!({"artifacts": {name: art}}),
+            )
+        };
+        arts("model.pkl").unwrap();
+        let e = arts("../code/x.py").unwrap_err().to_string();
+        assert!(e.contains("artifact name '../code/x.py' is refused"), "{e}");
     }
 
     #[test]

@@ -75,7 +75,8 @@ pub async fn read_manifest_bytes(
 }
 
 /// Extracts `layer` into `dest`, which must not exist: it is written as a temporary sibling
-/// folder and renamed into place only when every byte has been verified. If another
+/// folder and renamed into place only when every byte has been verified and the layer holds
+/// exactly the entries its manifest declares. If another
 /// process renames the same layer into `dest` first, that one is kept.
 pub async fn extract_layer(
     store: &Store,
@@ -104,9 +105,10 @@ pub async fn extract_layer(
         .map_err(io_err(parent))?;
     let reader = store.open_blob(&layer.digest, layer.size).await?;
     let tmp_path = tmp.path().to_path_buf();
+    let layer_entries = layer.entries;
     let stats = tokio::task::spawn_blocking(move || -> Result<Extracted, ArchiveError> {
         let mut reader = reader;
-        let stats = archive::extract(&mut reader, &tmp_path)?;
+        let stats = archive::extract_exactly(&mut reader, &tmp_path, layer_entries)?;
         // Read past the end of the tar stream: the digest is checked at the blob's end.
         reader.finish()?;
         Ok(stats)

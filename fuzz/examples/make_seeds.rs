@@ -3,8 +3,8 @@
 //! flow_parse: the example flows. manifest_parse: manifests of the example flows (as
 //! `flowpack push` writes them). archive_extract: a layer written by `write_tar`, and
 //! hostile archives extraction must refuse. Every reproducer in fuzz/artifacts-found/<target>/
-//! (inputs that broke a target once, fixed since) is copied in as well. Trailing end-of-archive blocks are dropped: the
-//! reader stops at the end of the stream as well, and seeds stay small.
+//! (inputs that broke a target once, fixed since) is copied in as well. Archives keep their
+//! two end-of-archive blocks: extraction refuses a layer without them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -78,25 +78,35 @@ fn main() {
     }
 
     let tars = corpus.join("archive_extract");
-    fs::write(tars.join("layer.tar"), trim(layer_tar())).unwrap();
+    let layer = layer_tar();
+    fs::write(tars.join("layer.tar"), &layer).unwrap();
+    fs::write(
+        tars.join("data-after-end.tar"),
+        [&layer[..], b"x.py\0"].concat(),
+    )
+    .unwrap();
+    fs::write(tars.join("pax-path.tar"), pax_tar()).unwrap();
     use tar::EntryType::{Directory, Link, Regular, Symlink};
-    let hostile: [(&str, RawEntries); 6] = [
-        ("parent-path.tar", &[("../x", Regular, "")]),
-        ("absolute-path.tar", &[("/etc/x", Regular, "")]),
-        ("symlink-etc.tar", &[("etc", Symlink, "/etc")]),
-        ("symlink-up.tar", &[("a/up", Symlink, "../../x")]),
-        ("hardlink-out.tar", &[("h", Link, "../../etc/passwd")]),
+    let hostile: [(&str, RawEntries); 8] = [
+        ("parent-path.tar", &[(b"../x", Regular, "")]),
+        ("absolute-path.tar", &[(b"/etc/x", Regular, "")]),
+        ("symlink-etc.tar", &[(b"etc", Symlink, "/etc")]),
+        ("symlink-up.tar", &[(b"a/up", Symlink, "../../x")]),
+        ("hardlink-out.tar", &[(b"h", Link, "../../etc/passwd")]),
         (
             "below-symlink.tar",
             &[
-                ("l", Symlink, "d"),
-                ("d", Directory, ""),
-                ("l/x", Regular, ""),
+                (b"d", Directory, ""),
+                (b"l", Symlink, "d"),
+                (b"l-x", Regular, ""),
+                (b"l/x", Regular, ""),
             ],
         ),
+        ("name-not-utf8.tar", &[(b"a\xff", Regular, "")]),
+        ("out-of-order.tar", &[(b"b", Regular, ""), (b"a", Regular, "")]),
     ];
     for (name, entries) in hostile {
-        fs::write(tars.join(name), trim(raw_tar(entries))).unwrap();
+        fs::write(tars.join(name), raw_tar(entries)).unwrap();
     }
 
     for target in ["flow_parse", "manifest_parse", "archive_extract"] {
@@ -111,7 +121,7 @@ fn main() {
 }
 
 /// Entries of a hostile archive: path, type, link target.
-type RawEntries<'a> = &'a [(&'a str, tar::EntryType, &'a str)];
+type RawEntries<'a> = &'a [(&'a [u8], tar::EntryType, &'a str)];
 
 fn layer(kind: LayerKind, seed: &str) -> Layer {
     Layer {
@@ -139,7 +149,10 @@ fn layer_tar() -> Vec<u8> {
     };
     let py = file("mod.py", "print('hi')\n");
     let sh = file("run.sh", "#!/bin/sh\n");
+    // Over 100 bytes: a GNU long-name entry.
+    let long = format!("pkg/{}.py", "long_module_name_".repeat(7));
     let mut entries = vec![
+        entry(&long, source(&py, false)),
         entry("pkg", EntryKind::Dir),
         entry("pkg/mod.py", source(&py, false)),
         entry("run.sh", source(&sh, true)),
@@ -177,7 +190,7 @@ fn raw_tar(entries: RawEntries) -> Vec<u8> {
             b""
         };
         let mut h = tar::Header::new_old();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
         h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
         h.set_entry_type(*kind);
         h.set_mode(0o644);
@@ -188,10 +201,22 @@ fn raw_tar(entries: RawEntries) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-/// `tar` without its trailing all-zero blocks.
-fn trim(mut tar: Vec<u8>) -> Vec<u8> {
-    while tar.len() >= 512 && tar[tar.len() - 512..].iter().all(|b| *b == 0) {
-        tar.truncate(tar.len() - 512);
-    }
-    tar
+/// A PAX header giving the path `evil.py` to the entry `f` after it: PAX-aware readers
+/// and others would see different names.
+fn pax_tar() -> Vec<u8> {
+    let record = b"16 path=evil.py\n";
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeader").unwrap();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(record.len() as u64);
+    h.set_cksum();
+    b.append(&h, &record[..]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_path("f").unwrap();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(1);
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    b.into_inner().unwrap()
 }

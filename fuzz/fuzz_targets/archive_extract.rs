@@ -4,8 +4,11 @@
 //! Each input is extracted twice when that differs: as given, and with every header's
 //! checksum recomputed, so that mutations reach the entry handling instead of stopping at
 //! "archive header checksum mismatch". After every call, Ok or Err, nothing may exist
-//! outside the destination, no symlink may lead out of it, and no hard link, device or
-//! fifo may exist inside it.
+//! outside the destination, no symlink may lead out of it, no hard link, device or fifo
+//! may exist inside it, and every name in it is UTF-8. An input that extracts must also
+//! keep the rules of the layer format's end and count: it ends with two zero blocks, it is
+//! refused with one of them dropped or a third added, and `extract_exactly` accepts it
+//! with its own entry count only.
 #![no_main]
 
 use std::ffi::OsString;
@@ -13,7 +16,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
 
-use flowpack_core::archive;
+use flowpack_core::archive::{self, ArchiveError, Extracted};
 use libfuzzer_sys::fuzz_target;
 
 const BLOCK: usize = 512;
@@ -27,10 +30,44 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn extract_and_check(tar_bytes: &[u8]) {
+    let Ok(stats) = extract_into_temp(tar_bytes, None) else {
+        return;
+    };
+    assert!(
+        tar_bytes.ends_with(&[0; 2 * BLOCK]),
+        "extracted without ending in two zero blocks ({stats:?})"
+    );
+    let one_block = &tar_bytes[..tar_bytes.len() - BLOCK];
+    assert!(
+        extract_into_temp(one_block, None).is_err(),
+        "extracted with one zero block at its end"
+    );
+    let three_blocks = [tar_bytes, &[0; BLOCK]].concat();
+    assert!(
+        extract_into_temp(&three_blocks, None).is_err(),
+        "extracted with a third zero block at its end"
+    );
+    let exactly = |n| extract_into_temp(tar_bytes, Some(n));
+    assert_eq!(exactly(stats.entries).ok(), Some(stats), "declared its own count");
+    assert!(exactly(stats.entries + 1).is_err(), "declared one entry more");
+    if stats.entries > 0 {
+        assert!(exactly(stats.entries - 1).is_err(), "declared one entry fewer");
+    }
+}
+
+/// Extracts `tar_bytes` into a fresh temporary folder (with `extract_exactly` when a count
+/// is `declared`) and checks what is there, whatever the result.
+fn extract_into_temp(
+    tar_bytes: &[u8],
+    declared: Option<u64>,
+) -> Result<Extracted, ArchiveError> {
     let root = tempfile::tempdir().expect("temp dir");
     let dest = root.path().join("dest");
     fs::create_dir(&dest).expect("dest");
-    let result = archive::extract(tar_bytes, &dest);
+    let result = match declared {
+        None => archive::extract(tar_bytes, &dest),
+        Some(n) => archive::extract_exactly(tar_bytes, &dest, n),
+    };
     if let Err(e) = &result {
         let _ = e.to_string();
     }
@@ -44,12 +81,19 @@ fn extract_and_check(tar_bytes: &[u8]) {
         "extraction wrote outside the destination ({result:?})"
     );
     check_tree(&dest, &dest, &result);
+    result
 }
 
 /// Walks `dir` (inside `dest`) without following symlinks.
 fn check_tree<T: std::fmt::Debug>(dest: &Path, dir: &Path, result: &T) {
     for entry in fs::read_dir(dir).expect("read extracted folder") {
-        let path = entry.expect("extracted entry").path();
+        let entry = entry.expect("extracted entry");
+        assert!(
+            entry.file_name().to_str().is_some(),
+            "{:?} is not UTF-8 ({result:?})",
+            entry.file_name()
+        );
+        let path = entry.path();
         let meta = fs::symlink_metadata(&path).expect("stat extracted entry");
         let ft = meta.file_type();
         if ft.is_dir() {

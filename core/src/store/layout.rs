@@ -22,9 +22,12 @@ use crate::manifest::MAX_MANIFEST_SIZE;
 /// (an entry takes about 200 bytes plus its name). Parsed, one this large takes about as
 /// much memory again.
 pub const MAX_ARTIFACTS_SIZE: u64 = 32 << 20;
-/// The most a run record, a task record or a version pointer may hold: 4 MiB. Records
-/// grow with parameters and, at a join, with the list of parents (~20 bytes each).
+/// The most a task record or a version pointer may hold: 4 MiB. Task records grow at a
+/// join with the list of parents (~20 bytes each).
 pub const MAX_RECORD_SIZE: u64 = 4 << 20;
+/// The most a run record may hold: a manifest's size and 1 MiB. It holds every parameter's
+/// value, and defaults may be as large as the manifest that carries them.
+pub const MAX_RUN_RECORD_SIZE: u64 = MAX_MANIFEST_SIZE + (1 << 20);
 /// The most a log chunk may hold: 4 MiB (the step's log shipper writes about 1 MiB).
 pub const MAX_LOG_CHUNK_SIZE: u64 = 4 << 20;
 
@@ -50,6 +53,11 @@ pub fn document_bound(key: &str) -> Bound {
         Bound {
             max: MAX_ARTIFACTS_SIZE,
             what: "an artifact list",
+        }
+    } else if name == "run.json" {
+        Bound {
+            max: MAX_RUN_RECORD_SIZE,
+            what: "a run record",
         }
     } else if name.ends_with(".log") && key.contains("/logs/") {
         Bound {
@@ -116,7 +124,7 @@ pub fn attempt(flow: &str, run_id: &str, step: &str, task_id: &str, attempt: u32
 /// Whether `v` may name a version: 1 to 128 letters, digits, `.`, `_` or `-`, not
 /// starting with `.`.
 pub fn is_version_name(v: &str) -> bool {
-    crate::name::is_name(v, 128, b"._-", false)
+    crate::name::check(crate::name::NameKind::Version, v).is_ok()
 }
 
 #[cfg(test)]
@@ -149,11 +157,11 @@ mod tests {
             document_bound(&blob(&Digest::of(b"m"))).max,
             MAX_MANIFEST_SIZE
         );
-        for key in [
-            format!("{a}task.json"),
-            run_record("f", "r"),
-            version("f", "v1"),
-        ] {
+        assert_eq!(
+            document_bound(&run_record("f", "r")).max,
+            MAX_RUN_RECORD_SIZE
+        );
+        for key in [format!("{a}task.json"), version("f", "v1")] {
             assert_eq!(document_bound(&key).max, MAX_RECORD_SIZE, "{key}");
         }
     }
