@@ -25,14 +25,14 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(rec) = serde_json::from_slice::<TaskRecord>(data) {
         round_trip(&rec);
         let key = layout::attempt("f", &rec.run, &rec.step, &rec.task, rec.attempt);
-        assert_segments(&key, 8);
+        assert_segments(&key, 7);
         for p in &rec.parents {
             p.parse::<TaskRef>().expect("a parsed record's parents are tasks");
         }
         if let Some(from) = &rec.reused_from {
             let parts: Vec<&str> = from.split('/').collect();
             assert_eq!(parts.len(), 4, "{from}");
-            assert_segments(&layout::attempt("f", parts[0], parts[1], parts[2], 0), 8);
+            assert_segments(&layout::attempt("f", parts[0], parts[1], parts[2], 0), 7);
         }
     }
     if let Ok(rec) = serde_json::from_slice::<RunRecord>(data) {
