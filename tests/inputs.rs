@@ -20,6 +20,19 @@ const START: &str =
     "import os\nopen(os.path.join(os.environ['FLOWPACK_OUTPUT_DIR'], 'a'), 'w').write('fine')\n";
 const END: &str = "print('the real end step')\n";
 
+/// Runs the `restore` flow in `dir` on its default store; its `run --json` summary.
+fn restore_run(dir: &Path) -> serde_json::Value {
+    write_tree(
+        dir,
+        &[
+            ("flow.yaml", RESTORE_FLOW),
+            ("start.py", START),
+            ("end.py", END),
+        ],
+    );
+    json(&flowpack_ok(dir, &["run", "flow.yaml", "--json"]))
+}
+
 /// Every file under `dir` with its content, sorted.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -46,15 +59,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn artifact_names_that_leave_the_inputs_folder_are_refused_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write_tree(
-        dir,
-        &[
-            ("flow.yaml", RESTORE_FLOW),
-            ("start.py", START),
-            ("end.py", END),
-        ],
-    );
-    let run = json(&flowpack_ok(dir, &["run", "flow.yaml", "--json"]));
+    let run = restore_run(dir);
     let run_id = run["run"].as_str().unwrap();
     let package = run["package"].as_str().unwrap();
     let committed = dir.join(format!(
@@ -172,15 +177,7 @@ fn a_step_writing_into_its_inputs_and_code_does_not_change_what_the_next_task_se
 fn free_text_from_records_is_shown_with_control_characters_escaped() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write_tree(
-        dir,
-        &[
-            ("flow.yaml", RESTORE_FLOW),
-            ("start.py", START),
-            ("end.py", END),
-        ],
-    );
-    let run = json(&flowpack_ok(dir, &["run", "flow.yaml", "--json"]));
+    let run = restore_run(dir);
     let run_id = run["run"].as_str().unwrap();
     let runs = dir.join(format!(".flowpack/v1/runs/restore/{run_id}"));
     let escape = "\u{1b}]0;owned\u{7}\u{1b}[2J";

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_TESTS=116
+MIN_TESTS=169
 
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
   echo "tests/run.sh: installing podman, runc and debootstrap (Debian packages)" >&2
