@@ -279,7 +279,7 @@ fn extract_entries<R: Read>(
             });
         }
         let raw = text(&name).map_err(|r| unsafe_entry(&format!("its name {r}")))?;
-        let rel = safe_relative(raw).map_err(|r| unsafe_entry(&r))?;
+        let rel = crate::name::relative_path(raw).map_err(|r| unsafe_entry(&r))?;
         if rel.as_os_str().is_empty() {
             continue; // "./" itself
         }
@@ -552,25 +552,6 @@ impl Order {
         }
         Ok(())
     }
-}
-
-/// `raw` as a relative path with only normal components, or why not.
-fn safe_relative(raw: &str) -> Result<PathBuf, String> {
-    if raw.starts_with('/') {
-        return Err("absolute paths are refused".into());
-    }
-    let mut out = PathBuf::new();
-    for c in Path::new(raw).components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir => {}
-            Component::ParentDir => return Err("paths with '..' are refused".into()),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err("absolute paths are refused".into());
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Whether a symlink at `rel` pointing to `target` may be part of a layer: a relative

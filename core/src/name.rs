@@ -8,9 +8,10 @@
 //! [`check`] while the document is deserialized (the `de` functions; a manifest's flow by
 //! `Flow::check`): a document with a name that is not a name of its kind does not parse,
 //! and the store reports it with its key before anything is written. Paths inside layers
-//! and folder artifacts go through `archive::extract`'s relative-path check instead.
+//! and folder artifacts go through [`relative_path`] as `archive::extract` reads them.
 
 use std::fmt;
+use std::path::{Component, Path, PathBuf};
 
 /// What a name names; each kind has its own rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +156,26 @@ pub fn check(kind: NameKind, s: &str) -> Result<(), InvalidName> {
             value: s.to_string(),
         })
     }
+}
+
+/// `raw` — a path inside a layer or a folder artifact — as a relative path with only
+/// normal components, or why not: the path rule, as [`check`] is the name rule.
+pub fn relative_path(raw: &str) -> Result<PathBuf, String> {
+    if raw.starts_with('/') {
+        return Err("absolute paths are refused".into());
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(raw).components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("paths with '..' are refused".into()),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("absolute paths are refused".into());
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl fmt::Display for NameKind {
