@@ -250,15 +250,14 @@ impl Store {
     /// at `max_size + 1` bytes ([`StoreError::TooLarge`]).
     pub async fn get_blob_bytes(&self, d: &Digest, max_size: u64) -> Result<Vec<u8>, StoreError> {
         let key = layout::blob(d);
-        let too_large = || StoreError::TooLarge {
-            key: self.full_key(&key),
+        let bound = layout::Bound {
             max: max_size,
             what: blob::SMALL_BLOB,
         };
         let compressed = self
             .get_bounded(&key, blob::max_compressed(max_size))
             .await?
-            .ok_or_else(too_large)?;
+            .ok_or_else(|| self.too_large(&key, bound))?;
         blob::decompress_verified(&compressed, d, max_size, &self.full_key(&key))
     }
 

@@ -287,19 +287,10 @@ async fn claim(args: &StepArgs, stop: &StopSignals) -> Result<Claimed, Unclaimed
 
 /// The run and task ids become store keys: they must be ids.
 fn check_ids(args: &StepArgs) -> Result<(), RuntimeError> {
-    if !flowpack_core::run::is_run_id(&args.run) {
-        return Err(RuntimeError::Invalid(format!(
-            "run id '{}' is not valid: use letters, digits, '_' and '-'",
-            args.run
-        )));
-    }
-    if !flowpack_core::run::is_task_id(&args.task) {
-        return Err(RuntimeError::Invalid(format!(
-            "task id '{}' is not valid: use 0, or foreach indices like 3 or 3.1",
-            args.task
-        )));
-    }
-    Ok(())
+    use flowpack_core::name::{NameKind, check};
+    check(NameKind::Run, &args.run)
+        .and_then(|()| check(NameKind::Task, &args.task))
+        .map_err(|e| RuntimeError::Invalid(e.to_string()))
 }
 
 /// The step and the parents' steps become store keys: they must be steps of the flow.
