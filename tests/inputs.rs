@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::util::{BIN, flowpack_ok, write_tree};
+use crate::util::{self, BIN, flowpack_ok, write_tree};
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
@@ -35,22 +35,13 @@ fn restore_run(dir: &Path) -> serde_json::Value {
 
 /// Every file under `dir` with its content, sorted.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file() {
-                out.push((
-                    e.path().display().to_string(),
-                    std::fs::read(e.path()).unwrap(),
-                ));
-            }
-        }
-    }
+    let mut out: Vec<_> = util::walk(dir)
+        .into_iter()
+        .map(|p| {
+            let content = std::fs::read(dir.join(&p)).unwrap();
+            (p, content)
+        })
+        .collect();
     out.sort();
     out
 }
@@ -153,18 +144,7 @@ fn a_step_writing_into_its_inputs_and_code_does_not_change_what_the_next_task_se
     );
     // Twice on one cache: the second run starts from what the first left there.
     for _ in 0..2 {
-        let out = std::process::Command::new(BIN)
-            .args(["run", "flow.yaml", "--json"])
-            .current_dir(dir)
-            .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let run = json(&String::from_utf8_lossy(&out.stdout));
+        let run = json(&flowpack_ok(dir, &["run", "flow.yaml", "--json"]));
         let target = format!("{}/end/final", run["run"].as_str().unwrap());
         let final_ = flowpack_ok(dir, &["artifacts", "get", &target, "-o", "-"]);
         assert_eq!(final_, "original");

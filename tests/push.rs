@@ -200,7 +200,7 @@ fn ignore_rules_and_symlinks_shape_the_code_layer() {
             fetched.to_str().unwrap(),
         ],
     );
-    let mut files: Vec<String> = walk(&fetched.join("code"));
+    let mut files: Vec<String> = util::walk(&fetched.join("code"));
     files.sort();
     assert_eq!(
         files,
@@ -220,23 +220,6 @@ fn ignore_rules_and_symlinks_shape_the_code_layer() {
         std::fs::read_to_string(fetched.join("code/inner-link.py")).unwrap(),
         "def f():\n    return 1\n"
     );
-}
-
-fn walk(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path().strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! request (the manifest's GET, a layer's, the commit's PUT…): a store that stops answering
 //! at that point. Real slowness, no test hook in the binary.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::runs::{json, push, show, step_cmd, task};
+use crate::util::faults::read_request;
 use crate::util::{self, BIN, flowpack_ok, measured, write_tree};
 
 /// A proxy to moto that holds the `nth` request with `method` whose path contains
@@ -113,35 +114,14 @@ impl GateInner {
 /// One request (the client gets `Connection: close`), through the gate to moto.
 fn forward(client: TcpStream, gate: &GateInner) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
-    let (mut head, mut first, mut length) = (Vec::new(), String::new(), 0usize);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        if first.is_empty() {
-            first = line.clone();
-        }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if lower.starts_with("connection:") {
-            continue;
-        }
-        if line == "\r\n" {
-            head.extend_from_slice(b"Connection: close\r\n\r\n");
-            break;
-        }
-        head.extend_from_slice(line.as_bytes());
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    let mut words = first.split_whitespace();
-    gate.pass(words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let Some(request) = read_request(&mut reader)? else {
+        return Ok(());
+    };
+    let (method, path) = request.method_and_path();
+    gate.pass(method, path);
     let mut up = TcpStream::connect(("127.0.0.1", util::moto().port))?;
-    up.write_all(&head)?;
-    up.write_all(&body)?;
+    up.write_all(&request.head)?;
+    up.write_all(&request.body)?;
     let mut response = Vec::new();
     up.read_to_end(&mut response)?;
     (&client).write_all(&response)
@@ -550,7 +530,7 @@ fn a_step_or_parent_not_in_the_flow_is_refused_before_anything_is_written() {
     write_tree(tmp.path(), &[("flow.yaml", FLOW)]);
     let package = push(tmp.path());
     let files = || {
-        let mut all: Vec<_> = walk(&tmp.path().join(".flowpack"));
+        let mut all: Vec<_> = util::walk(&tmp.path().join(".flowpack"));
         all.sort();
         all
     };
@@ -574,18 +554,6 @@ fn a_step_or_parent_not_in_the_flow_is_refused_before_anything_is_written() {
         assert!(stderr.contains(says), "{step}: {stderr}");
     }
     assert_eq!(files(), before, "the store changed");
-}
-
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path().display().to_string());
-        }
-    }
-    out
 }
 
 #[test]
@@ -619,19 +587,7 @@ print("params", len(p), "in env:", len(env), "small:", os.environ["FLOWPACK_PARA
     let tmp = tempfile::tempdir().unwrap();
     write_tree(tmp.path(), &[("flow.yaml", &flow), ("main.py", main)]);
 
-    let out = Command::new(BIN)
-        .args(["run", "flow.yaml", "--json"])
-        .current_dir(tmp.path())
-        .env("FLOWPACK_CACHE_DIR", tmp.path().join(".test-cache"))
-        .env_remove("FLOWPACK_STORE")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = json(&String::from_utf8_lossy(&out.stdout))["run"]
+    let run = json(&flowpack_ok(tmp.path(), &["run", "flow.yaml", "--json"]))["run"]
         .as_str()
         .unwrap()
         .to_string();

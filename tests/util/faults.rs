@@ -127,21 +127,31 @@ fn draw(cfg: &Mutex<Config>) -> (Option<Fault>, Duration, u64) {
     (fault, c.stall, next(&mut c.rng))
 }
 
-fn handle(
-    client: TcpStream,
-    upstream: &(String, u16),
-    counters: &Counters,
-    cfg: &Mutex<Config>,
-) -> std::io::Result<()> {
-    client.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(client.try_clone()?);
-    // The request head, rewritten to close the upstream connection after one answer.
+/// One HTTP request from a client: its head, rewritten to close the upstream connection
+/// after one answer, and its body.
+pub struct Request {
+    pub head: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The method and the path of the request line.
+    pub fn method_and_path(&self) -> (&str, &str) {
+        let line = std::str::from_utf8(&self.head).unwrap_or("");
+        let mut words = line.split_whitespace();
+        (words.next().unwrap_or(""), words.next().unwrap_or(""))
+    }
+}
+
+/// Reads one request (Content-Length bodies only); None when the client closed the
+/// connection first.
+pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Request>> {
     let mut head = Vec::new();
     let mut length = 0usize;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
-            return Ok(()); // an idle keep-alive connection closed
+            return Ok(None);
         }
         let lower = line.to_ascii_lowercase();
         if let Some(v) = lower.strip_prefix("content-length:") {
@@ -149,7 +159,7 @@ fn handle(
         }
         assert!(
             !lower.starts_with("transfer-encoding:"),
-            "the fault proxy needs Content-Length requests: {line}"
+            "the proxy needs Content-Length requests: {line}"
         );
         if lower.starts_with("connection:") {
             continue;
@@ -162,6 +172,20 @@ fn handle(
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
+    Ok(Some(Request { head, body }))
+}
+
+fn handle(
+    client: TcpStream,
+    upstream: &(String, u16),
+    counters: &Counters,
+    cfg: &Mutex<Config>,
+) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let Some(Request { head, body }) = read_request(&mut reader)? else {
+        return Ok(()); // an idle keep-alive connection closed
+    };
     counters.requests.fetch_add(1, Ordering::SeqCst);
     let (fault, stall, noise) = draw(cfg);
     if fault.is_some() {

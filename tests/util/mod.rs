@@ -296,6 +296,24 @@ pub fn flowpack_ok(cwd: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The paths, relative to `root`, of everything under it but folders.
+pub fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
 /// Writes `files` (path, content) under `root`, creating folders.
 pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
     for (p, content) in files {
