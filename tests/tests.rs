@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod client;
 mod containers;
 mod crashes;
 mod faults;
