@@ -12,8 +12,8 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ._version import __version__
 
@@ -55,8 +55,12 @@ def binary() -> str:
             "the flowpack binary was not found (looked at $FLOWPACK_BIN, beside this Python and "
             "on PATH): install flowpack with `pip install flowpack`, or set FLOWPACK_BIN"
         )
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
-    version = out.stdout.split()[-1] if out.returncode == 0 and out.stdout.split() else "?"
+    out = subprocess.run(
+        [path, "--version"], capture_output=True, text=True, check=False
+    )
+    version = (
+        out.stdout.split()[-1] if out.returncode == 0 and out.stdout.split() else "?"
+    )
     if version != __version__:
         raise BinaryError(
             f"the flowpack binary {path} is version {version}, but this Python package is "
