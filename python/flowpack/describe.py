@@ -13,6 +13,7 @@ goes to stderr.
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import os
 import shlex
@@ -91,7 +92,7 @@ def _check_decorator_names(
     supported = ", ".join(f"@{n}" for n in ("step", *deco.STEP_DECORATORS))
     for node in graph:
         fn = graph._find_def(node.func)
-        if fn is None or node.func.__code__.co_filename != graph.path:
+        if fn is None or inspect.unwrap(node.func).__code__.co_filename != graph.path:
             continue
         for d in fn.decorator_list:
             obj = _resolve(_decorator_target(d), namespace)

@@ -118,18 +118,16 @@ class FlowGraph:
         self._sources: dict[str, str] = {}
         self.class_lineno = self._class_line(flow_cls)
         self._parse(flow_cls)
-        if self.errors:
-            return
         for must in ("start", "end"):
-            if must not in self.nodes:
+            if must not in self.nodes and not self.errors:
                 self._error(
                     self.class_lineno,
                     0,
                     f"flow {self.name} has no step '{must}': every flow starts at "
                     "@step def start(self) and finishes at @step def end(self)",
                 )
+        self._link()
         if not self.errors:
-            self._link()
             self._traverse()
 
     def __getitem__(self, name: str) -> DAGNode:
@@ -167,7 +165,7 @@ class FlowGraph:
         return 1
 
     def _find_def(self, func: Callable[..., Any]) -> ast.FunctionDef | None:
-        code = getattr(func, "__code__", None)
+        code = getattr(inspect.unwrap(func), "__code__", None)
         if code is None:
             return None
         tree = self._tree(code.co_filename)
@@ -195,7 +193,7 @@ class FlowGraph:
                     f"step '{name}': its source was not found; define steps in a .py file",
                 )
                 continue
-            if func.__code__.co_filename != self.path:
+            if inspect.unwrap(func).__code__.co_filename != self.path:
                 # An inherited step from another file: report at the class line.
                 node.lineno = self.class_lineno
                 node.col_offset = -1
