@@ -76,7 +76,7 @@ class Namespace:
         return sorted(p.name for p in self.folder.iterdir() if p.name.isidentifier())
 
     def load(self, name: str) -> tuple[Any, str]:
-        """The artifact's value and the digest of its bytes.
+        """The artifact's value and ``PROTOCOL:SHA256`` of its bytes ("" when not a pickle).
 
         Raises:
             KeyError: no such artifact.
@@ -87,7 +87,11 @@ class Namespace:
         if p.is_dir():
             return p, ""
         data = p.read_bytes()
-        return decode_artifact(data), hashlib.sha256(data).hexdigest()
+        if data[:1] != b"\x80":
+            return data, ""
+        # The protocol goes with the digest: re-pickling with it reproduces the bytes of an
+        # unchanged value.
+        return pickle.loads(data), f"{data[1]}:{hashlib.sha256(data).hexdigest()}"
 
     def digest(self, name: str) -> str:
         """A digest of the artifact's content (for ``merge_artifacts``)."""
@@ -455,10 +459,11 @@ class FlowSpec:
         for name, digest in self.__dict__["_fp_loaded"].items():
             if name in out or name not in self.__dict__ or not digest:
                 continue
-            data = _pickle_or_none(self.__dict__[name])
+            protocol, _, sha = digest.partition(":")
+            data = _pickle_or_none(self.__dict__[name], int(protocol))
             if data is None:
                 continue  # it was read as is and cannot be stored again: nothing to write
-            if hashlib.sha256(data).hexdigest() != digest:
+            if hashlib.sha256(data).hexdigest() != sha:
                 out[name] = data
         for name, path in self.__dict__["_fp_merged"].items():
             out.setdefault(name, path)
@@ -468,9 +473,9 @@ class FlowSpec:
         return out
 
 
-def _pickle_or_none(value: Any) -> bytes | None:
+def _pickle_or_none(value: Any, protocol: int) -> bytes | None:
     try:
-        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        return pickle.dumps(value, protocol=max(2, min(protocol, pickle.HIGHEST_PROTOCOL)))
     except Exception:  # noqa: BLE001 - the caller treats any failure alike
         return None
 

@@ -16,6 +16,7 @@ import pytest
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent
 FLOWS = Path(__file__).resolve().parent / "flows"
+sys.path.insert(0, str(PYTHON_DIR))
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
