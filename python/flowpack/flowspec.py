@@ -475,7 +475,9 @@ class FlowSpec:
 
 def _pickle_or_none(value: Any, protocol: int) -> bytes | None:
     try:
-        return pickle.dumps(value, protocol=max(2, min(protocol, pickle.HIGHEST_PROTOCOL)))
+        return pickle.dumps(
+            value, protocol=max(2, min(protocol, pickle.HIGHEST_PROTOCOL))
+        )
     except Exception:  # noqa: BLE001 - the caller treats any failure alike
         return None
 

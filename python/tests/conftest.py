@@ -82,7 +82,9 @@ class Task:
         folder = self.inputs / under if under else self.inputs
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
-        path.write_bytes(value if isinstance(value, bytes) else pickle.dumps(value, protocol=4))
+        path.write_bytes(
+            value if isinstance(value, bytes) else pickle.dumps(value, protocol=4)
+        )
         return path
 
     def run(
@@ -133,7 +135,7 @@ class Task:
 
 
 @pytest.fixture
-def task_for(tmp_path: Path):  # noqa: ANN201 - a pytest fixture factory
+def task_for(tmp_path: Path):
     """``task_for(flow_path)`` → a fresh :class:`Task` for that flow."""
     count = [0]
 

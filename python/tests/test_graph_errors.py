@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import errors, write_flow
 
-HEAD = "from flowpack import FlowSpec, step, Parameter, retry, catch, kubernetes, card\n"
+HEAD = (
+    "from flowpack import FlowSpec, step, Parameter, retry, catch, kubernetes, card\n"
+)
 
 
 def marked(path: Path) -> int:
@@ -360,7 +362,9 @@ def test_error_names_the_line(tmp_path: Path, kind: str) -> None:
 
 def test_no_flow_class(tmp_path: Path) -> None:
     found = errors(write_flow(tmp_path, "x = 1\n"))
-    assert found == [(1, "flow.py defines no flow: write class MyFlow(FlowSpec) with @step methods")]
+    assert found == [
+        (1, "flow.py defines no flow: write class MyFlow(FlowSpec) with @step methods")
+    ]
 
 
 def test_all_errors_at_once(tmp_path: Path) -> None:

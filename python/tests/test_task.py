@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import write_flow
 
-FLOW = '''
+FLOW = """
 from flowpack import FlowSpec, step, Parameter, IncludeFile, JSONType, catch, retry, current
 
 class Unpicklable:
@@ -112,7 +112,7 @@ class TestFlow(FlowSpec):
     @step
     def end(self):
         self.read = self.needed
-'''
+"""
 
 
 @pytest.fixture
@@ -130,7 +130,13 @@ def test_artifacts_parameters_current_and_foreach_list(task_for, flow: Path) -> 
     assert t.out("x") == 0.5
     assert json.loads((t.outputs / "items.foreach").read_text()) == ["a", "{'k': 1}", 3]
     assert t.out("where") == [
-        "TestFlow", "local-test", "start", "0", 0, "TestFlow/local-test/start/0", True,
+        "TestFlow",
+        "local-test",
+        "start",
+        "0",
+        0,
+        "TestFlow/local-test/start/0",
+        True,
         "/tmp/store",
     ]
     for name in t.outputs_named():
@@ -171,7 +177,9 @@ def test_lazy_inputs_are_never_touched_unless_read(task_for, flow: Path) -> None
     assert (t.outputs / "verdict.switch").read_text() == "ok"
 
 
-def test_inherited_artifact_read_unchanged_is_not_rewritten(task_for, tmp_path: Path) -> None:
+def test_inherited_artifact_read_unchanged_is_not_rewritten(
+    task_for, tmp_path: Path
+) -> None:
     flow = write_flow(
         tmp_path,
         """
@@ -288,7 +296,9 @@ def test_parameters_are_read_only(task_for, flow: Path) -> None:
     assert "Traceback" in out.stderr
 
 
-def test_unpicklable_artifact_is_named_and_nothing_written(task_for, flow: Path) -> None:
+def test_unpicklable_artifact_is_named_and_nothing_written(
+    task_for, flow: Path
+) -> None:
     t = task_for(flow)
     out = t.run("bad")
     assert out.returncode == 1
@@ -296,7 +306,9 @@ def test_unpicklable_artifact_is_named_and_nothing_written(task_for, flow: Path)
     assert t.outputs_named() == []
 
 
-def test_exception_fails_with_traceback_before_the_last_attempt(task_for, flow: Path) -> None:
+def test_exception_fails_with_traceback_before_the_last_attempt(
+    task_for, flow: Path
+) -> None:
     t = task_for(flow)
     out = t.run("fails", attempt=0)
     assert out.returncode == 1
@@ -342,7 +354,11 @@ def test_catch_sets_var_to_none_on_success(task_for, tmp_path: Path) -> None:
 
 def test_include_file_and_json_parameter(task_for, flow: Path) -> None:
     t = task_for(flow)
-    t.params = {"alpha": 0.5, "grid": {"a": [1]}, "blob": base64.b64encode(b"\x00\x01").decode()}
+    t.params = {
+        "alpha": 0.5,
+        "grid": {"a": [1]},
+        "blob": base64.b64encode(b"\x00\x01").decode(),
+    }
     out = t.run("include")
     assert out.returncode == 0, out.stderr
     assert t.out("got") == (b"\x00\x01", {"a": [1]})
