@@ -127,7 +127,10 @@ def _step_doc(
         )
     if node.has_inputs:
         doc["join"] = True
-    decos = deco.step_decorators(node.func)
+    # @kubernetes's resources override @resources' field by field, whatever their order.
+    decos = sorted(
+        deco.step_decorators(node.func), key=lambda d: d.name == "kubernetes"
+    )
     for d in decos:
         if d.name == "catch" and node.type in ("foreach", "split-switch"):
             kind = "foreach" if node.type == "foreach" else "switch"
