@@ -1,8 +1,15 @@
-"""flowpack's Python package: Metaflow-style flows run by the ``flowpack`` binary, and the
-Client API that reads their runs back (docs/python.md).
+"""flowpack for Python: write a flow as a class (Metaflow's way), run it with the ``flowpack``
+binary that ships with this package.
 
-This file only re-exports; each module says what it owns.
+Authoring: :class:`FlowSpec`, :func:`step`, :class:`Parameter`, :data:`JSONType`,
+:class:`IncludeFile`, :data:`current` and the decorators. The binary embeds this package and
+runs ``flowpack.describe`` (the graph) and ``flowpack.task`` (a step) itself.
+
+Reading runs back: :class:`Flow`, :class:`Run`, :class:`Step`, :class:`Task` (the Client API,
+``client.py``). This file only re-exports; each module says what it owns.
 """
+
+from __future__ import annotations
 
 from ._binary import default_store
 from ._version import __version__
@@ -18,6 +25,31 @@ from .client import (
     get_namespace,
     namespace,
 )
+from .current import current
+from .decorators import (
+    batch,
+    card,
+    catch,
+    conda,
+    conda_base,
+    environment,
+    kubernetes,
+    parallel,
+    project,
+    pypi,
+    pypi_base,
+    resources,
+    retry,
+    schedule,
+    secrets,
+    step,
+    timeout,
+    trigger,
+    trigger_on_finish,
+)
+from .exception import ExceptionWrapper, FlowpackException, MetaflowExceptionWrapper
+from .flowspec import FlowSpec
+from .parameters import IncludeFile, JSONType, Parameter
 
 __all__ = [
     "DataArtifact",
@@ -26,10 +58,37 @@ __all__ = [
     "Run",
     "Step",
     "Task",
-    "__version__",
     "default_namespace",
-    "default_store",
     "get_metadata",
     "get_namespace",
     "namespace",
+    "ExceptionWrapper",
+    "FlowSpec",
+    "FlowpackException",
+    "IncludeFile",
+    "JSONType",
+    "MetaflowExceptionWrapper",
+    "Parameter",
+    "__version__",
+    "batch",
+    "card",
+    "catch",
+    "conda",
+    "conda_base",
+    "current",
+    "default_store",
+    "environment",
+    "kubernetes",
+    "parallel",
+    "project",
+    "pypi",
+    "pypi_base",
+    "resources",
+    "retry",
+    "schedule",
+    "secrets",
+    "step",
+    "timeout",
+    "trigger",
+    "trigger_on_finish",
 ]
