@@ -49,7 +49,7 @@ pub enum Command {
     /// Start a new run that reuses the committed tasks of a failed one.
     Resume(ResumeArgs),
     /// Answer the Python Client API's reads of one store: a JSON request per line on stdin,
-    /// an answer each on stdout (docs/python-client.md). Not for people.
+    /// an answer each on stdout (docs/python.md). Not for people.
     #[command(hide = true)]
     Client(ClientArgs),
 }

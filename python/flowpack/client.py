@@ -10,7 +10,7 @@ Modelled on Metaflow's client (``Flow``, ``Run``, ``Step``, ``Task``, ``DataArti
 
 This module owns the objects and their caching; it never reads a store itself. Every read
 goes to one long-lived ``flowpack client --store URL`` process per store (JSON lines on its
-stdin/stdout, see docs/python-client.md), so storage, credentials and record formats stay in
+stdin/stdout, see docs/python.md), so storage, credentials and record formats stay in
 the binary, and reading 1,000 artifacts costs 1,000 pipe round trips, not 1,000 process
 starts. Objects read nothing until asked; what cannot change any more (a finished run's
 tasks, a committed task's artifacts, a finished task's logs) is cached per object.
