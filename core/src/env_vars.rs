@@ -6,6 +6,23 @@ pub const FLOWPACK_STORE: &str = "FLOWPACK_STORE";
 /// The local cache folder (built env layers, fetched packages); default
 /// `$XDG_CACHE_HOME/flowpack` or `~/.cache/flowpack`.
 pub const FLOWPACK_CACHE_DIR: &str = "FLOWPACK_CACHE_DIR";
+
+/// The local cache folder: `FLOWPACK_CACHE_DIR` (made absolute, because task containers
+/// mount it at the same path), else `$XDG_CACHE_HOME/flowpack`, else `~/.cache/flowpack`.
+/// One rule for the CLI's node cache and the embedded Python package ([`crate::python`]).
+pub fn cache_dir() -> std::io::Result<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(d) = std::env::var_os(FLOWPACK_CACHE_DIR).filter(|d| !d.is_empty()) {
+        return std::path::absolute(&d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("flowpack"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| std::io::Error::other("neither FLOWPACK_CACHE_DIR nor HOME is set"))?;
+    Ok(PathBuf::from(home).join(".cache").join("flowpack"))
+}
 /// The log filter for flowpack's own messages on stderr (`info`, `debug`, `flowpack=trace`).
 pub const FLOWPACK_LOG: &str = "FLOWPACK_LOG";
 /// The `uv` program used to build env layers; default `uv` on `PATH`.
