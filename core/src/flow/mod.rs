@@ -1,6 +1,7 @@
 //! The flow file: its model, parsing and validation.
 //!
-//! A flow is a graph of steps. [`Flow::load`] reads a YAML flow file, merges `defaults`
+//! A flow is a graph of steps. [`Flow::load`] reads a YAML flow file (or describes a
+//! Python one, [`python`]), merges `defaults`
 //! into every step and checks the graph; every error carries `file:line:col` and says
 //! what to do. The resulting [`Flow`] is the *normalized* flow: fully resolved, in
 //! canonical order, the form that goes into a package manifest and that both the laptop
@@ -9,6 +10,7 @@
 mod error;
 pub(crate) mod locate;
 mod parse;
+pub mod python;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -352,9 +354,13 @@ pub enum PullPolicy {
 
 impl Flow {
     /// Reads and validates the flow file at `path` (at most [`MAX_FILE_SIZE`] bytes: a
-    /// larger one is refused before it is read whole).
+    /// larger one is refused before it is read whole). A `.py` file is described by
+    /// Python first ([`python`]); its errors point into the `.py` file.
     pub fn load(path: &Path) -> Result<Flow, FlowErrors> {
         use std::io::Read;
+        if python::is_python_flow(path) {
+            return python::load(path);
+        }
         let fail = |msg: String| FlowErrors::one(FlowError::new(path, Pos::default(), msg));
         let mut bytes = Vec::new();
         std::fs::File::open(path)
