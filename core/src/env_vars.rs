@@ -1,7 +1,8 @@
 //! Every environment variable flowpack reads, in one place (documented for users in
 //! `docs/configuration.md`).
 
-/// The store URL or folder, when `--store` is not given.
+/// The store URL or folder, when `--store` is not given; set for a step: its store's URL
+/// (never with credentials).
 pub const FLOWPACK_STORE: &str = "FLOWPACK_STORE";
 /// The local cache folder (built env layers, fetched packages); default
 /// `$XDG_CACHE_HOME/flowpack` or `~/.cache/flowpack`.
@@ -52,6 +53,14 @@ pub const FLOWPACK_PARAMS: &str = "FLOWPACK_PARAMS";
 pub const FLOWPACK_PARAM_PREFIX: &str = "FLOWPACK_PARAM_";
 /// Set for a task inside a foreach: its index in the list.
 pub const FLOWPACK_SPLIT_INDEX: &str = "FLOWPACK_SPLIT_INDEX";
+/// Set for a step: the absolute path of the running `flowpack` binary (inside a container,
+/// the image's), for the Python package to call back.
+pub const FLOWPACK_BIN: &str = "FLOWPACK_BIN";
+/// Set for a step: a JSON list of its parent tasks, `"STEP/TASK"`, in the order of the
+/// inputs layout (a foreach's tasks by index).
+pub const FLOWPACK_PARENTS: &str = "FLOWPACK_PARENTS";
+/// Set for a step of a resumed run: the run it resumes.
+pub const FLOWPACK_ORIGIN_RUN_ID: &str = "FLOWPACK_ORIGIN_RUN_ID";
 /// Set for the first task of a foreach body: its item (text as is, other JSON as JSON).
 pub const FLOWPACK_SPLIT_ITEM: &str = "FLOWPACK_SPLIT_ITEM";
 
