@@ -84,11 +84,7 @@ pub fn resolve(
                 reason: format!("cannot write {}: {e}", file.display()),
             })?;
             let dir = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
-            let source = Requirements {
-                bytes,
-                dir,
-                file,
-            };
+            let source = Requirements { bytes, dir, file };
             from_requirements(&source, python, platform, cache_dir, rebuild)
         }
     }
