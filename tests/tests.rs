@@ -15,6 +15,7 @@ mod inputs;
 mod kfp;
 mod load;
 mod push;
+mod python;
 mod runs;
 mod secrets;
 mod signals;
