@@ -16,6 +16,7 @@ mod kfp;
 mod load;
 mod push;
 mod python;
+mod python_flows;
 mod runs;
 mod secrets;
 mod signals;

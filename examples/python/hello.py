@@ -15,12 +15,12 @@ class HelloFlow(FlowSpec):
 
     @step
     def start(self):
-        self.name = "flowpack"
+        self.who = "flowpack"
         self.next(self.greet)
 
     @step
     def greet(self):
-        self.lines = [f"{self.greeting}, {self.name}!" for _ in range(self.times)]
+        self.lines = [f"{self.greeting}, {self.who}!" for _ in range(self.times)]
         self.next(self.end)
 
     @step
