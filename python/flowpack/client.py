@@ -213,6 +213,22 @@ def _decode(data: bytes) -> Any:
     return data
 
 
+# File artifacts up to this size come through the pipe; larger ones are written to a
+# private file by the binary (streamed, never whole in its memory) and unpickled from it.
+_PIPE_MAX = 16 << 20
+
+
+def _decode_file(path: Path) -> Any:
+    """:func:`_decode` of a file's content, unpickling from the file without reading it whole
+    into a second buffer."""
+    with open(path, "rb") as f:
+        if f.read(1) == b"\x80":
+            f.seek(0)
+            return pickle.load(f)
+        f.seek(0)
+        return f.read()
+
+
 _namespace: str | None = None
 
 
@@ -540,8 +556,15 @@ class DataArtifact(_Object):
                     "save", digest=self.sha, size=self.size, kind="dir", dest=str(dest)
                 )
                 self._value = dest
-            else:
+            elif self.size <= _PIPE_MAX:
                 self._value = _decode(self._ch().blob(self.sha, self.size))
+            else:
+                with tempfile.TemporaryDirectory(prefix="flowpack-artifact-") as root:
+                    dest = Path(root) / self.id
+                    self._ch().request(
+                        "save", digest=self.sha, size=self.size, kind="file", dest=str(dest)
+                    )
+                    self._value = _decode_file(dest)
             self._read = True
         return self._value
 

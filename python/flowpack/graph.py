@@ -208,6 +208,32 @@ class FlowGraph:
                 continue
             self.nodes[name] = self._parse_step(name, func, node)
 
+    def _check_assignments(self, name: str, body: list[ast.stmt]) -> None:
+        """An assignment to ``self.<name FlowSpec defines>`` would fail when the step runs
+        (as in Metaflow): say so at its line before anything runs."""
+        reserved = reserved_names()
+        for stmt in body:
+            for n in _walk_no_defs(stmt):
+                targets: list[ast.expr] = []
+                if isinstance(n, ast.Assign):
+                    targets = n.targets
+                elif isinstance(n, (ast.AugAssign, ast.AnnAssign)):
+                    targets = [n.target]
+                for t in targets:
+                    for a in ast.walk(t):
+                        if (
+                            isinstance(a, ast.Attribute)
+                            and isinstance(a.value, ast.Name)
+                            and a.value.id == "self"
+                            and a.attr in reserved
+                        ):
+                            self._error(
+                                a.lineno,
+                                a.col_offset + 1,
+                                f"step '{name}' assigns self.{a.attr}, which FlowSpec defines: "
+                                "name the artifact differently",
+                            )
+
     def _parse_step(self, name: str, func: Callable[..., Any], fn: ast.FunctionDef) -> DAGNode:
         node = DAGNode(name=name, func_lineno=fn.lineno, func=func)
         args = [a.arg for a in fn.args.posonlyargs + fn.args.args]
@@ -220,6 +246,7 @@ class FlowGraph:
             )
         node.has_inputs = len(args) == 2
         body = [s for s in fn.body if not _is_docstring(s)]
+        self._check_assignments(name, body)
         calls = [
             n
             for stmt in body

@@ -265,3 +265,23 @@ def test_thousand_runs_and_an_artifact_each_in_seconds(tmp_path: Path) -> None:
     print(f"\n1,000 runs listed and one artifact of each read in {took:.2f} s")
     # Seconds, not minutes (a debug build on a shared 2-core machine: about 2 s).
     assert took < 20, f"listing 1,000 runs and reading an artifact each took {took:.1f} s"
+
+
+def test_a_large_artifact_is_streamed_through_a_file(tmp_path: Path) -> None:
+    """Past the pipe's limit the binary writes the artifact to a private file (streamed) and
+    the client unpickles from it; the value is the same either way."""
+    big = 17 << 20
+    (tmp_path / "flow.yaml").write_text(
+        "name: BigFlow\nsteps:\n  start: {run: python3 big.py, next: end}\n  end: {run: 'true'}\n"
+    )
+    (tmp_path / "big.py").write_text(
+        "import os, pickle\n"
+        "out = os.environ['FLOWPACK_OUTPUT_DIR']\n"
+        f"pickle.dump(bytes(range(256)) * ({big} // 256), open(out + '/blob', 'wb'), protocol=5)\n"
+        "pickle.dump(7, open(out + '/small', 'wb'))\n"
+    )
+    run_id = run_flow(tmp_path, tmp_path / "store")
+    task = Run(f"BigFlow/{run_id}", store=str(tmp_path / "store"))["start"].task
+    assert task.artifacts.blob.size > flowpack.client._PIPE_MAX
+    assert task.data.blob == bytes(range(256)) * (big // 256)
+    assert task.data.small == 7

@@ -127,6 +127,20 @@ class F(FlowSpec):
 """,
         "step name 'merge_artifacts' is reserved",
     ),
+    "reserved_attribute": (
+        """
+class F(FlowSpec):
+    @step
+    def start(self):
+        self.x, self.name = 1, "flowpack"  # HERE
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+""",
+        "step 'start' assigns self.name, which FlowSpec defines",
+    ),
     "unknown_decorator": (
         """
 import functools

@@ -110,3 +110,38 @@ def test_foreach_flow_runs(tmp_path: Path) -> None:
     out = join.run("join", parents=[f"analyze_creatures/{i}" for i in range(3)])
     assert out.returncode == 0, out.stderr
     assert pickle.loads((join.outputs / "message").read_bytes()) == "hi, mouse"
+
+
+@pytest.mark.parametrize(
+    ("name", "flow", "step", "artifact", "value"),
+    [
+        ("branchflow.py", "MergeArtifactsFlow", "end", "x", 1),
+        ("paramflow.py", "ForeachFlow", "end", "message", "hello, mouse"),
+    ],
+)
+def test_ported_flows_run_with_the_binary(
+    tmp_path: Path, flowpack_bin: str, name: str, flow: str, step: str, artifact: str, value: object
+) -> None:
+    """The ported flow run for real (`flowpack run`, every task through `flowpack step`),
+    then read back with the Client API. (catchflow.py is left to the task-runner test
+    above: its `@retry(times=2)` waits Metaflow's default 2 minutes between attempts.)"""
+    import os
+    import subprocess
+
+    from flowpack import Flow
+
+    target = copy_flow(tmp_path, name)
+    store = tmp_path / "store"
+    env = {**os.environ, "FLOWPACK_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run(
+        [flowpack_bin, "run", target.name, "--store", str(store)],
+        cwd=target.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    run = Flow(flow, store=str(store)).latest_run
+    assert run.successful
+    assert getattr(run[step].task.data, artifact) == value
