@@ -22,11 +22,16 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// request it treats as `idempotent` (reads, overwrites) or not (create-only writes).
 pub fn is_unretried_transport(e: &object_store::Error, idempotent: bool) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    // A LIST whose answer was cut off fails while its body is read, after object_store's
+    // retries of the request ("Error getting list response body"): nothing retried it,
+    // whatever the kind of the HTTP error underneath.
+    let mut reading_body = false;
     while let Some(s) = source {
+        reading_body |= s.to_string().contains("response body:");
         if let Some(h) = s.downcast_ref::<HttpError>() {
             return match h.kind() {
-                HttpErrorKind::Connect | HttpErrorKind::Request => false,
-                HttpErrorKind::Timeout | HttpErrorKind::Interrupted => !idempotent,
+                HttpErrorKind::Connect | HttpErrorKind::Request => reading_body && idempotent,
+                HttpErrorKind::Timeout | HttpErrorKind::Interrupted => !idempotent || reading_body,
                 _ => true,
             };
         }
