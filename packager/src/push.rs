@@ -304,6 +304,7 @@ async fn push_layer(
         entries: hashed.entries,
         python: None,
         platform: None,
+        steps: vec![],
     };
     let report = LayerReport {
         kind,
