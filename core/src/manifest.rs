@@ -123,7 +123,7 @@ impl Manifest {
                 None => merged.push(l),
             }
         }
-        merged.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        merged.sort_by_key(Layer::order_key);
         let format = if merged.iter().any(|l| !l.steps.is_empty()) {
             FORMAT
         } else {
@@ -447,7 +447,8 @@ mod tests {
 
         // What a v2 manifest must hold together.
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        let cases: [(&dyn Fn(&mut serde_json::Value), &str); 7] = [
+        type Mutation<'a> = &'a dyn Fn(&mut serde_json::Value);
+        let cases: [(Mutation, &str); 7] = [
             (
                 &|v| v["format"] = FORMAT_V1.into(),
                 "one of each kind in format",
