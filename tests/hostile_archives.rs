@@ -95,6 +95,7 @@ fn package(
         entries,
         python: None,
         platform: None,
+        steps: vec![],
     };
     let manifest = Manifest::new(flow, vec![layer]).to_canonical();
     let id = Digest::of(&manifest);

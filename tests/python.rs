@@ -152,3 +152,124 @@ fn a_python_flow_without_python_is_a_clear_error() {
         );
     }
 }
+
+/// `@pypi_base` with six 1.16.0; `newer` has `@pypi` six 1.17.0 (replacing the base's),
+/// `other` adds idna (merged over the base). Each step checks, in Python, the six it
+/// imports and that it comes from its own env layer, second on `PYTHONPATH`: `end`, with no
+/// `@pypi`, has the flow's layer, the same as `start`'s, without idna.
+const PYPI_FLOW: &str = r#"import os
+
+from flowpack import FlowSpec, pypi, pypi_base, step
+
+
+def layer():
+    return os.environ["PYTHONPATH"].split(":")[1]
+
+
+def check(version):
+    import six
+
+    assert six.__version__ == version, six.__version__
+    assert six.__file__.startswith(layer() + "/"), (six.__file__, layer())
+    print("six", six.__version__, "from", layer())
+
+
+@pypi_base(packages={"six": "1.16.0"})
+class PypiFlow(FlowSpec):
+    @step
+    def start(self):
+        check("1.16.0")
+        self.base_layer = layer()
+        self.next(self.newer)
+
+    @pypi(packages={"six": "1.17.0"})
+    @step
+    def newer(self):
+        check("1.17.0")
+        assert layer() != self.base_layer
+        self.newer_layer = layer()
+        self.next(self.other)
+
+    @pypi(packages={"idna": "3.10"})
+    @step
+    def other(self):
+        check("1.16.0")
+        import idna
+
+        assert idna.__file__.startswith(layer() + "/"), idna.__file__
+        assert layer() not in (self.base_layer, self.newer_layer)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        check("1.16.0")
+        assert layer() == self.base_layer
+        assert not os.path.exists(os.path.join(layer(), "idna"))
+"#;
+
+#[test]
+fn each_pypi_step_runs_with_its_own_env_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_tree(dir, &[("flow.py", PYPI_FLOW)]);
+    let uv = crate::util::find_uv();
+    let cmd = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .current_dir(dir)
+            .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
+            .env("FLOWPACK_UV", &uv)
+            .env_remove("FLOWPACK_STORE")
+            .env_remove("FLOWPACK_LOG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "flowpack {args:?}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    // One layer per distinct environment: code, the flow's, and one for each @pypi step.
+    let pushed = cmd(&["push", "flow.py", "--json"]);
+    let layers = pushed["layers"].as_array().unwrap();
+    let steps: Vec<&serde_json::Value> = layers.iter().map(|l| &l["steps"]).collect();
+    assert_eq!(layers.len(), 4, "{pushed:#}");
+    assert_eq!(layers[1]["kind"], "env");
+    assert!(steps[1].is_null(), "the flow's env layer names no steps");
+    let mut own: Vec<String> = steps[2..].iter().map(|s| s.to_string()).collect();
+    own.sort();
+    assert_eq!(own, [r#"["newer"]"#, r#"["other"]"#], "{pushed:#}");
+    let digests: std::collections::BTreeSet<&str> = layers
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests.len(), 4, "three different environments: {pushed:#}");
+
+    // A second push builds nothing and uploads no layer: every env is cached and stored.
+    let again = cmd(&["push", "flow.py", "--json"]);
+    assert_eq!(again["package"], pushed["package"]);
+    assert!(
+        again["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["uploaded_bytes"] == 0),
+        "{again:#}"
+    );
+
+    // Each step imports its own six (the steps assert it themselves).
+    let run = cmd(&["run", "flow.py", "--json"]);
+    let id = run["run"].as_str().unwrap();
+    for (step, six) in [
+        ("start", "1.16.0"),
+        ("newer", "1.17.0"),
+        ("other", "1.16.0"),
+        ("end", "1.16.0"),
+    ] {
+        let logs = flowpack_ok(dir, &["logs", &format!("{id}/{step}")]);
+        assert!(logs.contains(&format!("six {six} from")), "{step}: {logs}");
+    }
+}

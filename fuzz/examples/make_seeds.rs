@@ -131,6 +131,7 @@ fn layer(kind: LayerKind, seed: &str) -> Layer {
         entries: 2,
         python: None,
         platform: None,
+        steps: vec![],
     }
 }
 

@@ -1,7 +1,8 @@
 //! Building flowpack packages and pushing them to a store.
 //!
 //! [`push`] packs the flow's code tree ([`tree`] lists it, [`layer`] makes the
-//! deterministic layer) and its Python environment ([`env`]), uploads only the blobs the
+//! deterministic layer) and its Python environments ([`env`]: the flow's and each distinct
+//! step environment, once), uploads only the blobs the
 //! store lacks, then writes the manifest and last the version pointer — so a manifest that
 //! exists means its package is complete, and a version pointer that exists means its
 //! manifest does. Progress goes to a [`Reporter`]; this crate never prints.

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use flowpack_core::flow::{EnvSpec, PythonEnv};
 use flowpack_core::manifest::{Layer, LayerKind, Manifest, Version};
 use flowpack_core::store::{Created, Put, Store, layout};
 use flowpack_core::{Digest, Flow};
@@ -58,6 +59,9 @@ pub struct LayerReport {
     pub uploaded_bytes: u64,
     /// Compressed bytes the store already had (0 when uploaded).
     pub reused_bytes: u64,
+    /// For an env layer of some steps only: those steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
 }
 
 /// What a push did.
@@ -142,24 +146,24 @@ pub async fn push(
     layers.push(layer);
     reports.push(report);
 
-    if let Some(spec) = &flow.env {
-        reporter.phase("preparing env");
-        let (spec, base, cache, rebuild) = (
-            spec.clone(),
-            base.to_path_buf(),
-            opts.cache_dir.clone(),
-            opts.rebuild_env,
-        );
-        let source =
-            tokio::task::spawn_blocking(move || env::resolve(&spec, &base, &cache, rebuild))
-                .await
-                .expect("env build does not panic")?;
-        reporter.phase("listing env");
-        let mut listing = tree::list(&source.dir, Rules::Env, &[])?;
-        warnings.append(&mut listing.warnings);
-        let (mut layer, report) = push_layer(LayerKind::Env, listing, opts, reporter).await?;
-        layer.python = source.python;
-        layer.platform = source.platform;
+    // The flow's env layer, unless every step has its own environment.
+    if let Some(spec) = &flow.env
+        && flow.steps.values().any(|s| s.settings.python_env.is_none())
+    {
+        let (layer, report) = push_env(spec, vec![], base, opts, reporter, &mut warnings).await?;
+        layers.push(layer);
+        reports.push(report);
+    }
+    // Each distinct step environment once: built (or found in the cache) by its content.
+    let mut by_env: std::collections::BTreeMap<&PythonEnv, Vec<String>> = Default::default();
+    for (name, step) in &flow.steps {
+        if let Some(e) = &step.settings.python_env {
+            by_env.entry(e).or_default().push(name.clone());
+        }
+    }
+    for (e, steps) in by_env {
+        let (layer, report) =
+            push_env(&e.spec(), steps, base, opts, reporter, &mut warnings).await?;
         layers.push(layer);
         reports.push(report);
     }
@@ -169,6 +173,7 @@ pub async fn push(
 
     // The manifest goes up only after every layer is in the store.
     let manifest = Manifest::new(flow.clone(), layers);
+    let reports = in_manifest_order(&manifest, reports);
     let bytes = manifest.to_canonical();
     let package = Digest::of(&bytes);
     let manifest_put = opts.store.put_blob_bytes(&package, &bytes).await?;
@@ -240,6 +245,69 @@ pub async fn record_version(
     Ok(())
 }
 
+/// Builds (or finds in the cache) the env folder of `spec` and pushes it as an env layer,
+/// of the flow (`steps` empty) or of those steps.
+async fn push_env(
+    spec: &EnvSpec,
+    steps: Vec<String>,
+    base: &Path,
+    opts: &PushOptions,
+    reporter: &dyn Reporter,
+    warnings: &mut Vec<String>,
+) -> Result<(Layer, LayerReport), PushError> {
+    if steps.is_empty() {
+        reporter.phase("preparing env");
+    } else {
+        reporter.phase(&format!("preparing env of {}", steps.join(", ")));
+    }
+    let (spec, base, cache, rebuild) = (
+        spec.clone(),
+        base.to_path_buf(),
+        opts.cache_dir.clone(),
+        opts.rebuild_env,
+    );
+    let source = tokio::task::spawn_blocking(move || env::resolve(&spec, &base, &cache, rebuild))
+        .await
+        .expect("env build does not panic")?;
+    reporter.phase("listing env");
+    let mut listing = tree::list(&source.dir, Rules::Env, &[])?;
+    warnings.append(&mut listing.warnings);
+    let (mut layer, mut report) = push_layer(LayerKind::Env, listing, opts, reporter).await?;
+    layer.python = source.python;
+    layer.platform = source.platform;
+    layer.steps.clone_from(&steps);
+    report.steps = steps;
+    Ok((layer, report))
+}
+
+/// One report per layer of `manifest`, in its order: steps' environments that gave the
+/// same layer (and were merged into one) add up.
+fn in_manifest_order(manifest: &Manifest, reports: Vec<LayerReport>) -> Vec<LayerReport> {
+    manifest
+        .layers
+        .iter()
+        .map(|l| {
+            let same: Vec<&LayerReport> = reports
+                .iter()
+                .filter(|r| {
+                    r.kind == l.kind
+                        && r.digest == l.digest
+                        && r.steps.is_empty() == l.steps.is_empty()
+                })
+                .collect();
+            LayerReport {
+                kind: l.kind,
+                digest: l.digest,
+                size: l.size,
+                entries: l.entries,
+                uploaded_bytes: same.iter().map(|r| r.uploaded_bytes).sum(),
+                reused_bytes: same.iter().map(|r| r.reused_bytes).sum(),
+                steps: l.steps.clone(),
+            }
+        })
+        .collect()
+}
+
 /// Finds a layer in the store by its tree fingerprint, else packs it in one pass and
 /// uploads it unless the store has it.
 async fn push_layer(
@@ -304,6 +372,7 @@ async fn push_layer(
         entries: hashed.entries,
         python: None,
         platform: None,
+        steps: vec![],
     };
     let report = LayerReport {
         kind,
@@ -312,6 +381,7 @@ async fn push_layer(
         entries: hashed.entries,
         uploaded_bytes,
         reused_bytes,
+        steps: vec![],
     };
     Ok((layer, report))
 }

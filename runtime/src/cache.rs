@@ -7,15 +7,15 @@
 //! A task never works on the cache's own files: it gets copies ([`copy_tree`],
 //! [`copy_file`]: reflinks where the file system can) of the code layer and of its inputs,
 //! so nothing a step writes reaches the next task. Entries are read-only once in place
-//! ([`seal`]); the env layer, used in place on `PYTHONPATH`, is the one entry a task sees
-//! directly.
+//! ([`seal`]); the step's env layer, used in place on `PYTHONPATH`, is the one entry a
+//! task sees directly.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use flowpack_core::Digest;
 use flowpack_core::archive;
-use flowpack_core::manifest::{Layer, Manifest};
+use flowpack_core::manifest::{Layer, LayerKind, Manifest};
 use flowpack_core::package;
 use flowpack_core::run::ArtifactKind;
 use flowpack_core::store::{Store, StoreError};
@@ -31,7 +31,7 @@ pub struct Cache {
 pub struct Package {
     /// The extracted code layer.
     pub code: PathBuf,
-    /// The extracted env layer, if the package has one.
+    /// The extracted env layer of the step (its own, else the flow's), if any.
     pub env: Option<PathBuf>,
     /// Compressed bytes downloaded to get here (0 on a warm start).
     pub downloaded: u64,
@@ -70,23 +70,29 @@ impl Cache {
         Ok(m)
     }
 
-    /// The extracted layers of `manifest`, fetched and verified when missing.
+    /// The extracted layers `step` of `manifest` runs with, fetched and verified when
+    /// missing: the code layer and the step's env layer (its own, else the flow's); the
+    /// env layers of other steps are not fetched.
     pub async fn layers(
         &self,
         store: &Store,
         manifest: &Manifest,
+        step: &str,
     ) -> Result<Package, RuntimeError> {
-        let mut downloaded = 0;
-        let mut dirs = Vec::new();
-        for layer in &manifest.layers {
-            let (dir, n) = self.layer(store, layer).await?;
-            downloaded += n;
-            dirs.push(dir);
-        }
-        let mut dirs = dirs.into_iter();
-        let code = dirs.next().expect("a manifest has a code layer");
+        let code = manifest
+            .layer(LayerKind::Code)
+            .expect("a parsed manifest has a code layer");
+        let (code, mut downloaded) = self.layer(store, code).await?;
+        let env = match manifest.env_layer(step) {
+            Some(layer) => {
+                let (dir, n) = self.layer(store, layer).await?;
+                downloaded += n;
+                Some(dir)
+            }
+            None => None,
+        };
         Ok(Package {
-            env: dirs.next(),
+            env,
             code,
             downloaded,
         })

@@ -70,9 +70,11 @@ async fn extract_all(
 ) -> Result<Vec<FetchedLayer>> {
     let mut layers = Vec::new();
     for layer in &manifest.layers {
+        // A step's own env layer goes beside the flow's, named by its digest.
         let name = match layer.kind {
-            LayerKind::Code => "code",
-            LayerKind::Env => "env",
+            LayerKind::Code => "code".to_string(),
+            LayerKind::Env if layer.steps.is_empty() => "env".to_string(),
+            LayerKind::Env => format!("env-{}", &layer.digest.hex()[..12]),
         };
         let dest = output.join(name);
         let stats = extract_layer(store, layer, &dest).await?;

@@ -80,8 +80,13 @@ pub async fn run(args: PushArgs) -> Result<()> {
         } else {
             "reused".to_string()
         };
+        let steps = if l.steps.is_empty() {
+            String::new()
+        } else {
+            format!("  (steps {})", l.steps.join(", "))
+        };
         outln!(
-            "  {:<4} {}  {} entries, {}  {moved}",
+            "  {:<4} {}  {} entries, {}  {moved}{steps}",
             format!("{:?}", l.kind).to_lowercase(),
             l.digest.short(),
             l.entries,

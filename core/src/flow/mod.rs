@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{FlowError, FlowErrors};
 pub use locate::Pos;
-pub use parse::{byte_quantity, cpu_cores};
+pub use parse::{byte_quantity, cpu_cores, merge_requirements};
 
 /// The image a step runs in when the flow names none (built by `images/build.sh`).
 pub const DEFAULT_IMAGE: &str = "localhost/flowpack-python:3.11";
@@ -295,6 +295,36 @@ pub struct Settings {
     /// Kubernetes image pull policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
+    /// The step's own Python environment (`@pypi`), resolved: the flow's `env.packages`
+    /// with the step's packages merged over them by name. None: the step uses the flow's
+    /// env layer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_env: Option<PythonEnv>,
+}
+
+/// A step's own Python environment (`python_env`, what `@pypi` becomes), resolved against
+/// the flow's `env`: built as an env layer of its own, exactly as an `env` of the
+/// `packages` form with these fields would be (same cache entry, same layer).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonEnv {
+    /// The requirements, one line of a requirements file each, base packages first.
+    pub packages: Vec<String>,
+    /// Target Python version, `3.11`.
+    pub python: String,
+    /// Target platform, `x86_64-manylinux_2_28`.
+    pub platform: String,
+}
+
+impl PythonEnv {
+    /// The flow-level `env` this environment is built as.
+    pub fn spec(&self) -> EnvSpec {
+        EnvSpec::Packages {
+            packages: self.packages.clone(),
+            python: self.python.clone(),
+            platform: self.platform.clone(),
+        }
+    }
 }
 
 /// CPU, memory, GPU and disk of a step. Quantities use Kubernetes notation.
@@ -424,6 +454,32 @@ impl Flow {
     /// rules of [`Flow::parse`], with no positions to report.
     pub fn check(&self) -> Result<(), FlowErrors> {
         self.check_names()?;
+        // A step's environment becomes a requirements file: one line per entry.
+        for (name, step) in &self.steps {
+            if let Some(e) = &step.settings.python_env {
+                let bad = if e.packages.is_empty() {
+                    Some("it installs no packages".to_string())
+                } else if let Some(p) = e.packages.iter().find(|p| !parse::is_requirement_line(p)) {
+                    Some(format!(
+                        "package {p:?} is not one line of a requirements file"
+                    ))
+                } else if !parse::is_python_version(&e.python) {
+                    Some(format!(
+                        "python {:?} is not a version like \"3.11\"",
+                        e.python
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = bad {
+                    return Err(FlowErrors::one(FlowError::new(
+                        Path::new("manifest"),
+                        Pos::default(),
+                        format!("step '{name}': `python_env`: {why}"),
+                    )));
+                }
+            }
+        }
         if let Some(s) = &self.schedule {
             let bad = schedule::check_cron(&s.cron).err().or_else(|| {
                 (!schedule::is_timezone(&s.timezone))

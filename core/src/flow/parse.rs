@@ -66,6 +66,17 @@ struct RawStep {
     tolerations: Option<Vec<Toleration>>,
     service_account: Option<String>,
     image_pull_policy: Option<PullPolicy>,
+    python_env: Option<RawPythonEnv>,
+}
+
+/// A step's `python_env` as written: every field optional, resolved against the flow's
+/// `env` and `defaults` ([`resolve_python_env`]).
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPythonEnv {
+    packages: Option<Vec<String>>,
+    python: Option<Value>,
+    platform: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +228,10 @@ fn convert(raw: RawFlow, cx: &mut Ctx) -> Flow {
         ..Settings::default()
     };
     let base = merge_settings(base, &defaults, &path!["defaults"], cx);
+    let defaults_env = defaults
+        .python_env
+        .as_ref()
+        .map(|e| check_python_env(e, &path!["defaults", "python_env"], cx));
 
     let mut steps = BTreeMap::new();
     // Entries of the steps' merged settings so far: `defaults` are copied into every step,
@@ -232,7 +247,27 @@ fn convert(raw: RawFlow, cx: &mut Ctx) -> Flow {
                 ),
             );
         }
-        let settings = merge_settings(base.clone(), rs, &at, cx);
+        let mut settings = merge_settings(base.clone(), rs, &at, cx);
+        let step_env = rs.python_env.as_ref().map(|e| {
+            let mut p = at.clone();
+            p.push(Seg::Key("python_env".into()));
+            (check_python_env(e, &p, cx), p)
+        });
+        let key_at = match &step_env {
+            Some((_, p)) => p.clone(),
+            None => path!["defaults", "python_env"],
+        };
+        let layers = [
+            defaults_env.as_ref().map(Option::as_ref),
+            step_env.as_ref().map(|(e, _)| e.as_ref()),
+        ];
+        if layers.iter().any(Option::is_some) {
+            // An invalid layer was reported where it is written; the step gets none.
+            if layers.iter().flatten().all(Option::is_some) {
+                let given: Vec<&CheckedEnv> = layers.into_iter().flatten().flatten().collect();
+                settings.python_env = resolve_python_env(sname, env.as_ref(), &given, &key_at, cx);
+            }
+        }
         entries += settings.entries();
         if entries > MAX_SETTINGS {
             cx.err_at_key(
@@ -313,7 +348,168 @@ impl Settings {
             + self.node_selector.len()
             + self.tolerations.len()
             + self.inputs.as_ref().map_or(0, BTreeSet::len)
+            + self.python_env.as_ref().map_or(0, |e| e.packages.len())
     }
+}
+
+/// A `python_env` (of a step or of `defaults`) whose fields were checked.
+struct CheckedEnv {
+    packages: Vec<String>,
+    python: Option<String>,
+    platform: Option<String>,
+}
+
+/// Checks the fields of a `python_env` as written at `at`; None when one is invalid (and
+/// reported).
+fn check_python_env(e: &RawPythonEnv, at: &[Seg], cx: &mut Ctx) -> Option<CheckedEnv> {
+    let sub = |k: &str| {
+        let mut p = at.to_vec();
+        p.push(Seg::Key(k.to_string()));
+        p
+    };
+    let mut ok = true;
+    let packages = e.packages.clone().unwrap_or_default();
+    for (i, p) in packages.iter().enumerate() {
+        if !is_requirement_line(p) {
+            let mut at = sub("packages");
+            at.push(Seg::Index(i));
+            cx.err_at_value(
+                &at,
+                format!(
+                    "package {p:?} must be one line of a requirements file, like \"numpy==2.1.0\""
+                ),
+            );
+            ok = false;
+        }
+    }
+    let python = match &e.python {
+        None => None,
+        Some(v) => match scalar_text(v) {
+            Some(s) if is_python_version(&s) => Some(s),
+            _ => {
+                cx.err_at_value(
+                    &sub("python"),
+                    format!("`python` must be a version like \"3.11\", not {}", show(v)),
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    if let Some(p) = &e.platform
+        && p.trim().is_empty()
+    {
+        cx.err_at_value(&sub("platform"), "`platform` must not be empty");
+        ok = false;
+    }
+    ok.then(|| CheckedEnv {
+        packages,
+        python,
+        platform: e.platform.clone(),
+    })
+}
+
+/// The environment of step `step`: the flow's `env` as the base, then each of `given`
+/// (`defaults`, then the step's own) over it, as Metaflow merges `@pypi` over `@pypi_base`:
+/// packages merged by name (a later one replaces an earlier one of the same name, new ones
+/// are added at the end), a given `python` or `platform` wins. A base of the
+/// `requirements` or `path` form cannot be merged by name: its `python` and `platform`
+/// are kept, its packages are not (the step's list stands alone).
+fn resolve_python_env(
+    step: &str,
+    base: Option<&EnvSpec>,
+    given: &[&CheckedEnv],
+    at: &[Seg],
+    cx: &mut Ctx,
+) -> Option<PythonEnv> {
+    let (mut packages, mut python, mut platform) = match base {
+        Some(EnvSpec::Packages {
+            packages,
+            python,
+            platform,
+        }) => (packages.clone(), python.clone(), platform.clone()),
+        Some(EnvSpec::Requirements {
+            python, platform, ..
+        }) => (Vec::new(), python.clone(), platform.clone()),
+        Some(EnvSpec::Path { .. }) | None => (
+            Vec::new(),
+            DEFAULT_PYTHON.to_string(),
+            DEFAULT_PLATFORM.to_string(),
+        ),
+    };
+    for g in given {
+        packages = merge_requirements(packages, &g.packages);
+        if let Some(p) = &g.python {
+            python = p.clone();
+        }
+        if let Some(p) = &g.platform {
+            platform = p.clone();
+        }
+    }
+    if packages.is_empty() {
+        cx.err_at_value(
+            at,
+            format!(
+                "step '{step}': `python_env` installs no packages: list them in `python_env.packages` (or in the flow's `env.packages`), or leave `python_env` out"
+            ),
+        );
+        return None;
+    }
+    Some(PythonEnv {
+        packages,
+        python,
+        platform,
+    })
+}
+
+/// `base` with `over` merged in by package name: an entry of `over` replaces the entry of
+/// `base` for the same project (in its place), other entries of `over` are added at the
+/// end. Lines that name no project (options, URLs, paths) are kept once each.
+pub fn merge_requirements(base: Vec<String>, over: &[String]) -> Vec<String> {
+    let mut out = base;
+    for line in over {
+        let key = requirement_key(line);
+        match out.iter().position(|l| requirement_key(l) == key) {
+            Some(i) => out[i] = line.clone(),
+            None => out.push(line.clone()),
+        }
+    }
+    out
+}
+
+/// The project a requirement line names, normalized as PyPI does (`Scikit_Learn` ->
+/// `scikit-learn`); for a line that names none (`--index-url …`, `./pkg.whl`,
+/// `git+https://…`), the trimmed line itself.
+fn requirement_key(line: &str) -> String {
+    let t = line.trim();
+    let end = t
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .unwrap_or(t.len());
+    let (name, rest) = t.split_at(end);
+    let names_a_project = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && rest
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_whitespace() || "<>=!~;[@(".contains(c));
+    if !names_a_project {
+        return t.to_string();
+    }
+    let mut key = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '.' | '_' | '-') {
+            if !key.ends_with('-') {
+                key.push('-');
+            }
+        } else {
+            key.push(c.to_ascii_lowercase());
+        }
+    }
+    key
+}
+
+/// Whether `p` can be one line of a requirements file.
+pub(super) fn is_requirement_line(p: &str) -> bool {
+    !p.trim().is_empty() && !p.chars().any(char::is_control)
 }
 
 fn convert_env(e: &RawEnv, cx: &mut Ctx) -> Option<EnvSpec> {
@@ -383,7 +579,7 @@ fn convert_env(e: &RawEnv, cx: &mut Ctx) -> Option<EnvSpec> {
     }
     let mut ok = true;
     for (i, p) in packages.iter().enumerate() {
-        if p.trim().is_empty() || p.chars().any(char::is_control) {
+        if !is_requirement_line(p) {
             cx.err_at_value(
                 &path!["env", "packages", i],
                 format!(
@@ -895,7 +1091,7 @@ fn is_identifier(s: &str) -> bool {
     name::check(NameKind::Parameter, s).is_ok()
 }
 
-fn is_python_version(s: &str) -> bool {
+pub(super) fn is_python_version(s: &str) -> bool {
     let parts: Vec<&str> = s.split('.').collect();
     (2..=3).contains(&parts.len())
         && parts

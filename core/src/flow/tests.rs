@@ -604,3 +604,118 @@ error_case!(
     empty_packages_and_bad_timezone,
     "name: x\nenv: {packages: []}\nschedule: {cron: '*/5 * * * *', timezone: 'Europe/'}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
 );
+
+#[test]
+fn a_steps_python_env_merges_over_the_flows_packages_as_pypi_over_pypi_base() {
+    let text = "name: x
+env: {packages: [numpy==2.1.0, Scikit_Learn==1.5.0, --no-index], python: '3.11'}
+defaults:
+  python_env: {packages: ['pandas>=2']}
+steps:
+  start: {run: a, next: train, python_env: {packages: []}}
+  train:
+    run: b
+    next: end
+    python_env: {packages: ['scikit-learn==1.6.1', '--no-index', torch], python: '3.12', platform: aarch64-manylinux_2_28}
+  end: {run: c}
+";
+    let flow = Flow::parse(text, Path::new("flow.yaml")).unwrap();
+    // defaults add pandas to every step; the flow's python and platform stay.
+    assert_eq!(
+        flow.steps["start"].settings.python_env,
+        Some(PythonEnv {
+            packages: vec![
+                "numpy==2.1.0".into(),
+                "Scikit_Learn==1.5.0".into(),
+                "--no-index".into(),
+                "pandas>=2".into()
+            ],
+            python: "3.11".into(),
+            platform: DEFAULT_PLATFORM.into(),
+        })
+    );
+    // The step's scikit-learn replaces the base's in its place (names compare as PyPI
+    // normalizes them), an option line is kept once, new ones come last; its python and
+    // platform win.
+    assert_eq!(
+        flow.steps["train"].settings.python_env,
+        Some(PythonEnv {
+            packages: vec![
+                "numpy==2.1.0".into(),
+                "scikit-learn==1.6.1".into(),
+                "--no-index".into(),
+                "pandas>=2".into(),
+                "torch".into()
+            ],
+            python: "3.12".into(),
+            platform: "aarch64-manylinux_2_28".into(),
+        })
+    );
+    let json = flow.canonical_json();
+    assert_eq!(serde_json::from_str::<Flow>(&json).unwrap(), flow);
+    flow.check().unwrap();
+
+    // Without a base, a step's list stands alone, with the default python; steps without
+    // `python_env` have none, so flows without it normalize as before.
+    let alone = "name: x\nsteps:\n  start: {run: a, next: end, python_env: {packages: [six==1.16.0]}}\n  end: {run: c}\n";
+    let flow = Flow::parse(alone, Path::new("flow.yaml")).unwrap();
+    let env = flow.steps["start"].settings.python_env.clone().unwrap();
+    assert_eq!(env.packages, ["six==1.16.0"]);
+    assert_eq!(env.python, DEFAULT_PYTHON);
+    assert_eq!(flow.steps["end"].settings.python_env, None);
+    let plain = Flow::parse(PLAIN, Path::new("flow.yaml")).unwrap();
+    assert!(!plain.canonical_json().contains("python_env"));
+
+    // A requirements file cannot be merged by name: its python is kept, its lines are not.
+    let req = "name: x\nenv: {requirements: r.txt, python: '3.10'}\nsteps:\n  start: {run: a, next: end, python_env: {packages: [six]}}\n  end: {run: c}\n";
+    let flow = Flow::parse(req, Path::new("flow.yaml")).unwrap();
+    let env = flow.steps["start"].settings.python_env.clone().unwrap();
+    assert_eq!(
+        (env.packages, env.python),
+        (vec!["six".into()], "3.10".into())
+    );
+
+    // A manifest's step environment is checked like the flow file's.
+    let mut bad = flow.clone();
+    bad.steps.get_mut("start").unwrap().settings.python_env = Some(PythonEnv {
+        packages: vec!["six\n--index-url http://evil".into()],
+        python: "3.11".into(),
+        platform: DEFAULT_PLATFORM.into(),
+    });
+    let err = bad.check().unwrap_err().to_string();
+    assert!(err.contains("step 'start': `python_env`"), "{err}");
+}
+
+#[test]
+fn requirement_lines_merge_by_project_name() {
+    let base: Vec<String> = ["six==1.16.0", "idna>=3", "./local.whl", "git+https://x/y"]
+        .map(String::from)
+        .to_vec();
+    let over: Vec<String> = [
+        "SIX [extra] ==1.17.0",
+        "IDNA",
+        "./local.whl",
+        "git+https://x/z",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(
+        merge_requirements(base, &over),
+        [
+            "SIX [extra] ==1.17.0",
+            "IDNA",
+            "./local.whl",
+            "git+https://x/y",
+            "git+https://x/z"
+        ]
+    );
+}
+
+error_case!(
+    bad_python_env,
+    "name: x\nenv: {path: site}\ndefaults:\n  python_env: {python: 3}\nsteps:\n  start: {run: a, next: end, python_env: {packages: ['', six], platform: ''}}\n  end: {run: c, python_env: {}}\n"
+);
+error_case!(
+    python_env_without_packages,
+    "name: x\nsteps:\n  start: {run: a, next: end, python_env: {python: '3.12'}}\n  end: {run: c}\n"
+);

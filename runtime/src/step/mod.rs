@@ -574,10 +574,13 @@ impl<'a> Task<'a> {
         self.shipper.line("flowpack", text).await;
     }
 
-    /// The package's layers; the parameters; the run record (by `start`); the work folder
+    /// The package's layers (the code and this step's env layer); the parameters; the run record (by `start`); the work folder
     /// with the code.
     async fn fetch(&self) -> Result<Work<'_>, RuntimeError> {
-        let package = self.cache.layers(&self.args.store, &self.manifest).await?;
+        let package = self
+            .cache
+            .layers(&self.args.store, &self.manifest, &self.args.step)
+            .await?;
         let params = resolve_params(&self.manifest.flow, &self.args.params)?;
         if self.args.step == "start" {
             ensure_run_record(self.args, &self.manifest.flow.name, &params).await?;
@@ -765,7 +768,8 @@ impl<'a> Task<'a> {
             set(v::FLOWPACK_SPLIT_INDEX, i.to_string());
         }
         // flowpack's own Python package first (the step's own binary writes out its own
-        // copy: under --containers the image's), then the env layer, then what was there.
+        // copy: under --containers the image's), then the step's env layer (its own
+        // `python_env`, else the flow's), then what was there.
         let python = flowpack_core::python::materialize(&self.args.cache_dir)
             .map_err(|e| RuntimeError::io(&e.path, e.source))?;
         let mut path = python.display().to_string();
