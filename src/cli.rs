@@ -48,6 +48,10 @@ pub enum Command {
     Artifacts(ArtifactsCommand),
     /// Start a new run that reuses the committed tasks of a failed one.
     Resume(ResumeArgs),
+    /// Answer the Python Client API's reads of one store: a JSON request per line on stdin,
+    /// an answer each on stdout (docs/python.md). Not for people.
+    #[command(hide = true)]
+    Client(ClientArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +108,12 @@ pub struct RunsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use flowpack_core::env_vars::{FLOWPACK_CACHE_DIR, FLOWPACK_STORE};
+use flowpack_core::env_vars::FLOWPACK_STORE;
 use flowpack_core::store::Store;
 
 /// The folder name of the embedded default store, beside the flow file.
@@ -35,18 +35,9 @@ pub fn flow_dir(flow: &Path) -> PathBuf {
     }
 }
 
-/// `FLOWPACK_CACHE_DIR`, else `$XDG_CACHE_HOME/flowpack`, else `~/.cache/flowpack`; made
-/// absolute, because task containers mount it at the same path.
+/// The cache folder (`flowpack_core::env_vars::cache_dir`: `FLOWPACK_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/flowpack`, else `~/.cache/flowpack`), absolute.
 pub fn cache_dir() -> Result<PathBuf> {
-    if let Some(d) = std::env::var_os(FLOWPACK_CACHE_DIR).filter(|d| !d.is_empty()) {
-        return std::path::absolute(&d)
-            .with_context(|| format!("cannot place the cache in {}", d.to_string_lossy()));
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(d).join("flowpack"));
-    }
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .context("cannot place the cache: set FLOWPACK_CACHE_DIR or HOME")?;
-    Ok(PathBuf::from(home).join(".cache").join("flowpack"))
+    flowpack_core::env_vars::cache_dir()
+        .context("cannot place the cache: set FLOWPACK_CACHE_DIR or HOME")
 }

@@ -25,7 +25,7 @@ pub fn shared() -> PathBuf {
     util::workspace().join("../shared/kfp")
 }
 
-fn validate(file: &Path) {
+pub(crate) fn validate(file: &Path) {
     let out = Command::new(kfp_python())
         .arg(shared().join("validate_ir.py"))
         .arg(file)
@@ -83,7 +83,7 @@ fn masked(yaml: &str, dir: &Path, store: Option<&str>) -> String {
 
 /// Runs the pipeline with KFP's local orchestrator (host runner: each task's resolved
 /// command runs here, so `flowpack` must be on PATH).
-fn run_local(dir: &Path, pipeline: &Path, args: &[&str]) -> String {
+pub(crate) fn run_local(dir: &Path, pipeline: &Path, args: &[&str]) -> String {
     let bin_dir = Path::new(BIN).parent().unwrap();
     let path = format!(
         "{}:{}",

@@ -503,3 +503,52 @@ async fn the_tree_index_finds_unchanged_trees_and_never_hides_a_change() {
     assert_ne!(changed.package, first.package);
     assert!(changed.layers[0].uploaded_bytes > 0);
 }
+
+#[test]
+fn an_inline_package_list_builds_the_env_its_requirements_file_would() {
+    let uv = util::find_uv();
+    let tmp = tempfile::tempdir().unwrap();
+    write_env_flow(tmp.path(), "env: {requirements: requirements.txt}\n");
+    let wheels = util::workspace().join("tests/fixtures/wheels");
+    // The same three lines as requirements.txt, inline.
+    std::fs::write(
+        tmp.path().join("inline.yaml"),
+        format!(
+            "{LINEAR_FLOW}env:\n  packages: ['--no-index', '--find-links {}', 'flowpack-testpkg==0.1']\n",
+            wheels.display()
+        ),
+    )
+    .unwrap();
+    let push = |flow: &str| {
+        let out = std::process::Command::new(util::BIN)
+            .args(["push", flow, "--json"])
+            .current_dir(tmp.path())
+            .env("FLOWPACK_CACHE_DIR", tmp.path().join("cache"))
+            .env("FLOWPACK_UV", &uv)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let inline = push("inline.yaml");
+    let env = &inline["layers"][1];
+    assert_eq!(env["kind"], "env");
+    assert!(env["uploaded_bytes"].as_u64().unwrap() > 0, "{inline:#}");
+    // The requirements file with the same lines finds the same build in the cache.
+    let file = push("flow.yaml");
+    assert_eq!(file["layers"][1]["digest"], env["digest"], "{file:#}");
+    assert_eq!(file["layers"][1]["uploaded_bytes"], 0);
+    let builds: Vec<_> = std::fs::read_dir(tmp.path().join("cache/envs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        builds.len(),
+        1,
+        "one build, no temporary files left: {builds:?}"
+    );
+}

@@ -4,13 +4,15 @@
 # Storage emulator, from npm) and azure-storage-blob (to create its containers), both
 # started by the tests on 127.0.0.1, and uv, which builds env layers — kfp into
 # .venv-kfp (KFP's validator and local orchestrator), and podman, runc and debootstrap from
-# Debian (the container tests build flowpack's images and run tasks in them), then runs
-# every test of the workspace.
+# Debian (the container tests build flowpack's images and run tasks in them), and pytest,
+# ruff and maturin into .venv; then runs every test of the workspace, lints the Python
+# package (ruff) and runs its pytest tests against the binary cargo just built.
 # It fails when no test ran, or fewer than expected: a suite that silently shrank is a bug.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_TESTS=169
+MIN_TESTS=170
+MIN_PYTESTS=15
 
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
   echo "tests/run.sh: installing podman, runc and debootstrap (Debian packages)" >&2
@@ -23,6 +25,12 @@ if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/uv ] || ! .venv/bin/python
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
     'moto[server]==5.2.5' 'uv==0.13.9' 'azure-storage-blob==12.*'
+fi
+if [ ! -x .venv/bin/pytest ] || [ ! -x .venv/bin/ruff ] || [ ! -x .venv/bin/maturin ]; then
+  echo "tests/run.sh: installing pytest, ruff and maturin into .venv" >&2
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check \
+    'pytest==8.3.5' 'ruff==0.11.13' 'maturin==1.9.4'
 fi
 # KFP's validator and local orchestrator (recipe from ../shared/kfp/README.md: kfp's own
 # pins ask for a certifi the registry lacks, so dependencies first, then kfp unpinned).
@@ -62,5 +70,18 @@ read -r passed failed < <(awk '/^test result: /{for(i=1;i<=NF;i++){if($(i+1)~/^p
 echo "$passed passed, $failed failed"
 if [ "$#" -eq 0 ] && [ "$passed" -lt "$MIN_TESTS" ]; then
   echo "tests/run.sh: only $passed tests ran, expected at least $MIN_TESTS" >&2
+  exit 1
+fi
+
+# The Python package: lints, then its tests with the binary of this checkout (cargo built
+# target/debug/flowpack for the integration tests above).
+.venv/bin/ruff format --check python
+.venv/bin/ruff check python
+PATH="$PWD/.venv/bin:$PATH" FLOWPACK_BIN="$PWD/target/debug/flowpack" \
+  .venv/bin/python -m pytest -q python/tests 2>&1 | tee "$log"
+pypassed=$(awk '/ passed/{for(i=1;i<=NF;i++) if($(i+1)~/^passed/) p=$i} END{print p+0}' "$log")
+echo "$pypassed Python tests passed"
+if [ "$#" -eq 0 ] && [ "$pypassed" -lt "$MIN_PYTESTS" ]; then
+  echo "tests/run.sh: only $pypassed Python tests ran, expected at least $MIN_PYTESTS" >&2
   exit 1
 fi

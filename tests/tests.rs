@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod client;
 mod containers;
 mod crashes;
 mod faults;
@@ -14,6 +15,8 @@ mod inputs;
 mod kfp;
 mod load;
 mod push;
+mod python;
+mod python_flows;
 mod runs;
 mod secrets;
 mod signals;

@@ -1,11 +1,29 @@
 //! Every environment variable flowpack reads, in one place (documented for users in
 //! `docs/configuration.md`).
 
-/// The store URL or folder, when `--store` is not given.
+/// The store URL or folder, when `--store` is not given; set for a step: its store's URL
+/// (never with credentials).
 pub const FLOWPACK_STORE: &str = "FLOWPACK_STORE";
 /// The local cache folder (built env layers, fetched packages); default
 /// `$XDG_CACHE_HOME/flowpack` or `~/.cache/flowpack`.
 pub const FLOWPACK_CACHE_DIR: &str = "FLOWPACK_CACHE_DIR";
+
+/// The local cache folder: `FLOWPACK_CACHE_DIR` (made absolute, because task containers
+/// mount it at the same path), else `$XDG_CACHE_HOME/flowpack`, else `~/.cache/flowpack`.
+/// One rule for the CLI's node cache and the embedded Python package ([`crate::python`]).
+pub fn cache_dir() -> std::io::Result<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(d) = std::env::var_os(FLOWPACK_CACHE_DIR).filter(|d| !d.is_empty()) {
+        return std::path::absolute(&d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("flowpack"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| std::io::Error::other("neither FLOWPACK_CACHE_DIR nor HOME is set"))?;
+    Ok(PathBuf::from(home).join(".cache").join("flowpack"))
+}
 /// The log filter for flowpack's own messages on stderr (`info`, `debug`, `flowpack=trace`).
 pub const FLOWPACK_LOG: &str = "FLOWPACK_LOG";
 /// The `uv` program used to build env layers; default `uv` on `PATH`.
@@ -35,6 +53,14 @@ pub const FLOWPACK_PARAMS: &str = "FLOWPACK_PARAMS";
 pub const FLOWPACK_PARAM_PREFIX: &str = "FLOWPACK_PARAM_";
 /// Set for a task inside a foreach: its index in the list.
 pub const FLOWPACK_SPLIT_INDEX: &str = "FLOWPACK_SPLIT_INDEX";
+/// Set for a step: the absolute path of the running `flowpack` binary (inside a container,
+/// the image's), for the Python package to call back.
+pub const FLOWPACK_BIN: &str = "FLOWPACK_BIN";
+/// Set for a step: a JSON list of its parent tasks, `"STEP/TASK"`, in the order of the
+/// inputs layout (a foreach's tasks by index).
+pub const FLOWPACK_PARENTS: &str = "FLOWPACK_PARENTS";
+/// Set for a step of a resumed run: the run it resumes.
+pub const FLOWPACK_ORIGIN_RUN_ID: &str = "FLOWPACK_ORIGIN_RUN_ID";
 /// Set for the first task of a foreach body: its item (text as is, other JSON as JSON).
 pub const FLOWPACK_SPLIT_ITEM: &str = "FLOWPACK_SPLIT_ITEM";
 

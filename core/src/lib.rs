@@ -11,6 +11,7 @@
 //! - [`run`]: run, task and artifact records.
 //! - [`store`]: the content-addressed store over `object_store`, and the bucket layout.
 //! - [`env_vars`]: every `FLOWPACK_*` environment variable flowpack reads or sets.
+//! - [`python`]: the embedded Python package and where it is written out for `PYTHONPATH`.
 #![warn(missing_docs)]
 
 pub mod archive;
@@ -21,6 +22,7 @@ pub mod flow;
 pub mod manifest;
 pub mod name;
 pub mod package;
+pub mod python;
 pub mod run;
 pub mod store;
 

@@ -494,7 +494,10 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
     if !root_params.is_empty() {
         root["inputDefinitions"] = json!({"parameters": root_params});
     }
-    let mut info = json!({"name": flow.name});
+    let mut info = json!({"name": pipeline_name(&flow.name)});
+    if info["name"] != flow.name.as_str() {
+        info["displayName"] = json!(flow.name);
+    }
     if let Some(d) = &flow.description {
         info["description"] = json!(d);
     }
@@ -515,6 +518,39 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
 /// The inputs of a sub-DAG (a foreach loop or a switch case) and of the task that runs
 /// it: `channel`, the `Output` of the step `producer`, and every pipeline parameter as
 /// `pipelinechannel--<name>`.
+/// The pipeline's KFP name: DNS-1123 style, as the KFP SDK always writes it (lower case,
+/// `-` between words, labels separated by `.`). A flow named like a Python class
+/// (`TrainFlow`, `My_Flow.v2`) becomes `train-flow`, `my-flow.v2`; the flow's own name is
+/// kept as the display name.
+pub fn pipeline_name(flow: &str) -> String {
+    let mut out = String::with_capacity(flow.len() + 4);
+    let mut prev: Option<char> = None;
+    for c in flow.chars() {
+        let boundary = c.is_ascii_uppercase()
+            && prev.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit());
+        if boundary {
+            out.push('-');
+        }
+        out.push(match c {
+            '_' => '-',
+            c => c.to_ascii_lowercase(),
+        });
+        prev = Some(c);
+    }
+    // Each `.` label starts and ends with a letter or digit, with no `-` runs inside.
+    out.split('.')
+        .map(|label| {
+            label
+                .split('-')
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join("-")
+        })
+        .filter(|label| !label.is_empty())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 fn sub_dag_inputs(
     flow: &Flow,
     channel: &str,
@@ -666,4 +702,22 @@ fn platform(step: &Step) -> Option<Value> {
         e.insert("secretAsEnv".into(), json!(list));
     }
     (!e.is_empty()).then_some(Value::Object(e))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pipeline_names_are_dns_1123_whatever_the_flow_is_called() {
+        for (flow, want) in [
+            ("train-flow", "train-flow"),
+            ("TrainFlow", "train-flow"),
+            ("HelloFlow2", "hello-flow2"),
+            ("My_Flow.v2", "my-flow.v2"),
+            ("ABCFlow", "abcflow"),
+            ("a__b.-c-", "a-b.c"),
+            ("x9Y", "x9-y"),
+        ] {
+            assert_eq!(super::pipeline_name(flow), want, "{flow}");
+        }
+    }
 }

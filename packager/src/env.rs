@@ -1,5 +1,7 @@
 //! The env layer's source folder: an existing folder (`env.path`), or one built from a
-//! requirements file for the target platform and kept in the local cache.
+//! requirements file for the target platform and kept in the local cache. An inline
+//! `env.packages` list is the requirements file with one entry a line: written to a
+//! temporary file and built from the flow's folder, it shares that file's cache entry.
 //!
 //! Builds use `uv pip install --target DIR --python-platform P --python-version V -r FILE`
 //! when uv is found (`FLOWPACK_UV` or `uv` on `PATH`), else
@@ -53,36 +55,91 @@ pub fn resolve(
             let bytes = std::fs::read(&req).map_err(|e| PushError::Env {
                 reason: format!("cannot read the requirements file {}: {e}", req.display()),
             })?;
-            let installer = Installer::find();
-            let key = Digest::of(
-                flowpack_core::canonical::to_string(&serde_json::json!({
-                    "format": "flowpack.env.v1",
-                    "requirements": Digest::of(&bytes).to_string(),
-                    "python": python,
-                    "platform": platform,
-                    "installer": installer.name(),
-                }))
-                .as_bytes(),
-            );
+            let dir = req.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let file = req.file_name().expect("a file path").into();
+            let source = Requirements { bytes, dir, file };
+            from_requirements(&source, python, platform, cache_dir, rebuild)
+        }
+        EnvSpec::Packages {
+            packages,
+            python,
+            platform,
+        } => {
+            // The list becomes the requirements file it stands for, in a temporary folder,
+            // run from the flow's folder (as a requirements file beside the flow would be):
+            // same bytes, same cache key, same env.
+            let bytes = packages_text(packages).into_bytes();
             let envs = cache_dir.join("envs");
-            let dir = envs.join(key.hex());
-            let site = dir.join("site");
-            let mut built = false;
-            if rebuild {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            if !site.is_dir() {
-                build(&installer, &req, python, platform, &envs, &dir)?;
-                built = true;
-            }
-            Ok(EnvSource {
-                dir: site,
-                python: Some(python.clone()),
-                platform: Some(platform.clone()),
-                built,
-            })
+            std::fs::create_dir_all(&envs).map_err(|e| PushError::Env {
+                reason: format!("cannot create {}: {e}", envs.display()),
+            })?;
+            let tmp = tempfile::Builder::new()
+                .prefix(".requirements-")
+                .tempdir_in(&envs)
+                .map_err(|e| PushError::Env {
+                    reason: format!("cannot create a folder in {}: {e}", envs.display()),
+                })?;
+            let file = tmp.path().join("requirements.txt");
+            std::fs::write(&file, &bytes).map_err(|e| PushError::Env {
+                reason: format!("cannot write {}: {e}", file.display()),
+            })?;
+            let dir = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+            let source = Requirements { bytes, dir, file };
+            from_requirements(&source, python, platform, cache_dir, rebuild)
         }
     }
+}
+
+/// The requirements file an inline `env.packages` list stands for: one entry a line.
+pub fn packages_text(packages: &[String]) -> String {
+    packages.iter().map(|p| format!("{p}\n")).collect()
+}
+
+/// A requirements file to install: its bytes (the cache key), the folder the installer
+/// runs in, and the file as the installer is given it (relative to that folder or absolute).
+struct Requirements {
+    bytes: Vec<u8>,
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+/// The env folder built from `req`, from the cache when it has it.
+fn from_requirements(
+    req: &Requirements,
+    python: &str,
+    platform: &str,
+    cache_dir: &Path,
+    rebuild: bool,
+) -> Result<EnvSource, PushError> {
+    let bytes = &req.bytes;
+    let installer = Installer::find();
+    let key = Digest::of(
+        flowpack_core::canonical::to_string(&serde_json::json!({
+            "format": "flowpack.env.v1",
+            "requirements": Digest::of(bytes).to_string(),
+            "python": python,
+            "platform": platform,
+            "installer": installer.name(),
+        }))
+        .as_bytes(),
+    );
+    let envs = cache_dir.join("envs");
+    let dir = envs.join(key.hex());
+    let site = dir.join("site");
+    let mut built = false;
+    if rebuild {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if !site.is_dir() {
+        build(&installer, req, python, platform, &envs, &dir)?;
+        built = true;
+    }
+    Ok(EnvSource {
+        dir: site,
+        python: Some(python.to_string()),
+        platform: Some(platform.to_string()),
+        built,
+    })
 }
 
 enum Installer {
@@ -121,7 +178,7 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 
 fn build(
     installer: &Installer,
-    req: &Path,
+    req: &Requirements,
     python: &str,
     platform: &str,
     envs: &Path,
@@ -135,8 +192,7 @@ fn build(
         .tempdir_in(envs)
         .map_err(|e| env_err(format!("cannot create a folder in {}: {e}", envs.display())))?;
     let site = tmp.path().join("site");
-    let req_dir = req.parent().unwrap_or(Path::new("."));
-    let req_name = req.file_name().expect("a file path");
+    let req_name = &req.file;
     let mut cmd = match installer {
         Installer::Uv(uv) => {
             let mut c = Command::new(uv);
@@ -177,8 +233,9 @@ fn build(
         }
     };
     // Relative paths inside the requirements file are relative to its folder.
-    cmd.current_dir(req_dir);
-    tracing::info!(installer = installer.name(), requirements = %req.display(), "building the env layer");
+    cmd.current_dir(&req.dir);
+    let shown = req.dir.join(&req.file);
+    tracing::info!(installer = installer.name(), requirements = %shown.display(), "building the env layer");
     let out = cmd.output().map_err(|e| {
         env_err(format!(
             "cannot run {}: {e}; install uv (pip install uv) or set {FLOWPACK_UV}",
@@ -192,7 +249,7 @@ fn build(
         return Err(env_err(format!(
             "{} could not install {} for Python {python} on {platform} ({}):\n{}",
             installer.name(),
-            req.display(),
+            shown.display(),
             out.status,
             tail.join("\n")
         )));

@@ -12,8 +12,8 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ._version import __version__
 
@@ -72,9 +72,7 @@ def run(args: Sequence[str], *, input: bytes | None = None) -> bytes:
     Raises:
         BinaryError: the command failed; the message is its last line of stderr.
     """
-    out = subprocess.run(
-        [binary(), *args], input=input, capture_output=True, check=False
-    )
+    out = subprocess.run([binary(), *args], input=input, capture_output=True, check=False)
     if out.returncode != 0:
         lines = out.stderr.decode(errors="replace").strip().splitlines()
         raise BinaryError(lines[-1] if lines else f"flowpack {args[0]} failed")

@@ -80,6 +80,9 @@ pub struct RunInfo {
     pub record: RunRecord,
     /// Derived status.
     pub status: RunStatus,
+    /// When it ended: `end`'s commit for a run that succeeded, the last task's end for one
+    /// that failed; None while it runs.
+    pub finished_at: Option<String>,
     /// Tasks in the order their steps appear in the flow, then by task id.
     pub tasks: Vec<TaskInfo>,
 }
@@ -240,9 +243,23 @@ pub async fn load(store: &Store, record: RunRecord) -> Result<RunInfo, RuntimeEr
                 &b.task,
             ))
     });
+    let finished_at = match status {
+        RunStatus::Running => None,
+        RunStatus::Succeeded => tasks
+            .iter()
+            .filter(|t| t.step == "end")
+            .flat_map(|t| t.attempts.iter().filter(|a| a.committed))
+            .filter_map(|a| a.record.finished_at.clone())
+            .max(),
+        RunStatus::Failed => tasks
+            .iter()
+            .filter_map(|t| t.attempts.last()?.record.finished_at.clone())
+            .max(),
+    };
     Ok(RunInfo {
         record,
         status,
+        finished_at,
         tasks,
     })
 }

@@ -17,6 +17,9 @@ pub fn run(args: CheckArgs) -> Result<()> {
         flow.steps.len(),
         flow.parameters.len()
     );
+    if let Some(s) = &flow.schedule {
+        outln!("schedule: {} ({})", s.cron, s.timezone);
+    }
     if !flow.parameters.is_empty() {
         outln!("parameters:");
         for (name, p) in &flow.parameters {

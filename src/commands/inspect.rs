@@ -1,15 +1,20 @@
-//! `runs`, `show`, `logs` and `artifacts get`: reading runs back from the store.
+//! `runs`, `show`, `logs` and `artifacts get`: reading runs back from the store; and the
+//! hidden `client`, which answers the same reads for the Python Client API over stdin/stdout.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use flowpack_core::digest::Digest;
 use flowpack_core::run::{ArtifactKind, TaskRef, is_task_id};
+use flowpack_core::store::StoreError;
+use flowpack_runtime::RuntimeError;
 use flowpack_runtime::inspect::{self, RunInfo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt;
 
-use crate::cli::{ArtifactGetArgs, LogsArgs, RunsArgs, ShowArgs};
+use crate::cli::{ArtifactGetArgs, ClientArgs, LogsArgs, RunsArgs, ShowArgs};
 use crate::settings;
 
 fn store(flag: Option<&str>) -> Result<flowpack_core::store::Store> {
@@ -49,7 +54,8 @@ pub async fn runs(a: RunsArgs) -> Result<()> {
             .map(|r| {
                 serde_json::json!({
                     "run": r.record.run, "flow": r.record.flow, "status": r.status,
-                    "created_at": r.record.created_at, "origin": r.record.origin,
+                    "created_at": r.record.created_at, "finished_at": r.finished_at,
+                    "origin": r.record.origin,
                     "package": r.record.package, "tasks": r.tasks.len(),
                 })
             })
@@ -197,17 +203,7 @@ pub async fn logs(a: LogsArgs) -> Result<()> {
             chunk = n;
             for line in text.lines() {
                 if a.json {
-                    let mut it = line.splitn(3, ' ');
-                    let (time, stream, text) = (
-                        it.next().unwrap_or(""),
-                        it.next().unwrap_or(""),
-                        it.next().unwrap_or(""),
-                    );
-                    writeln!(
-                        out,
-                        "{}",
-                        serde_json::json!({"time": time, "stream": stream, "text": text})
-                    )?;
+                    writeln!(out, "{}", log_line(line))?;
                 } else {
                     writeln!(out, "{line}")?;
                 }
@@ -277,6 +273,140 @@ pub async fn artifact_get(a: ArtifactGetArgs) -> Result<()> {
             out.display(),
             art.size
         );
+    }
+    Ok(())
+}
+
+/// A stored log line (`TIME STREAM TEXT`) as JSON: `{"time", "stream", "text"}`.
+fn log_line(line: &str) -> serde_json::Value {
+    let mut it = line.splitn(3, ' ');
+    let (time, stream, text) = (
+        it.next().unwrap_or(""),
+        it.next().unwrap_or(""),
+        it.next().unwrap_or(""),
+    );
+    serde_json::json!({"time": time, "stream": stream, "text": text})
+}
+
+/// One request of the Python Client API to `flowpack client`: a JSON object on one line.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientRequest {
+    /// The flows with runs: a list of names.
+    Flows,
+    /// Every run (of `flow`, when given), newest first, as `show --json` gives each.
+    Runs { flow: Option<String> },
+    /// One run (`FLOW/RUN`), as `show --json` gives it.
+    Run { run: String },
+    /// The log lines of one attempt of `step/task`, as `logs --json` gives them.
+    Logs {
+        run: String,
+        task: String,
+        attempt: u32,
+    },
+    /// A file artifact's bytes, verified against its digest.
+    Blob { digest: Digest, size: u64 },
+    /// An artifact written to `dest` (a new path): the form for folder artifacts.
+    Save {
+        digest: Digest,
+        size: u64,
+        kind: ArtifactKind,
+        dest: PathBuf,
+    },
+}
+
+/// What a request gives back.
+enum ClientAnswer {
+    Json(serde_json::Value),
+    Bytes(Vec<u8>),
+}
+
+async fn client_answer(
+    store: &flowpack_core::store::Store,
+    req: ClientRequest,
+) -> Result<ClientAnswer> {
+    use flowpack_core::run::ArtifactRef;
+    let json = |v| Ok(ClientAnswer::Json(v));
+    match req {
+        ClientRequest::Flows => {
+            let flows = store
+                .list_dirs(&flowpack_core::store::layout::runs())
+                .await?;
+            json(serde_json::to_value(flows)?)
+        }
+        ClientRequest::Runs { flow } => json(serde_json::to_value(
+            inspect::list_runs(store, flow.as_deref()).await?,
+        )?),
+        ClientRequest::Run { run } => {
+            let record = inspect::find_run(store, &run).await?;
+            json(serde_json::to_value(inspect::load(store, record).await?)?)
+        }
+        ClientRequest::Logs { run, task, attempt } => {
+            let record = inspect::find_run(store, &run).await?;
+            let task: TaskRef = task.parse().map_err(anyhow::Error::msg)?;
+            let (text, _) = inspect::read_logs(store, &record, &task, attempt, 0).await?;
+            json(text.lines().map(log_line).collect())
+        }
+        ClientRequest::Blob { digest, size } => Ok(ClientAnswer::Bytes(
+            store.get_blob_bytes(&digest, size).await?,
+        )),
+        ClientRequest::Save {
+            digest,
+            size,
+            kind,
+            dest,
+        } => {
+            let art = ArtifactRef {
+                digest,
+                size,
+                kind,
+                origin: String::new(),
+            };
+            inspect::save_artifact(store, &art, Some(&dest)).await?;
+            json(serde_json::Value::Null)
+        }
+    }
+}
+
+/// Whether `e` says a store object does not exist (a run or flow the client named wrongly).
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_not_found)
+            || matches!(c.downcast_ref::<RuntimeError>(), Some(RuntimeError::Store(s)) if s.is_not_found())
+    })
+}
+
+/// `flowpack client`: answers the Client API's requests, one per line, until stdin closes.
+/// Each answer is one line, `{"ok": VALUE}` or `{"error": TEXT, "not_found": BOOL}`; a
+/// `blob` answer `{"ok": {"size": N}}` is followed by the N bytes. One process serves a
+/// notebook's whole session, so reading 1,000 artifacts costs 1,000 pipe round trips, not
+/// 1,000 process starts and store connections.
+pub async fn client(a: ClientArgs) -> Result<()> {
+    let store = store(a.store.store.as_deref())?;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = match serde_json::from_str::<ClientRequest>(&line) {
+            Ok(req) => client_answer(&store, req).await,
+            Err(e) => Err(anyhow::anyhow!("bad client request: {e}")),
+        };
+        let mut out = crate::output::stdout();
+        match answer {
+            Ok(ClientAnswer::Json(v)) => writeln!(out, "{}", serde_json::json!({ "ok": v }))?,
+            Ok(ClientAnswer::Bytes(b)) => {
+                writeln!(out, "{}", serde_json::json!({"ok": {"size": b.len()}}))?;
+                out.write_all(&b)?;
+            }
+            Err(e) => writeln!(
+                out,
+                "{}",
+                serde_json::json!({"error": format!("{e:#}"), "not_found": is_not_found(&e)})
+            )?,
+        }
+        out.flush()?;
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Logs(a) => inspect::logs(a).await,
         Command::Artifacts(crate::cli::ArtifactsCommand::Get(a)) => inspect::artifact_get(a).await,
         Command::Resume(a) => run::resume(a).await,
+        Command::Client(a) => inspect::client(a).await,
         Command::Step(_) => unreachable!("main runs `step` itself: it owns the exit code"),
     }
 }

@@ -31,6 +31,15 @@ impl fmt::Display for FlowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.pos == Pos::default() {
             write!(f, "{}: {}", self.file.display(), self.message)
+        } else if self.pos.col == 0 {
+            // The column is unknown (errors of a `.py` flow file's generated text).
+            write!(
+                f,
+                "{}:{}: {}",
+                self.file.display(),
+                self.pos.line,
+                self.message
+            )
         } else {
             write!(
                 f,

@@ -55,7 +55,7 @@ pub enum Seg {
 pub struct Pos {
     /// Line, from 1.
     pub line: usize,
-    /// Column, from 1.
+    /// Column, from 1; 0 when unknown (shown as `file:line`).
     pub col: usize,
 }
 

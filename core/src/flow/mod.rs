@@ -1,6 +1,7 @@
 //! The flow file: its model, parsing and validation.
 //!
-//! A flow is a graph of steps. [`Flow::load`] reads a YAML flow file, merges `defaults`
+//! A flow is a graph of steps. [`Flow::load`] reads a YAML flow file (or describes a
+//! Python one, [`python`]), merges `defaults`
 //! into every step and checks the graph; every error carries `file:line:col` and says
 //! what to do. The resulting [`Flow`] is the *normalized* flow: fully resolved, in
 //! canonical order, the form that goes into a package manifest and that both the laptop
@@ -9,6 +10,8 @@
 mod error;
 pub(crate) mod locate;
 mod parse;
+pub mod python;
+mod schedule;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,12 +56,40 @@ pub struct Flow {
     pub max_workers: u32,
     /// The steps by name; defaults are already merged into each.
     pub steps: BTreeMap<String, Step>,
+    /// When the flow should run by itself (carried for schedulers; `compile` ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+}
+
+/// A recurring schedule: a 5-field cron expression in a time zone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// `minute hour day-of-month month day-of-week`, e.g. `0 0 * * *`.
+    pub cron: String,
+    /// An IANA time zone name, `UTC` or `Europe/Berlin`.
+    pub timezone: String,
+}
+
+impl Schedule {
+    /// The time zone when the flow names none.
+    pub const DEFAULT_TIMEZONE: &str = "UTC";
 }
 
 /// Where the Python environment layer comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum EnvSpec {
+    /// Installed from an inline list of requirements for a target platform: built exactly
+    /// as a requirements file with one entry per line would be (and cached alike).
+    Packages {
+        /// The requirements, `scikit-learn==1.5.2`, one line of a requirements file each.
+        packages: Vec<String>,
+        /// Target Python version, `3.11`.
+        python: String,
+        /// Target platform, `x86_64-manylinux_2_28`.
+        platform: String,
+    },
     /// Installed from a requirements file for a target platform.
     Requirements {
         /// The requirements file, relative to the flow file's folder.
@@ -352,9 +383,13 @@ pub enum PullPolicy {
 
 impl Flow {
     /// Reads and validates the flow file at `path` (at most [`MAX_FILE_SIZE`] bytes: a
-    /// larger one is refused before it is read whole).
+    /// larger one is refused before it is read whole). A `.py` file is described by
+    /// Python first ([`python`]); its errors point into the `.py` file.
     pub fn load(path: &Path) -> Result<Flow, FlowErrors> {
         use std::io::Read;
+        if python::is_python_flow(path) {
+            return python::load(path);
+        }
         let fail = |msg: String| FlowErrors::one(FlowError::new(path, Pos::default(), msg));
         let mut bytes = Vec::new();
         std::fs::File::open(path)
@@ -389,6 +424,19 @@ impl Flow {
     /// rules of [`Flow::parse`], with no positions to report.
     pub fn check(&self) -> Result<(), FlowErrors> {
         self.check_names()?;
+        if let Some(s) = &self.schedule {
+            let bad = schedule::check_cron(&s.cron).err().or_else(|| {
+                (!schedule::is_timezone(&s.timezone))
+                    .then(|| format!("time zone {:?} is not an IANA time zone name", s.timezone))
+            });
+            if let Some(msg) = bad {
+                return Err(FlowErrors::one(FlowError::new(
+                    Path::new("manifest"),
+                    Pos::default(),
+                    msg,
+                )));
+            }
+        }
         validate::validate(self, &locate::Locations::default(), Path::new("manifest"))
     }
 

@@ -25,6 +25,14 @@ struct RawFlow {
     defaults: Option<RawStep>,
     max_workers: Option<u32>,
     steps: BTreeMap<String, RawStep>,
+    schedule: Option<RawSchedule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    cron: Value,
+    timezone: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -32,6 +40,7 @@ struct RawFlow {
 struct RawEnv {
     requirements: Option<String>,
     path: Option<String>,
+    packages: Option<Vec<String>>,
     python: Option<Value>,
     platform: Option<String>,
 }
@@ -238,6 +247,7 @@ fn convert(raw: RawFlow, cx: &mut Ctx) -> Flow {
             steps.insert(sname.clone(), step);
         }
     }
+    let schedule = raw.schedule.as_ref().and_then(|s| convert_schedule(s, cx));
     Flow {
         name,
         description: raw.description,
@@ -246,7 +256,50 @@ fn convert(raw: RawFlow, cx: &mut Ctx) -> Flow {
         parameters,
         max_workers,
         steps,
+        schedule,
     }
+}
+
+fn convert_schedule(s: &RawSchedule, cx: &mut Ctx) -> Option<Schedule> {
+    let cron = match scalar_text(&s.cron) {
+        Some(c) => match super::schedule::check_cron(&c) {
+            Ok(()) => Some(c.split_whitespace().collect::<Vec<_>>().join(" ")),
+            Err(why) => {
+                cx.err_at_value(&path!["schedule", "cron"], why);
+                None
+            }
+        },
+        None => {
+            cx.err_at_value(
+                &path!["schedule", "cron"],
+                format!(
+                    "`schedule.cron` must be a cron expression like \"0 0 * * *\", not {}",
+                    show(&s.cron)
+                ),
+            );
+            None
+        }
+    };
+    let timezone = match &s.timezone {
+        None => Some(Schedule::DEFAULT_TIMEZONE.to_string()),
+        Some(v) => match scalar_text(v) {
+            Some(t) if super::schedule::is_timezone(&t) => Some(t),
+            _ => {
+                cx.err_at_value(
+                    &path!["schedule", "timezone"],
+                    format!(
+                        "`schedule.timezone` {} is not an IANA time zone name: use \"UTC\" or one like \"Europe/Berlin\"",
+                        show(v)
+                    ),
+                );
+                None
+            }
+        },
+    };
+    Some(Schedule {
+        cron: cron?,
+        timezone: timezone?,
+    })
 }
 
 /// How many settings entries the steps of a flow may hold in all, `defaults` merged in.
@@ -265,54 +318,86 @@ impl Settings {
 
 fn convert_env(e: &RawEnv, cx: &mut Ctx) -> Option<EnvSpec> {
     let at = path!["env"];
-    match (&e.requirements, &e.path) {
-        (Some(req), None) => {
-            let python = match &e.python {
-                None => DEFAULT_PYTHON.to_string(),
-                Some(v) => match scalar_text(v) {
-                    Some(s) if is_python_version(&s) => s,
-                    _ => {
-                        cx.err_at_value(
-                            &path!["env", "python"],
-                            format!("`python` must be a version like \"3.11\", not {}", show(v)),
-                        );
-                        return None;
-                    }
-                },
-            };
-            Some(EnvSpec::Requirements {
-                requirements: req.clone(),
-                python,
-                platform: e
-                    .platform
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_PLATFORM.to_string()),
-            })
-        }
-        (None, Some(p)) => {
-            if e.python.is_some() || e.platform.is_some() {
-                cx.err_at_value(
-                    &at,
-                    "`python` and `platform` apply to `requirements`; an `env.path` folder is used as it is",
-                );
-            }
-            Some(EnvSpec::Path { path: p.clone() })
-        }
-        (Some(_), Some(_)) => {
+    let sources = [
+        e.requirements.is_some(),
+        e.path.is_some(),
+        e.packages.is_some(),
+    ];
+    match sources.iter().filter(|s| **s).count() {
+        0 => {
             cx.err_at_value(
                 &at,
-                "`env` takes either `requirements` (a file to install) or `path` (an installed folder), not both",
+                "`env` needs `requirements: requirements.txt`, `packages: [\"numpy==2.1.0\"]` or `path: some/site-packages`",
             );
-            None
+            return None;
         }
-        (None, None) => {
+        1 => {}
+        _ => {
             cx.err_at_value(
                 &at,
-                "`env` needs `requirements: requirements.txt` or `path: some/site-packages`",
+                "`env` takes one of `requirements` (a file to install), `packages` (a list to install) or `path` (an installed folder)",
             );
-            None
+            return None;
         }
     }
+    if let Some(p) = &e.path {
+        if e.python.is_some() || e.platform.is_some() {
+            cx.err_at_value(
+                &at,
+                "`python` and `platform` apply to `requirements` and `packages`; an `env.path` folder is used as it is",
+            );
+        }
+        return Some(EnvSpec::Path { path: p.clone() });
+    }
+    let python = match &e.python {
+        None => Some(DEFAULT_PYTHON.to_string()),
+        Some(v) => match scalar_text(v) {
+            Some(s) if is_python_version(&s) => Some(s),
+            _ => {
+                cx.err_at_value(
+                    &path!["env", "python"],
+                    format!("`python` must be a version like \"3.11\", not {}", show(v)),
+                );
+                None
+            }
+        },
+    };
+    let platform = e
+        .platform
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PLATFORM.to_string());
+    if let Some(req) = &e.requirements {
+        return Some(EnvSpec::Requirements {
+            requirements: req.clone(),
+            python: python?,
+            platform,
+        });
+    }
+    let packages = e.packages.clone().unwrap_or_default();
+    if packages.is_empty() {
+        cx.err_at_value(
+            &path!["env", "packages"],
+            "`env.packages` is empty: list the requirements to install, e.g. [\"numpy==2.1.0\"], or leave `env` out",
+        );
+        return None;
+    }
+    let mut ok = true;
+    for (i, p) in packages.iter().enumerate() {
+        if p.trim().is_empty() || p.chars().any(char::is_control) {
+            cx.err_at_value(
+                &path!["env", "packages", i],
+                format!(
+                    "package {p:?} must be one line of a requirements file, like \"numpy==2.1.0\""
+                ),
+            );
+            ok = false;
+        }
+    }
+    Some(EnvSpec::Packages {
+        packages,
+        python: python.filter(|_| ok)?,
+        platform,
+    })
 }
 
 fn convert_param(pname: &str, value: &Value, cx: &mut Ctx) -> Option<Parameter> {

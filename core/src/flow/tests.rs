@@ -554,3 +554,53 @@ fn a_manifest_flow_with_names_a_file_would_not_allow_is_refused() {
         assert!(err.contains(expected), "{expected}: {err}");
     }
 }
+
+#[test]
+fn inline_packages_and_a_schedule_are_carried_and_left_out_when_unset() {
+    let text = "name: x\nenv:\n  packages: [scikit-learn==1.5.2, 'numpy>=2']\n  python: '3.12'\nschedule: {cron: ' 0  0 * * mon', timezone: Europe/Berlin}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n";
+    let flow = Flow::parse(text, Path::new("flow.yaml")).unwrap();
+    assert_eq!(
+        flow.env,
+        Some(EnvSpec::Packages {
+            packages: vec!["scikit-learn==1.5.2".into(), "numpy>=2".into()],
+            python: "3.12".into(),
+            platform: DEFAULT_PLATFORM.into(),
+        })
+    );
+    assert_eq!(
+        flow.schedule,
+        Some(Schedule {
+            cron: "0 0 * * mon".into(),
+            timezone: "Europe/Berlin".into(),
+        })
+    );
+    let json = flow.canonical_json();
+    assert!(json.contains(r#""schedule":{"cron":"0 0 * * mon","timezone":"Europe/Berlin"}"#));
+    assert_eq!(serde_json::from_str::<Flow>(&json).unwrap(), flow);
+    // The timezone defaults to UTC.
+    let daily = "name: x\nschedule: {cron: 0 0 * * *}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n";
+    let flow = Flow::parse(daily, Path::new("flow.yaml")).unwrap();
+    assert_eq!(flow.schedule.unwrap().timezone, "UTC");
+    // Unset, neither appears: manifests of flows without them are unchanged.
+    let plain = Flow::parse(crate::flow::tests::PLAIN, Path::new("flow.yaml")).unwrap();
+    let json = plain.canonical_json();
+    assert!(
+        !json.contains("schedule") && !json.contains("packages"),
+        "{json}"
+    );
+}
+
+const PLAIN: &str = "name: x\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n";
+
+error_case!(
+    bad_packages_and_schedule,
+    "name: x\nenv: {packages: ['numpy==2', '', \"a\\nb\"], python: three}\nschedule: {cron: '0 24 * * *', timezone: 'Mars Base'}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    bad_env_sources,
+    "name: x\nenv: {packages: [numpy], requirements: r.txt}\nschedule: {cron: '0 0 * *'}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
+);
+error_case!(
+    empty_packages_and_bad_timezone,
+    "name: x\nenv: {packages: []}\nschedule: {cron: '*/5 * * * *', timezone: 'Europe/'}\nsteps:\n  start: {run: a, next: end}\n  end: {run: c}\n"
+);

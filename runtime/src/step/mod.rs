@@ -453,6 +453,8 @@ struct Work<'m> {
     dir: tempfile::TempDir,
     package: Package,
     params: Params<'m>,
+    /// The run this run resumes, from its record (`FLOWPACK_ORIGIN_RUN_ID`).
+    origin_run: Option<String>,
 }
 
 impl Work<'_> {
@@ -580,6 +582,7 @@ impl<'a> Task<'a> {
         if self.args.step == "start" {
             ensure_run_record(self.args, &self.manifest.flow.name, &params).await?;
         }
+        let origin_run = origin_run(self.args, &self.manifest.flow.name).await?;
         let dir = tempfile::Builder::new()
             .prefix("task-")
             .tempdir_in(self.cache.tmp()?)
@@ -590,6 +593,7 @@ impl<'a> Task<'a> {
             dir,
             package,
             params,
+            origin_run,
         })
     }
 
@@ -760,14 +764,27 @@ impl<'a> Task<'a> {
         if let Some(i) = self.args.split_index {
             set(v::FLOWPACK_SPLIT_INDEX, i.to_string());
         }
+        // flowpack's own Python package first (the step's own binary writes out its own
+        // copy: under --containers the image's), then the env layer, then what was there.
+        let python = flowpack_core::python::materialize(&self.args.cache_dir)
+            .map_err(|e| RuntimeError::io(&e.path, e.source))?;
+        let mut path = python.display().to_string();
         if let Some(envdir) = &work.package.env {
-            let mut path = envdir.display().to_string();
-            if let Ok(old) = std::env::var("PYTHONPATH")
-                && !old.is_empty()
-            {
-                path = format!("{path}:{old}");
-            }
-            set("PYTHONPATH", path);
+            path = format!("{path}:{}", envdir.display());
+        }
+        if let Ok(old) = std::env::var("PYTHONPATH")
+            && !old.is_empty()
+        {
+            path = format!("{path}:{old}");
+        }
+        set("PYTHONPATH", path);
+        let exe = std::env::current_exe()
+            .map_err(|e| RuntimeError::io(Path::new("/proc/self/exe"), e))?;
+        set(v::FLOWPACK_BIN, exe.display().to_string());
+        set(v::FLOWPACK_STORE, self.args.store.url().to_string());
+        set(v::FLOWPACK_PARENTS, parents_json(&self.args.parents));
+        if let Some(origin) = &work.origin_run {
+            set(v::FLOWPACK_ORIGIN_RUN_ID, origin.clone());
         }
         let mut budget = EnvBudget::default();
         let mut left_out = Vec::new();
@@ -882,6 +899,38 @@ async fn ensure_run_record(
         .create_json(&layout::run_record(flow, &args.run), &record)
         .await?;
     Ok(())
+}
+
+/// The run this one resumes, as its run record says; None without a record (a task run by
+/// hand) or when the run is no resume.
+async fn origin_run(args: &StepArgs, flow: &str) -> Result<Option<String>, RuntimeError> {
+    match args
+        .store
+        .get_json::<RunRecord>(&layout::run_record(flow, &args.run))
+        .await
+    {
+        Ok(r) => Ok(r.resumed_from),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `FLOWPACK_PARENTS`: the parents as a JSON list of `"STEP/TASK"`, in the order of the
+/// inputs layout; the tasks of a foreach (one step, several tasks) by index, whatever order
+/// they were given in.
+fn parents_json(parents: &[TaskRef]) -> String {
+    let mut list: Vec<&TaskRef> = parents.iter().collect();
+    if list.len() > 1 && list.iter().all(|p| p.step == list[0].step) {
+        let key = |t: &TaskRef| -> Vec<u64> {
+            t.task
+                .split('.')
+                .map(|i| i.parse().unwrap_or(u64::MAX))
+                .collect()
+        };
+        list.sort_by_key(|p| key(p));
+    }
+    let names: Vec<String> = list.iter().map(|p| p.to_string()).collect();
+    serde_json::to_string(&names).expect("strings serialize")
 }
 
 /// For the first task of a foreach body: the item at its index in the parent's list.
