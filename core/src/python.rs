@@ -6,7 +6,11 @@
 //! The files go once into `<cache dir>/python/<16 hex of their SHA-256>/flowpack/`: built
 //! in a temporary folder beside it and renamed into place, so a reader never sees half a
 //! package, and two processes that race both end with the same files (the loser's copy is
-//! dropped). The files are read-only; the folders stay writable for Python's `__pycache__`.
+//! dropped). Before the rename the package is compiled to bytecode with the interpreter
+//! steps use (`$FLOWPACK_PYTHON`, else `python3`), so no task compiles it again, and then
+//! sealed: files and folders read-only. A task must not be able to add a `.pyc` that every
+//! later task on the node would load; an interpreter of another version finds no bytecode
+//! of its own and compiles in memory, as it would with none.
 
 use std::path::{Path, PathBuf};
 
@@ -68,20 +72,60 @@ pub fn materialize(cache_dir: &Path) -> Result<PathBuf, MaterializeError> {
     for (name, bytes) in FILES {
         let file = pkg.join(name);
         std::fs::write(&file, bytes).map_err(err(&file))?;
-        let mut perms = std::fs::metadata(&file).map_err(err(&file))?.permissions();
-        perms.set_readonly(true);
-        std::fs::set_permissions(&file, perms).map_err(err(&file))?;
     }
+    precompile(&pkg);
+    seal(&pkg, true).map_err(err(&pkg))?;
     match std::fs::rename(tmp.path(), &dir) {
         Ok(()) => {
             // Renamed away: nothing is left for the guard to remove.
             let _ = tmp.keep();
             Ok(dir)
         }
-        // Another process put the same files in place first.
-        Err(_) if dir.join(PACKAGE).is_dir() => Ok(dir),
-        Err(e) => Err(err(&dir)(e)),
+        Err(e) => {
+            // Unsealed, so the guard can remove the loser's copy.
+            let _ = seal(&pkg, false);
+            if dir.join(PACKAGE).is_dir() {
+                // Another process put the same files in place first.
+                Ok(dir)
+            } else {
+                Err(err(&dir)(e))
+            }
+        }
     }
+}
+
+/// Compiles the package to bytecode (`__pycache__`). Without a working interpreter this
+/// does nothing: the describer or the step will say what is missing when they run it.
+fn precompile(pkg: &Path) {
+    let status = std::process::Command::new(crate::flow::python::python_program())
+        .args(["-m", "compileall", "-q"])
+        .arg(pkg)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        tracing::debug!(
+            "python -m compileall {} did not succeed: {status:?}",
+            pkg.display()
+        );
+    }
+}
+
+/// Makes `dir`, its files and its subfolders read-only (`sealed`) or writable again.
+fn seal(dir: &Path, sealed: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            seal(&path, sealed)?;
+        } else {
+            let mode = if sealed { 0o444 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    let mode = if sealed { 0o555 } else { 0o755 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
 }
 
 #[cfg(test)]
@@ -131,6 +175,18 @@ mod tests {
         for (name, _) in &got {
             let meta = std::fs::metadata(dir.join(PACKAGE).join(name)).unwrap();
             assert!(meta.permissions().readonly(), "{name} is writable");
+        }
+        // Compiled, and sealed: no task can add bytecode every later task would load.
+        let cached = dir.join(PACKAGE).join("__pycache__");
+        let pycs = std::fs::read_dir(&cached).unwrap().count();
+        assert!(
+            pycs >= got.len(),
+            "{pycs} .pyc files for {} modules",
+            got.len()
+        );
+        for d in [dir.join(PACKAGE), cached] {
+            let meta = std::fs::metadata(&d).unwrap();
+            assert!(meta.permissions().readonly(), "{} is writable", d.display());
         }
         // Nothing temporary is left beside it.
         let left: Vec<_> = std::fs::read_dir(cache.path().join("python"))

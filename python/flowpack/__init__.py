@@ -6,25 +6,16 @@ Authoring: :class:`FlowSpec`, :func:`step`, :class:`Parameter`, :data:`JSONType`
 runs ``flowpack.describe`` (the graph) and ``flowpack.task`` (a step) itself.
 
 Reading runs back: :class:`Flow`, :class:`Run`, :class:`Step`, :class:`Task` (the Client API,
-``client.py``). This file only re-exports; each module says what it owns.
+``client.py``). This file only re-exports; each module says what it owns. The Client API
+is imported on first use: a step's task runner imports this package in every task, and the
+client's modules (``subprocess``, ``tempfile``, …) would cost each task their import time.
 """
 
 from __future__ import annotations
 
-from ._binary import default_store
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .client import (
-    DataArtifact,
-    Flow,
-    FlowpackNotFound,
-    Run,
-    Step,
-    Task,
-    default_namespace,
-    get_metadata,
-    get_namespace,
-    namespace,
-)
 from .current import current
 from .decorators import (
     batch,
@@ -92,3 +83,45 @@ __all__ = [
     "trigger",
     "trigger_on_finish",
 ]
+
+# The Client API, imported when first named (PEP 562).
+_CLIENT = {
+    "DataArtifact",
+    "Flow",
+    "FlowpackNotFound",
+    "Run",
+    "Step",
+    "Task",
+    "default_namespace",
+    "get_metadata",
+    "get_namespace",
+    "namespace",
+}
+
+if TYPE_CHECKING:
+    from ._binary import default_store
+    from .client import (
+        DataArtifact,
+        Flow,
+        FlowpackNotFound,
+        Run,
+        Step,
+        Task,
+        default_namespace,
+        get_metadata,
+        get_namespace,
+        namespace,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """The Client API's names and ``default_store``, imported on first use."""
+    if name in _CLIENT:
+        from . import client
+
+        return getattr(client, name)
+    if name == "default_store":
+        from ._binary import default_store
+
+        return default_store
+    raise AttributeError(f"module 'flowpack' has no attribute {name!r}")

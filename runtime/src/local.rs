@@ -279,6 +279,10 @@ pub async fn run(
         run: opts.run.clone(),
         params: opts.params.clone(),
         cache_dir: opts.cache_dir.clone(),
+        python: match opts.launcher {
+            Launcher::Process(_) => resolved_python(flow),
+            Launcher::Containers(_) => None,
+        },
         launcher: opts.launcher,
         scratch: scratch.path().to_path_buf(),
     });
@@ -366,8 +370,35 @@ struct Shared {
     run: String,
     params: Vec<(String, String)>,
     cache_dir: PathBuf,
+    /// `$FLOWPACK_PYTHON` for the tasks, when [`resolved_python`] found one.
+    python: Option<std::ffi::OsString>,
     launcher: Launcher,
     scratch: PathBuf,
+}
+
+/// The interpreter behind `python3`, resolved once per run for flows whose steps run
+/// `$FLOWPACK_PYTHON` (Python flows) when it is not set: `python3` on `PATH` is often a
+/// launcher script — pyenv's shim costs ~75 ms a start on the machine of bench/python.sh,
+/// the interpreter behind it ~10 ms — and every task would pay it. None when it is set, the
+/// flow does not use it, or Python cannot say (the tasks then fall back to `python3`).
+fn resolved_python(flow: &Flow) -> Option<std::ffi::OsString> {
+    use flowpack_core::env_vars::FLOWPACK_PYTHON;
+    let uses_it = flow.steps.values().any(|s| match &s.run {
+        flowpack_core::flow::Run::Shell(text) => text.contains(FLOWPACK_PYTHON),
+        flowpack_core::flow::Run::Exec(args) => args.iter().any(|a| a.contains(FLOWPACK_PYTHON)),
+    });
+    if !uses_it || std::env::var_os(FLOWPACK_PYTHON).is_some() {
+        return None;
+    }
+    let out = std::process::Command::new(flowpack_core::flow::python::python_program())
+        .args(["-c", "import sys; print(sys.executable)"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let path = String::from_utf8(out.stdout).ok()?;
+    let path = path.trim();
+    (out.status.success() && std::path::Path::new(path).is_absolute()).then(|| path.into())
 }
 
 impl Shared {
@@ -401,6 +432,9 @@ impl Shared {
                 cmd.arg("step")
                     .args(args)
                     .env(flowpack_core::env_vars::FLOWPACK_CACHE_DIR, &self.cache_dir);
+                if let Some(python) = &self.python {
+                    cmd.env(flowpack_core::env_vars::FLOWPACK_PYTHON, python);
+                }
                 cmd
             }
             Launcher::Containers(podman) => {
