@@ -105,6 +105,33 @@ fn python_flow_py_run_is_the_metaflow_way_and_shares_the_folder_store() {
         "from flowpack import Flow\nprint(Flow('HelloFlow').latest_run.data.lines)",
     );
     assert_eq!(read, "['Hi, flowpack!', 'Hi, flowpack!']\n");
+    // A second flow, run from the same folder, reads the first one's latest run inside its
+    // step: the Client API there uses the task's own store and binary.
+    std::fs::create_dir(tmp.path().join("02-report")).unwrap();
+    util::write_tree(
+        &tmp.path().join("02-report"),
+        &[(
+            "report.py",
+            "from flowpack import Flow, FlowSpec, step\n\n\
+             class ReportFlow(FlowSpec):\n\
+             \x20   @step\n\
+             \x20   def start(self):\n\
+             \x20       self.greeted = len(Flow('HelloFlow').latest_run.data.lines)\n\
+             \x20       self.next(self.end)\n\n\
+             \x20   @step\n\
+             \x20   def end(self):\n\
+             \x20       print('greeted', self.greeted)\n\n\
+             if __name__ == '__main__':\n\
+             \x20   ReportFlow()\n",
+        )],
+    );
+    let out = python(tmp.path())
+        .args(["02-report/report.py", "run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    ok(out, "python report.py run");
+    assert!(stderr.contains("greeted 2"), "{stderr}");
 }
 
 #[test]
