@@ -7,8 +7,6 @@ stores as an artifact (Metaflow's ``MetaflowExceptionWrapper``).
 
 from __future__ import annotations
 
-import traceback
-
 
 class FlowpackException(Exception):
     """A mistake in a flow or its use, with a message that says what to do.
@@ -57,6 +55,8 @@ class ExceptionWrapper:
             cls = type(exc)
             self.type = f"{cls.__module__}.{cls.__qualname__}"
             self.message = str(exc)
+            import traceback  # only when an exception is caught: not in every task's start
+
             self.traceback = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
         self.exception = self.message
 

@@ -19,9 +19,7 @@ Outside a task a FlowSpec has no artifacts; constructing it in the ``__main__`` 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import inspect
 import json
 import os
 import pickle
@@ -29,10 +27,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
 from .exception import FlowpackException, MergeArtifactsError
 from .parameters import Parameter
+
+# `typing` only for type checkers: importing it costs every task's start ~3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     from .graph import FlowGraph
@@ -91,13 +93,15 @@ class Namespace:
             return data, ""
         # The protocol goes with the digest: re-pickling with it reproduces the bytes of an
         # unchanged value.
-        return pickle.loads(data), f"{data[1]}:{hashlib.sha256(data).hexdigest()}"
+        return pickle.loads(data), f"{data[1]}:{_sha256(data)}"
 
     def digest(self, name: str) -> str:
         """A digest of the artifact's content (for ``merge_artifacts``)."""
         p = self.path(name)
         if p is None:
             raise KeyError(name)
+        import hashlib
+
         h = hashlib.sha256()
         if p.is_dir():
             for f in sorted(p.rglob("*")):
@@ -225,7 +229,9 @@ class FlowSpec:
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:
-        static = inspect.getattr_static(type(self), name, None)
+        from .graph import static_attr
+
+        static = static_attr(type(self), name)
         if isinstance(static, Parameter):
             static.__set__(self, value)
         if not name.startswith("_"):
@@ -452,7 +458,7 @@ class FlowSpec:
             data = _pickle_or_none(self.__dict__[name], int(protocol))
             if data is None:
                 continue  # it was read as is and cannot be stored again: nothing to write
-            if hashlib.sha256(data).hexdigest() != sha:
+            if _sha256(data) != sha:
                 out[name] = data
         for name, path in self.__dict__["_fp_merged"].items():
             out.setdefault(name, path)
@@ -631,6 +637,8 @@ def load_flow(path: str) -> tuple[ModuleType, type]:
             line=1,
         )
     if len(leaves) > 1:
+        import inspect  # for this error's line only
+
         names = ", ".join(c.__name__ for c in leaves)
         raise FlowpackException(
             f"{os.path.basename(path)} defines several flows ({names}): put each flow in its "
@@ -638,3 +646,11 @@ def load_flow(path: str) -> tuple[ModuleType, type]:
             line=inspect.getsourcelines(leaves[1])[1],
         )
     return module, leaves[0]
+
+
+def _sha256(data: bytes) -> str:
+    """The hex SHA-256 of ``data`` (``hashlib`` imported when first needed: most tasks
+    never compare an artifact)."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

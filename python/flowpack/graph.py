@@ -10,26 +10,38 @@ and the task runner share.
 from __future__ import annotations
 
 import ast
-import difflib
 import functools
-import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 from .decorators import step_decorators
 
+# `typing` only for type checkers: importing it costs every task's start ~3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-@dataclass
+
 class GraphError:
     """A mistake in the flow, at a line (and column, 1-based; 0 when unknown) of a file."""
 
-    line: int
-    col: int
-    message: str
+    __slots__ = ("line", "col", "message")
+
+    def __init__(self, line: int, col: int, message: str) -> None:
+        self.line = line
+        self.col = col
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"GraphError({self.line}, {self.col}, {self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GraphError) and (self.line, self.col, self.message) == (
+            other.line,
+            other.col,
+            other.message,
+        )
 
 
-@dataclass
 class DAGNode:
     """One step as parsed from its source.
 
@@ -48,18 +60,21 @@ class DAGNode:
         next_lineno: the line of its ``self.next``.
     """
 
-    name: str
-    func_lineno: int
-    func: Callable[..., Any]
-    type: str = "linear"
-    out_funcs: list[str] = field(default_factory=list)
-    in_funcs: list[str] = field(default_factory=list)
-    has_inputs: bool = False
-    foreach_param: str | None = None
-    condition: str | None = None
-    switch_cases: dict[str, str] = field(default_factory=dict)
-    foreaches: list[str] = field(default_factory=list)
-    next_lineno: int = 0
+    def __init__(self, name: str, func_lineno: int, func: Callable[..., Any]) -> None:
+        # A plain class, not a dataclass: `dataclasses` imports `inspect`, ~5 ms of every
+        # task's start.
+        self.name = name
+        self.func_lineno = func_lineno
+        self.func = func
+        self.type = "linear"
+        self.out_funcs: list[str] = []
+        self.in_funcs: list[str] = []
+        self.has_inputs = False
+        self.foreach_param: str | None = None
+        self.condition: str | None = None
+        self.switch_cases: dict[str, str] = {}
+        self.foreaches: list[str] = []
+        self.next_lineno = 0
 
 
 def _is_self_next(node: ast.AST) -> bool:
@@ -165,7 +180,7 @@ class FlowGraph:
         return 1
 
     def _find_def(self, func: Callable[..., Any]) -> ast.FunctionDef | None:
-        code = getattr(inspect.unwrap(func), "__code__", None)
+        code = getattr(unwrap(func), "__code__", None)
         if code is None:
             return None
         tree = self._tree(code.co_filename)
@@ -193,7 +208,7 @@ class FlowGraph:
                     f"step '{name}': its source was not found; define steps in a .py file",
                 )
                 continue
-            if inspect.unwrap(func).__code__.co_filename != self.path:
+            if unwrap(func).__code__.co_filename != self.path:
                 # An inherited step from another file: report at the class line.
                 node.lineno = self.class_lineno
                 node.col_offset = -1
@@ -361,6 +376,8 @@ class FlowGraph:
         for node in self.nodes.values():
             for target in node.out_funcs:
                 if target not in self.nodes:
+                    import difflib  # only for this message: a task never needs it
+
                     close = difflib.get_close_matches(target, list(self.nodes), n=1)
                     hint = f" (did you mean self.{close[0]}?)" if close else ""
                     self._error(
@@ -442,7 +459,26 @@ def _walk_no_defs(node: ast.AST) -> Iterator[ast.AST]:
 
 def step_function(flow_cls: type, name: str) -> Callable[..., Any]:
     """The function of step ``name`` of ``flow_cls``."""
-    return inspect.getattr_static(flow_cls, name)
+    return static_attr(flow_cls, name)
+
+
+def static_attr(cls: type, name: str, default: Any = None) -> Any:
+    """``inspect.getattr_static`` for a class attribute: the value in the first class of
+    the MRO that defines ``name``, no descriptor run. (``inspect`` costs every task ~5 ms
+    to import.)"""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return default
+
+
+def unwrap(func: Any) -> Any:
+    """``inspect.unwrap``: the function under ``functools.wraps`` layers."""
+    seen = set()
+    while hasattr(func, "__wrapped__") and id(func) not in seen:
+        seen.add(id(func))
+        func = func.__wrapped__
+    return func
 
 
 __all__ = ["DAGNode", "FlowGraph", "GraphError", "reserved_names", "step_decorators"]

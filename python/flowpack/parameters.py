@@ -10,9 +10,13 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import Any
 
 from .exception import FlowpackException
+
+# `typing` only for type checkers: importing it costs every task's start ~3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # The largest file an IncludeFile carries (its text or base64 is the parameter's value).
 INCLUDE_LIMIT = 1024 * 1024

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import traceback
 from pathlib import Path
-from typing import Any
 
 from .current import Current
 from .decorators import find, step_decorators
@@ -26,6 +23,11 @@ from .exception import ExceptionWrapper, FlowpackException
 from .flowspec import FlowSpec, TaskContext, build_inputs, flow_parameters, load_flow
 from .graph import FlowGraph
 from .parameters import IncludeFile
+
+# `typing` only for type checkers: importing it costs every task's start ~3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _fail(message: str) -> int:
@@ -55,6 +57,8 @@ def _write(outputs: dict[str, bytes | Path], folder: Path) -> None:
     for name, data in outputs.items():
         target = folder / name
         if isinstance(data, Path):
+            import shutil  # artifacts passed on as files only
+
             if data.is_dir():
                 shutil.copytree(data, target)
             else:
@@ -63,13 +67,20 @@ def _write(outputs: dict[str, bytes | Path], folder: Path) -> None:
             target.write_bytes(data)
 
 
+def _print_traceback() -> None:
+    """The current exception's traceback on stderr (``traceback`` imported only then)."""
+    import traceback
+
+    traceback.print_exc()
+
+
 def run_task(path: str, step: str) -> int:
     """Runs step ``step`` of the flow file ``path``; returns the exit code."""
     flow_dir = Path(path).parent
     try:
         _, flow_cls = load_flow(path)
     except Exception:  # noqa: BLE001 - the user's import failed: show its traceback
-        traceback.print_exc()
+        _print_traceback()
         return 1
     graph = FlowGraph(flow_cls, path)
     if graph.errors:
@@ -122,11 +133,11 @@ def run_task(path: str, step: str) -> int:
         attempt = int(env.get("FLOWPACK_ATTEMPT") or 0)
         times = retry.attributes["times"] if retry else 0
         if catch is None or attempt < times:
-            traceback.print_exc()
+            _print_traceback()
             return 1
         if catch.attributes["print_exception"]:
             print(f"@catch caught an exception from step '{step}':", file=sys.stderr)
-            traceback.print_exc()
+            _print_traceback()
         if var:
             setattr(flow, var, ExceptionWrapper(e))
     try:
