@@ -507,3 +507,45 @@ fn run_containers_without_podman_or_image_fails_clearly_before_running_anything(
     );
     assert!(!stderr.contains("ran"), "{stderr}");
 }
+
+#[test]
+fn run_containers_runs_a_python_flow_with_the_package_the_images_binary_carries() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        util::workspace().join("examples/python/gate.py"),
+        tmp.path().join("gate.py"),
+    )
+    .unwrap();
+    // Nothing of this machine's Python reaches the container: its python3 and the package
+    // its own flowpack binary writes into the mounted cache.
+    let out = fp(
+        tmp.path(),
+        "",
+        &[
+            "run",
+            "gate.py",
+            "--containers",
+            "--param",
+            "score=-1",
+            "--json",
+        ],
+        &[("FLOWPACK_CACHE_DIR", ".test-cache")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "run --containers failed:\n{stderr}");
+    assert!(stderr.contains("verdict fail: published=False"), "{stderr}");
+    assert!(
+        stderr.contains("ValueError: a negative score means the evaluation itself failed"),
+        "@catch prints the exception it stored:\n{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = summary["run"].as_str().unwrap();
+    let show: serde_json::Value =
+        serde_json::from_str(&fp_ok(tmp.path(), "", &["show", run, "--json"])).unwrap();
+    for task in show["tasks"].as_array().unwrap() {
+        assert_eq!(
+            task["attempts"][0]["record"]["image"], PYTHON_IMAGE,
+            "{task}"
+        );
+    }
+}
