@@ -300,3 +300,61 @@ fn the_python_train_example_compiles_validates_runs_under_kfp_local_and_reads_ba
     assert!(read.starts_with("run kfp-"), "{read}");
     assert!(read.contains("forest {'n_estimators': 60"), "{read}");
 }
+
+/// Python steps get their inputs on demand: a step that never reads an 8 MiB artifact does
+/// not download it; the step that reads it does, and sees the same bytes.
+#[test]
+fn an_artifact_no_step_reads_is_never_downloaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    util::write_tree(
+        tmp.path(),
+        &[(
+            "lazy.py",
+            "import hashlib, os\n\
+             from flowpack import FlowSpec, step\n\
+             \n\
+             class LazyFlow(FlowSpec):\n\
+             \x20   @step\n\
+             \x20   def start(self):\n\
+             \x20       self.big = os.urandom(8 << 20)\n\
+             \x20       self.digest = hashlib.sha256(self.big).hexdigest()\n\
+             \x20       self.small = 1\n\
+             \x20       self.next(self.middle)\n\
+             \n\
+             \x20   @step\n\
+             \x20   def middle(self):\n\
+             \x20       self.small += 1\n\
+             \x20       self.next(self.end)\n\
+             \n\
+             \x20   @step\n\
+             \x20   def end(self):\n\
+             \x20       assert hashlib.sha256(self.big).hexdigest() == self.digest\n\
+             \x20       print('small', self.small, 'big', len(self.big))\n",
+        )],
+    );
+    let out = flowpack_ok(tmp.path(), &["run", "lazy.py", "--json"]);
+    let run = serde_json::from_str::<serde_json::Value>(&out).unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let show: serde_json::Value =
+        serde_json::from_str(&flowpack_ok(tmp.path(), &["show", &run, "--json"])).unwrap();
+    let downloaded = |step: &str| {
+        show["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["step"] == step)
+            .unwrap()["attempts"][0]["record"]["bytes"]["downloaded"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        downloaded("middle") < 64 << 10,
+        "middle: {}",
+        downloaded("middle")
+    );
+    assert!(downloaded("end") > 8 << 20, "end: {}", downloaded("end"));
+    let log = flowpack_ok(tmp.path(), &["logs", &format!("{run}/end")]);
+    assert!(log.contains(&format!("small 2 big {}", 8 << 20)), "{log}");
+}

@@ -59,6 +59,9 @@ pub const FLOWPACK_BIN: &str = "FLOWPACK_BIN";
 /// Set for a step: a JSON list of its parent tasks, `"STEP/TASK"`, in the order of the
 /// inputs layout (a foreach's tasks by index).
 pub const FLOWPACK_PARENTS: &str = "FLOWPACK_PARENTS";
+/// Set for a step with `lazy_inputs`: the Unix socket through which it asks for each input
+/// (docs/runtime.md, "Inputs on demand").
+pub const FLOWPACK_INPUTS_SOCKET: &str = "FLOWPACK_INPUTS_SOCKET";
 /// Set for a step of a resumed run: the run it resumes.
 pub const FLOWPACK_ORIGIN_RUN_ID: &str = "FLOWPACK_ORIGIN_RUN_ID";
 /// Set for the first task of a foreach body: its item (text as is, other JSON as JSON).

@@ -102,7 +102,9 @@ def _check_decorator_names(
 
 def _step_doc(graph: FlowGraph, node: Any, filename: str, out: list[GraphError]) -> dict[str, Any]:
     run = f'"${{FLOWPACK_PYTHON:-python3}}" -m flowpack.task {shlex.quote(filename)} {node.name}'
-    doc: dict[str, Any] = {"run": run}
+    # Inputs on demand: the task runner asks for each artifact it reads, so an artifact no
+    # step reads is never downloaded (docs/runtime.md, "Inputs on demand").
+    doc: dict[str, Any] = {"run": run, "lazy_inputs": True}
     if node.type == "foreach":
         doc["next"] = node.out_funcs[0]
         doc["foreach"] = f"{node.foreach_param}.foreach"

@@ -57,22 +57,95 @@ def _item(seq: Any, i: int) -> Any:
         return list(seq)[i]
 
 
-class Namespace:
-    """A folder of artifacts (one task's namespace), read lazily, one file per artifact."""
+class OnDemandInputs:
+    """A step with ``lazy_inputs`` (every Python step): ``flowpack step`` wrote only the index
+    of the inputs folder, ``$FLOWPACK_INPUT_DIR/.flowpack-inputs.json``, and places each
+    input when asked through ``$FLOWPACK_INPUTS_SOCKET`` (docs/runtime.md, "Inputs on
+    demand") — so an artifact no step reads is never downloaded."""
 
-    def __init__(self, folder: Path | None) -> None:
+    INDEX = ".flowpack-inputs.json"
+
+    def __init__(self, input_dir: Path, socket_path: str) -> None:
+        self.input_dir = input_dir
+        self.index: dict[str, dict[str, Any]] = json.loads((input_dir / self.INDEX).read_bytes())
+        self._socket_path = socket_path
+        self._conn: Any = None
+
+    @classmethod
+    def of(cls, input_dir: Path | None) -> OnDemandInputs | None:
+        """The index of ``input_dir`` when the task's inputs come on demand, else None."""
+        socket_path = os.environ.get("FLOWPACK_INPUTS_SOCKET")
+        if input_dir is None or not socket_path or not (input_dir / cls.INDEX).is_file():
+            return None
+        return cls(input_dir, socket_path)
+
+    def fetch(self, rel: str) -> None:
+        """Has ``flowpack step`` place input ``rel`` (a path of the index) in the folder.
+
+        Raises:
+            FlowpackException: it could not (the store's or the cache's error).
+        """
+        if self._conn is None:
+            import socket
+
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self._socket_path)
+            self._conn = sock.makefile("rwb")
+        self._conn.write(rel.encode() + b"\n")
+        self._conn.flush()
+        answer = self._conn.readline().decode(errors="replace").rstrip("\n")
+        if answer != "ok":
+            raise FlowpackException(f"input '{rel}' could not be restored: {answer}")
+
+
+class Namespace:
+    """A folder of artifacts (one task's namespace), read lazily, one file per artifact.
+
+    With inputs on demand, ``prefix`` is the folder's path in the index (``train_a`` or
+    ``3`` for a join's parent, none for the top) and a file is placed when first needed."""
+
+    def __init__(
+        self,
+        folder: Path | None,
+        on_demand: OnDemandInputs | None = None,
+        prefix: str | None = None,
+    ) -> None:
         self.folder = folder
+        self.on_demand = on_demand
+        self.prefix = prefix
+
+    def _rel(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def has(self, name: str) -> bool:
+        """Whether the artifact exists (nothing is placed to find out)."""
+        if self.on_demand is not None:
+            return self._rel(name) in self.on_demand.index
+        return self.path(name) is not None
 
     def path(self, name: str) -> Path | None:
-        """The artifact's file or folder, if it exists."""
+        """The artifact's file or folder, if it exists (placed first, on demand)."""
         if self.folder is None or not name or "/" in name or name in (".", ".."):
             return None
         p = self.folder / name
+        if self.on_demand is not None and self._rel(name) in self.on_demand.index:
+            if not p.exists():
+                self.on_demand.fetch(self._rel(name))
+            return p
         return p if p.exists() else None
 
     def names(self) -> list[str]:
         """The artifacts' names (hidden ``.foreach``/``.switch`` files and subfolders of other
         parents' namespaces at a join are not artifacts of a step)."""
+        if self.on_demand is not None:
+            depth = 1 if self.prefix else 0
+            found = (
+                rel.split("/")
+                for rel in self.on_demand.index
+                if rel.count("/") == depth
+                and (not self.prefix or rel.startswith(self.prefix + "/"))
+            )
+            return sorted(parts[-1] for parts in found if parts[-1].isidentifier())
         if self.folder is None or not self.folder.is_dir():
             return []
         return sorted(p.name for p in self.folder.iterdir() if p.name.isidentifier())
@@ -96,7 +169,13 @@ class Namespace:
         return pickle.loads(data), f"{data[1]}:{_sha256(data)}"
 
     def digest(self, name: str) -> str:
-        """A digest of the artifact's content (for ``merge_artifacts``)."""
+        """A digest of the artifact's content (for ``merge_artifacts``): the store's, with
+        inputs on demand (nothing is placed to compare)."""
+        if self.on_demand is not None:
+            entry = self.on_demand.index.get(self._rel(name))
+            if entry is None:
+                raise KeyError(name)
+            return str(entry["digest"])
         p = self.path(name)
         if p is None:
             raise KeyError(name)
@@ -143,7 +222,8 @@ class TaskContext:
         self.node = graph[step]
         self.task_id = task_id
         self.input_dir = input_dir
-        self.top = Namespace(input_dir)
+        self.on_demand = OnDemandInputs.of(input_dir)
+        self.top = Namespace(input_dir, self.on_demand)
         self.params = params
         self.parents = parents
         self.split_index = split_index
@@ -395,7 +475,7 @@ class FlowSpec:
             for var in inp._fp_ns.names():
                 if var in exclude or (include and var not in include):
                     continue
-                if var in mine or var in params or ctx.top.path(var) is not None:
+                if var in mine or var in params or ctx.top.has(var):
                     continue
                 digest = inp._fp_ns.digest(var)
                 first = to_merge.setdefault(var, (inp, digest))
@@ -412,9 +492,7 @@ class FlowSpec:
                 "calling merge_artifacts, or leave them out with exclude=[...]",
                 list(conflicts),
             )
-        missing = [
-            v for v in include if v not in to_merge and v not in mine and not ctx.top.path(v)
-        ]
+        missing = [v for v in include if v not in to_merge and v not in mine and not ctx.top.has(v)]
         if missing:
             raise MergeArtifactsError(
                 f"step '{ctx.step}' asks merge_artifacts to include [{', '.join(missing)}], "
@@ -576,10 +654,8 @@ def build_inputs(flow: FlowSpec, ctx: TaskContext) -> Inputs:
     for parent, step in zip(parents, steps):
         task = parent.split("/", 1)[1] if "/" in parent else "0"
         last = task.rsplit(".", 1)[-1]
-        if len(parents) == 1:
-            folder = ctx.input_dir
-        else:
-            folder = (ctx.input_dir / (last if foreach else step)) if ctx.input_dir else None
+        label = None if len(parents) == 1 else (last if foreach else step)
+        folder = ctx.input_dir / label if ctx.input_dir and label else ctx.input_dir
         index = None
         var = None
         pnode = ctx.graph.nodes.get(step)
@@ -590,7 +666,7 @@ def build_inputs(flow: FlowSpec, ctx: TaskContext) -> Inputs:
         ):
             var = ctx.graph[pnode.foreaches[-1]].foreach_param
             index = int(last) if last.isdigit() else None
-        items.append(Input(flow, parent, Namespace(folder), index, var))
+        items.append(Input(flow, parent, Namespace(folder, ctx.on_demand, label), index, var))
     return Inputs(items, steps)
 
 

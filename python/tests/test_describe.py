@@ -39,8 +39,8 @@ def test_linear_with_lines(tmp_path: Path) -> None:
         "code": ".",
         "description": "Says hello.",
         "steps": {
-            "start": {"run": RUN + "start", "next": "end"},
-            "end": {"run": RUN + "end"},
+            "start": {"run": RUN + "start", "lazy_inputs": True, "next": "end"},
+            "end": {"run": RUN + "end", "lazy_inputs": True},
         },
     }
     # Each step is one line of the text, mapped to its def line.
@@ -108,6 +108,7 @@ def test_split_join_foreach_switch_nested(tmp_path: Path) -> None:
     assert steps["inner_join"]["join"] is True and steps["outer_join"]["join"] is True
     assert steps["join"] == {
         "run": RUN + "join",
+        "lazy_inputs": True,
         "join": True,
         "switch": {"on": "verdict.switch", "cases": {"ok": "end", "bad": "fix"}},
     }

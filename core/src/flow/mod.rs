@@ -283,6 +283,10 @@ pub struct Settings {
     /// If set, only these artifacts are restored for the step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<BTreeSet<String>>,
+    /// Restore each input only when the step asks for it (docs/runtime.md, "Inputs on
+    /// demand"): what flowpack's Python steps do, so an unread artifact costs nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lazy_inputs: bool,
     /// Kubernetes node selector.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,

@@ -62,6 +62,7 @@ struct RawStep {
     timeout: Option<Value>,
     cache: Option<bool>,
     inputs: Option<Vec<String>>,
+    lazy_inputs: Option<bool>,
     node_selector: Option<BTreeMap<String, String>>,
     tolerations: Option<Vec<Toleration>>,
     service_account: Option<String>,
@@ -1033,6 +1034,9 @@ fn merge_settings(mut s: Settings, rs: &RawStep, at: &[Seg], cx: &mut Ctx) -> Se
     }
     if let Some(inputs) = &rs.inputs {
         s.inputs = Some(inputs.iter().cloned().collect());
+    }
+    if let Some(lazy) = rs.lazy_inputs {
+        s.lazy_inputs = lazy;
     }
     if let Some(ns) = &rs.node_selector {
         s.node_selector.extend(ns.clone());

@@ -21,6 +21,7 @@ use flowpack_packager::tree::{self, Rules};
 
 use crate::RuntimeError;
 use crate::cache::{Cache, copy_file, copy_tree};
+use crate::step::on_demand::OnDemand;
 
 /// The zstd level of artifacts: fast, since artifacts are often large and already dense.
 pub const LEVEL: i32 = 1;
@@ -62,18 +63,23 @@ pub struct Restored {
     pub parents: Vec<(TaskRef, Artifacts)>,
     /// Compressed bytes downloaded.
     pub downloaded: u64,
+    /// With `lazy_inputs`: what is left to place when the step asks.
+    pub on_demand: Option<OnDemand>,
 }
 
-/// Restores the artifacts of `parents` into `input_dir` (only `only`, when given).
+/// Restores the artifacts of `parents` into `input_dir` as the step's settings say: only
+/// its `inputs` when given; with `lazy_inputs`, only their index, each placed when the
+/// step asks ([`OnDemand`]).
 pub async fn restore(
     store: &Store,
     cache: &Cache,
     flow: &str,
     run: &str,
     parents: &[TaskRef],
-    only: Option<&std::collections::BTreeSet<String>>,
+    settings: &flowpack_core::flow::Settings,
     input_dir: &Path,
 ) -> Result<Restored, RuntimeError> {
+    let (only, lazy) = (settings.inputs.as_ref(), settings.lazy_inputs);
     let mut namespaces = Vec::new();
     for p in parents {
         match committed(store, flow, run, p).await? {
@@ -105,30 +111,35 @@ pub async fn restore(
         }
     }
     let layout = InputLayout::of(&namespaces, only);
-    let mut downloaded = 0;
     std::fs::create_dir_all(input_dir).map_err(|e| RuntimeError::io(input_dir, e))?;
-    for (rel, a) in &layout.placements {
-        let dest = input_dir.join(rel);
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(dir, e))?;
+    let mut downloaded = 0;
+    let on_demand = if lazy {
+        Some(OnDemand::new(input_dir, layout.placements)?)
+    } else {
+        for (rel, a) in &layout.placements {
+            downloaded += place(store, cache, a, &input_dir.join(rel)).await?;
         }
-        downloaded += place(store, cache, a, &dest).await?;
-    }
+        None
+    };
     Ok(Restored {
         inherited: layout.inherited,
         parents: namespaces,
         downloaded,
+        on_demand,
     })
 }
 
-/// Puts a copy of artifact `a` at `dest` (which must not exist) from the cache,
-/// downloading it first when missing.
-async fn place(
+/// Puts a copy of artifact `a` at `dest` (which must not exist, in a folder made here) from
+/// the cache, downloading it first when missing.
+pub async fn place(
     store: &Store,
     cache: &Cache,
     a: &ArtifactRef,
     dest: &Path,
 ) -> Result<u64, RuntimeError> {
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(dir, e))?;
+    }
     let (src, downloaded) = cache.artifact(store, &a.digest, a.size, a.kind).await?;
     match a.kind {
         ArtifactKind::File => copy_file(&src, dest)?,

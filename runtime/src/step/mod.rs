@@ -21,6 +21,7 @@
 mod artifacts;
 mod child;
 mod logs;
+mod on_demand;
 mod stop;
 
 use std::borrow::Cow;
@@ -447,6 +448,13 @@ impl From<RuntimeError> for Halt {
 /// Parameter values by name; defaults borrowed from the flow.
 pub type Params<'f> = BTreeMap<String, Cow<'f, serde_json::Value>>;
 
+/// What placing inputs on demand did while the child ran.
+#[derive(Default)]
+struct OnDemandUse {
+    downloaded: u64,
+    failure: Option<RuntimeError>,
+}
+
 /// The task's private folder (removed when dropped): the code, inputs, outputs, params
 /// file and `TMPDIR`.
 struct Work<'m> {
@@ -519,7 +527,18 @@ impl<'a> Task<'a> {
         // Not cut off: on a stop signal `run` stops the child within its grace period.
         self.not_stopped(t)?;
         t.start(Phase::Run);
-        match self.run(&work, split_item).await? {
+        let (ended, on_demand) = self
+            .run(&work, split_item, restored.on_demand.as_ref())
+            .await?;
+        t.bytes.downloaded += on_demand.downloaded;
+        if let Some(e) = on_demand.failure
+            && !matches!(ended, Ended::Exited(0))
+        {
+            // The child failed after an input could not be placed: that is flowpack's
+            // failure, as it would have been in an eager restore.
+            return Err(Halt::Error(e));
+        }
+        match ended {
             Ended::Exited(0) => {}
             Ended::Exited(c) => {
                 self.log(&format!("the step exited with code {c}")).await;
@@ -613,7 +632,7 @@ impl<'a> Task<'a> {
             &self.manifest.flow.name,
             &self.args.run,
             &self.args.parents,
-            self.step().settings.inputs.as_ref(),
+            &self.step().settings,
             &work.inputs(),
         )
         .await?;
@@ -627,24 +646,45 @@ impl<'a> Task<'a> {
         Ok((restored, item))
     }
 
-    /// The child, to its end (it handles a stop signal itself: the child gets its grace).
+    /// The child, to its end (it handles a stop signal itself: the child gets its grace),
+    /// with its inputs placed on demand while it runs when the step has `lazy_inputs`.
     async fn run(
         &self,
         work: &Work<'_>,
         split_item: Option<String>,
-    ) -> Result<Ended, RuntimeError> {
-        let env = self.child_env(work, split_item).await?;
+        on_demand: Option<&on_demand::OnDemand>,
+    ) -> Result<(Ended, OnDemandUse), RuntimeError> {
+        let mut env = self.child_env(work, split_item).await?;
         let step = self.step();
-        Ok(child::run(
+        let server = on_demand.map(|_| on_demand::Server::bind()).transpose()?;
+        if let Some(server) = &server {
+            env.insert(
+                flowpack_core::env_vars::FLOWPACK_INPUTS_SOCKET.into(),
+                server.path().display().to_string(),
+            );
+        }
+        let code = work.code();
+        let child = child::run(
             &step.run,
-            &work.code(),
+            &code,
             &env,
             step.settings.timeout_seconds.map(Duration::from_secs),
             self.args.grace,
             &self.stop,
             &self.shipper,
-        )
-        .await)
+        );
+        let (Some(server), Some(od)) = (&server, on_demand) else {
+            return Ok((child.await, OnDemandUse::default()));
+        };
+        let ended = tokio::select! {
+            ended = child => ended,
+            () = server.serve(od, &self.args.store, &self.cache) => unreachable!("serves until dropped"),
+        };
+        let used = OnDemandUse {
+            downloaded: server.downloaded(),
+            failure: server.failure(),
+        };
+        Ok((ended, used))
     }
 
     /// The switch or foreach value checked, then the outputs uploaded.
