@@ -541,3 +541,57 @@ fn the_train_example_compiles_validates_and_runs_under_kfps_orchestrator() {
         "{winner}"
     );
 }
+
+/// A flow whose parameters are named like the compiler's own component inputs, with a
+/// foreach (the loop index input) and a join after it (the parents input).
+const RESERVED_FLOW: &str = "name: reserved
+parameters:
+  run_id: {type: string, default: mine}
+  split: {type: string, default: user-split}
+  parents: {type: int, default: 7}
+steps:
+  start: {run: python3 s.py start, foreach: items, next: body}
+  body:  {run: python3 s.py body, next: join}
+  join:  {run: python3 s.py join, join: true, next: end}
+  end:   {run: python3 s.py end}
+";
+
+const RESERVED_PY: &str = r#"import json, os, sys
+p = json.load(open(os.environ["FLOWPACK_PARAMS"]))
+assert p == {"run_id": "mine", "split": "user-split", "parents": 7}, p
+assert os.environ["FLOWPACK_PARAM_SPLIT"] == "user-split", os.environ["FLOWPACK_PARAM_SPLIT"]
+out, inp = os.environ["FLOWPACK_OUTPUT_DIR"], os.environ["FLOWPACK_INPUT_DIR"]
+step = sys.argv[1]
+if step == "start":
+    open(os.path.join(out, "items"), "w").write(json.dumps([10, 20, 30]))
+elif step == "body":
+    open(os.path.join(out, "v"), "w").write(os.environ["FLOWPACK_SPLIT_INDEX"])
+elif step == "join":
+    subs = [d for d in os.listdir(inp) if os.path.isdir(os.path.join(inp, d))]
+    vals = sorted(int(open(os.path.join(inp, d, "v")).read()) for d in subs)
+    assert vals == [0, 1, 2], vals
+"#;
+
+/// Issue 12's first silent wrong run: a parameter named `run_id`, `split` or `parents` was
+/// bound in place of the compiler's input of that name — two KFP runs merged into one store
+/// run, a foreach body's `split` was the loop index, a join's `parents` the task list.
+#[test]
+fn parameters_named_like_the_compilers_inputs_are_only_parameters() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(
+        tmp.path(),
+        &[("flow.yaml", RESERVED_FLOW), ("s.py", RESERVED_PY)],
+    );
+    let pipeline = compile(tmp.path(), None);
+    validate(&pipeline);
+    run_local(tmp.path(), &pipeline, &[]);
+    run_local(tmp.path(), &pipeline, &[]);
+    let runs: serde_json::Value =
+        serde_json::from_str(&fp(tmp.path(), None, &["runs", "--json"])).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "two KFP runs, two store runs: {runs:?}");
+    for run in runs {
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["tasks"], 6, "start, 3 body, join, end: {run}");
+    }
+}

@@ -65,6 +65,16 @@ impl Compiled {
     }
 }
 
+/// The component inputs the compiler adds to every step's component, beside the flow's
+/// parameters. A parameter name is an identifier (`[A-Za-z_][A-Za-z0-9_]*`), so a name with
+/// `--` can never be one: a flow parameter called `run_id`, `split` or `parents` is bound as
+/// a parameter, never in place of these.
+const RUN_ID: &str = "flowpack--run-id";
+/// The task's foreach index (inside a loop).
+const SPLIT: &str = "flowpack--split";
+/// The parent tasks of a join after a foreach, or of a step after a switch.
+const PARENTS: &str = "flowpack--parents";
+
 fn param_type(t: ParamType) -> &'static str {
     match t {
         ParamType::String => "STRING",
@@ -242,17 +252,17 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         let is_switch = matches!(step.next, Transition::Switch { .. });
 
         let mut in_params = Map::new();
-        in_params.insert("run_id".into(), json!({"parameterType": "STRING"}));
+        in_params.insert(RUN_ID.into(), json!({"parameterType": "STRING"}));
         for (p, spec) in &flow.parameters {
             in_params.insert(p.clone(), json!({"parameterType": param_type(spec.ty)}));
         }
         if here != Scope::Root {
-            in_params.insert("split".into(), json!({"parameterType": "STRING"}));
+            in_params.insert(SPLIT.into(), json!({"parameterType": "STRING"}));
         }
         // After a switch, parents differ by case: each task passes its own as a constant.
         let by_input = closing.is_some() || placed.contains_key(name);
         if by_input {
-            in_params.insert("parents".into(), json!({"parameterType": "LIST"}));
+            in_params.insert(PARENTS.into(), json!({"parameterType": "LIST"}));
         }
         let mut out_params = Map::new();
         out_params.insert("task".into(), json!({"parameterType": "STRING"}));
@@ -278,7 +288,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
             "--package".into(),
             opts.package.to_string(),
             "--kfp-run-uuid".into(),
-            input("run_id"),
+            input(RUN_ID),
             "--step".into(),
             name.to_string(),
             "--image".into(),
@@ -287,14 +297,14 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         if here != Scope::Root {
             args.extend([
                 "--task".into(),
-                input("split"),
+                input(SPLIT),
                 "--split-index".into(),
-                input("split"),
+                input(SPLIT),
             ]);
         }
         let my_parents = parents.get(name).cloned().unwrap_or_default();
         if by_input {
-            args.extend(["--parents-json".into(), input("parents")]);
+            args.extend(["--parents-json".into(), input(PARENTS)]);
         } else {
             for p in &my_parents {
                 match (scope_of(p), here) {
@@ -331,7 +341,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         for here in placements(name) {
             let mut task_inputs = Map::new();
             task_inputs.insert(
-                "run_id".into(),
+                RUN_ID.into(),
                 json!({"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}),
             );
             for p in flow.parameters.keys() {
@@ -343,7 +353,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
             }
             if let Scope::Loop(f) = here {
                 task_inputs.insert(
-                    "split".into(),
+                    SPLIT.into(),
                     json!({"componentInputParameter": format!("pipelinechannel--{}-Output-loop-item", kfp_name(f))}),
                 );
             }
@@ -352,7 +362,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
                 let last = kfp_name(chain[chain.len() - 1]);
                 let loop_task = format!("for-each-{}", kfp_name(f));
                 task_inputs.insert(
-                    "parents".into(),
+                    PARENTS.into(),
                     json!({"taskOutputParameter": {
                         "producerTask": loop_task,
                         "outputParameterKey": format!("pipelinechannel--{last}-task"),
@@ -375,10 +385,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
                         })
                         .map(|p| format!("{p}/0"))
                         .collect();
-                    task_inputs.insert(
-                        "parents".into(),
-                        json!({"runtimeValue": {"constant": mine}}),
-                    );
+                    task_inputs.insert(PARENTS.into(), json!({"runtimeValue": {"constant": mine}}));
                 }
             }
             let mut task = json!({
