@@ -179,3 +179,56 @@ fn free_text_from_records_is_shown_with_control_characters_escaped() {
         assert!(out.contains("\\u{1b}]0;owned"), "{args:?}: {out}");
     }
 }
+
+/// An artifact named like a branch step (`a`) or a foreach index (`0`), equal in every
+/// parent of a join: the folder of the parent of that name and the inherited artifact
+/// wanted one path (`inputs/a: File exists`, exit 125, issue 12). The parent's folder is
+/// the join's; the artifact is under every parent's folder and still inherited past it.
+const COLLIDE_FLOW: &str = r#"name: collide
+steps:
+  start:  {run: python3 s.py start, next: [a, b]}
+  a:      {run: python3 s.py branch, next: join}
+  b:      {run: python3 s.py branch, next: join}
+  join:   {run: python3 s.py join, join: true, next: fan}
+  fan:    {run: python3 s.py fan, foreach: items, next: body}
+  body:   {run: python3 s.py branch, next: gather}
+  gather: {run: python3 s.py gather, join: true, next: end}
+  end:    {run: python3 s.py end}
+"#;
+const COLLIDE_PY: &str = r#"import json, os, sys
+inp, out = os.environ["FLOWPACK_INPUT_DIR"], os.environ["FLOWPACK_OUTPUT_DIR"]
+def put(name, text):
+    open(os.path.join(out, name), "w").write(text)
+def get(*path):
+    return open(os.path.join(inp, *path)).read()
+step = sys.argv[1]
+if step == "start":
+    put("a", "inherited a")
+elif step == "branch":
+    put("mine", os.environ["FLOWPACK_STEP"])
+elif step == "join":
+    assert os.path.isdir(os.path.join(inp, "a")), "the branch's folder"
+    assert get("a", "a") == get("b", "a") == "inherited a"
+    assert get("a", "mine") == "a" and get("b", "mine") == "b"
+elif step == "fan":
+    put("items", json.dumps([1, 2]))
+    put("0", "inherited 0")
+elif step == "gather":
+    assert get("0", "0") == get("1", "0") == "inherited 0"
+elif step == "end":
+    print(get("a"), "and", get("0"))
+"#;
+
+#[test]
+fn an_artifact_named_like_a_joined_parent_does_not_break_the_join() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(
+        tmp.path(),
+        &[("flow.yaml", COLLIDE_FLOW), ("s.py", COLLIDE_PY)],
+    );
+    let run = json(&flowpack_ok(tmp.path(), &["run", "flow.yaml", "--json"]));
+    assert_eq!(run["succeeded"], true, "{run}");
+    let id = run["run"].as_str().unwrap();
+    let log = flowpack_ok(tmp.path(), &["logs", &format!("{id}/end")]);
+    assert!(log.contains("inherited a and inherited 0"), "{log}");
+}

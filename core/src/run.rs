@@ -254,21 +254,31 @@ impl InputLayout {
                 .map(|(n, a)| (n.clone(), a.clone()))
                 .collect(),
         };
+        let foreach = parents.iter().all(|(p, _)| p.step == parents[0].0.step);
+        let label = |p: &TaskRef| -> String {
+            if foreach {
+                p.task.rsplit('.').next().unwrap_or(&p.task).to_string()
+            } else {
+                p.step.clone()
+            }
+        };
+        // At a join each parent has a folder; an inherited artifact named like one (a
+        // branch step, a foreach index) stays under the parents' folders only: the path is
+        // the folder's. It is still inherited past the join.
+        let labels: BTreeSet<String> = match parents.len() {
+            0 | 1 => BTreeSet::new(),
+            _ => parents.iter().map(|(p, _)| label(p)).collect(),
+        };
         let mut placements: Vec<_> = inherited
             .iter()
-            .filter(|(name, _)| wanted(name))
+            .filter(|(name, _)| wanted(name) && !labels.contains(*name))
             .map(|(name, a)| (std::path::PathBuf::from(name), a.clone()))
             .collect();
         if parents.len() > 1 {
-            let foreach = parents.iter().all(|(p, _)| p.step == parents[0].0.step);
             for (p, arts) in parents {
-                let label = if foreach {
-                    p.task.rsplit('.').next().unwrap_or(&p.task)
-                } else {
-                    p.step.as_str()
-                };
+                let label = label(p);
                 for (name, a) in arts.artifacts.iter().filter(|(n, _)| wanted(n)) {
-                    placements.push((std::path::Path::new(label).join(name), a.clone()));
+                    placements.push((std::path::Path::new(&label).join(name), a.clone()));
                 }
             }
         }
