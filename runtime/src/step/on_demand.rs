@@ -132,12 +132,30 @@ impl Server {
     }
 }
 
-/// One connection: a path a line, an answer a line, until the child closes it.
+/// The longest request line: a path of the index is at most two names of 128 bytes.
+const MAX_LINE: u64 = 1024;
+
+/// One connection: a path a line, an answer a line, until the child closes it (or sends
+/// a line no path can be: the connection is closed, nothing of it is kept).
 async fn answer(stream: UnixStream, od: &OnDemand, store: &Store, cache: &Cache, state: &State) {
     let (read, mut write) = stream.into_split();
-    // A path is at most a few names: a longer line is not a request.
-    let mut lines = BufReader::new(read.take(1 << 20)).lines();
-    while let Ok(Some(rel)) = lines.next_line().await {
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut line = Vec::new();
+        match (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line.last() != Some(&b'\n') => {
+                let _ = write.write_all(b"error: not a path of the index\n").await;
+                return;
+            }
+            Ok(_) => {}
+        }
+        line.pop();
+        let rel = String::from_utf8_lossy(&line);
         let reply = match place_one(&rel, od, store, cache, state).await {
             Ok(()) => "ok\n".to_string(),
             Err(e) => {
