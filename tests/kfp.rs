@@ -510,17 +510,10 @@ fn the_train_example_compiles_validates_and_runs_under_kfps_orchestrator() {
         )
         .unwrap();
     }
-    let out = Command::new(BIN)
-        .args(["compile", "flow.yaml", "-o", "pipeline.yaml"])
-        .current_dir(tmp.path())
-        .env("FLOWPACK_CACHE_DIR", tmp.path().join(".test-cache"))
-        .env("FLOWPACK_UV", util::find_uv())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    util::flowpack_uv_ok(
+        tmp.path(),
+        &tmp.path().join(".test-cache"),
+        &["compile", "flow.yaml", "-o", "pipeline.yaml"],
     );
     let pipeline = tmp.path().join("pipeline.yaml");
     validate(&pipeline);

@@ -290,27 +290,12 @@ fn the_env_layer_falls_back_to_pip_without_uv() {
 
 #[test]
 fn the_env_layer_is_built_from_requirements_with_uv_and_cached() {
-    let uv = util::find_uv();
     let tmp = tempfile::tempdir().unwrap();
     write_env_flow(
         tmp.path(),
         "env:\n  requirements: requirements.txt\n  python: '3.11'\n",
     );
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(util::BIN)
-            .args(args)
-            .current_dir(tmp.path())
-            .env("FLOWPACK_CACHE_DIR", tmp.path().join("cache"))
-            .env("FLOWPACK_UV", &uv)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| util::flowpack_uv_json(tmp.path(), &tmp.path().join("cache"), args);
     let first = run(&["push", "flow.yaml", "--json"]);
     let env = &first["layers"][1];
     assert_eq!(env["kind"], "env");
@@ -506,7 +491,6 @@ async fn the_tree_index_finds_unchanged_trees_and_never_hides_a_change() {
 
 #[test]
 fn an_inline_package_list_builds_the_env_its_requirements_file_would() {
-    let uv = util::find_uv();
     let tmp = tempfile::tempdir().unwrap();
     write_env_flow(tmp.path(), "env: {requirements: requirements.txt}\n");
     let wheels = util::workspace().join("tests/fixtures/wheels");
@@ -520,19 +504,11 @@ fn an_inline_package_list_builds_the_env_its_requirements_file_would() {
     )
     .unwrap();
     let push = |flow: &str| {
-        let out = std::process::Command::new(util::BIN)
-            .args(["push", flow, "--json"])
-            .current_dir(tmp.path())
-            .env("FLOWPACK_CACHE_DIR", tmp.path().join("cache"))
-            .env("FLOWPACK_UV", &uv)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        util::flowpack_uv_json(
+            tmp.path(),
+            &tmp.path().join("cache"),
+            &["push", flow, "--json"],
+        )
     };
     let inline = push("inline.yaml");
     let env = &inline["layers"][1];

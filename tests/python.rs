@@ -212,25 +212,7 @@ fn each_pypi_step_runs_with_its_own_env_layer() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_tree(dir, &[("flow.py", PYPI_FLOW)]);
-    let uv = crate::util::find_uv();
-    let cmd = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .current_dir(dir)
-            .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
-            .env("FLOWPACK_UV", &uv)
-            .env_remove("FLOWPACK_STORE")
-            .env_remove("FLOWPACK_LOG")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "flowpack {args:?}:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let cmd = |args: &[&str]| crate::util::flowpack_uv_json(dir, &dir.join(".test-cache"), args);
 
     // One layer per distinct environment: code, the flow's, and one for each @pypi step.
     let pushed = cmd(&["push", "flow.py", "--json"]);

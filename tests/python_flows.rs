@@ -282,15 +282,11 @@ fn python_flow_errors_name_the_file_and_line() {
 fn the_python_train_example_compiles_validates_runs_under_kfp_local_and_reads_back() {
     let tmp = tempfile::tempdir().unwrap();
     examples(tmp.path(), &["train.py", "results.py"]);
-    let out = Command::new(BIN)
-        .args(["compile", "train.py", "-o", "pipeline.yaml"])
-        .current_dir(tmp.path())
-        .env("FLOWPACK_CACHE_DIR", tmp.path().join(".test-cache"))
-        .env("FLOWPACK_UV", util::find_uv())
-        .env_remove("FLOWPACK_STORE")
-        .output()
-        .unwrap();
-    ok(out, "compile train.py");
+    util::flowpack_uv_ok(
+        tmp.path(),
+        &tmp.path().join(".test-cache"),
+        &["compile", "train.py", "-o", "pipeline.yaml"],
+    );
     let pipeline: PathBuf = tmp.path().join("pipeline.yaml");
     validate(&pipeline);
     let text = run_local(tmp.path(), &pipeline, &["seed=7"]);

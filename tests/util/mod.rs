@@ -296,6 +296,33 @@ pub fn flowpack_ok(cwd: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs `flowpack ARGS` in `cwd` with the cache folder `cache` and the test uv (env layers
+/// get built), asserting success; returns stdout.
+pub fn flowpack_uv_ok(cwd: &Path, cache: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env("FLOWPACK_CACHE_DIR", cache)
+        .env("FLOWPACK_UV", find_uv())
+        .env_remove("FLOWPACK_STORE")
+        .env_remove("FLOWPACK_LOG")
+        .output()
+        .expect("run flowpack");
+    assert!(
+        out.status.success(),
+        "flowpack {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// [`flowpack_uv_ok`] of a command run with `--json`: its output parsed.
+pub fn flowpack_uv_json(cwd: &Path, cache: &Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&flowpack_uv_ok(cwd, cache, args)).unwrap()
+}
+
 /// The paths, relative to `root`, of everything under it but folders.
 pub fn walk(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
