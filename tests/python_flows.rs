@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::kfp::{run_local, validate};
+use crate::runs::task;
 use crate::util::{self, BIN, flowpack, flowpack_ok};
 
 /// Copies example files of `examples/python` into `dir`.
@@ -223,13 +224,7 @@ fn a_failing_python_step_shows_its_traceback_and_resume_finishes_the_run() {
     assert!(log.contains("RuntimeError: the middle step broke"), "{log}");
     let show: serde_json::Value =
         serde_json::from_str(&flowpack_ok(tmp.path(), &["show", &failed, "--json"])).unwrap();
-    let middle = show["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["step"] == "middle")
-        .unwrap()
-        .clone();
+    let middle = task(&show, "middle/0");
     assert_eq!(middle["attempts"][0]["record"]["exit_code"], 1, "{middle}");
     let resumed: serde_json::Value =
         serde_json::from_str(&flowpack_ok(tmp.path(), &["resume", &failed, "--json"])).unwrap();
@@ -336,12 +331,7 @@ fn an_artifact_no_step_reads_is_never_downloaded() {
     let show: serde_json::Value =
         serde_json::from_str(&flowpack_ok(tmp.path(), &["show", &run, "--json"])).unwrap();
     let downloaded = |step: &str| {
-        show["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["step"] == step)
-            .unwrap()["attempts"][0]["record"]["bytes"]["downloaded"]
+        task(&show, &format!("{step}/0"))["attempts"][0]["record"]["bytes"]["downloaded"]
             .as_u64()
             .unwrap()
     };
