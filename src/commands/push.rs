@@ -18,6 +18,9 @@ pub async fn run(args: PushArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(default_version_name);
     let to_kfp = args.kfp.kfp_url.is_some();
+    if to_kfp {
+        super::schedule::check_flow_schedule(&flow)?;
+    }
     let opts = PushOptions {
         store: store.clone(),
         version: Some(version.clone()),
@@ -41,7 +44,7 @@ pub async fn run(args: PushArgs) -> Result<()> {
             },
         )?
         .to_yaml();
-        let ids = super::kfp::deploy(&args.kfp, &flow, &version, &yaml).await?;
+        let mut ids = super::kfp::deploy(&args.kfp, &flow, &version, &yaml).await?;
         record_version(
             &store,
             &flow.name,
@@ -50,6 +53,18 @@ pub async fn run(args: PushArgs) -> Result<()> {
             Some(ids.clone()),
         )
         .await?;
+        // The flow's own schedule runs the version just deployed (after the pointer: the
+        // pointer records the pipeline's ids only).
+        if let Some(s) = super::schedule::deploy_flow_schedule(
+            &args.kfp,
+            &flow,
+            ids["pipeline_id"].as_str().unwrap_or_default(),
+            ids["pipeline_version_id"].as_str().unwrap_or_default(),
+        )
+        .await?
+        {
+            ids["schedule"] = s;
+        }
         report.version = version;
         kfp_ids = Some(ids);
     }
@@ -66,6 +81,14 @@ pub async fn run(args: PushArgs) -> Result<()> {
             ids["pipeline_id"].as_str().unwrap_or_default(),
             ids["pipeline_version_id"].as_str().unwrap_or_default()
         );
+        if let Some(s) = ids.get("schedule") {
+            outln!(
+                "schedule {} ({}): {}",
+                s["id"].as_str().unwrap_or_default(),
+                s["cron"].as_str().unwrap_or_default(),
+                s["outcome"].as_str().unwrap_or_default()
+            );
+        }
     }
     outln!("package {}", report.package);
     outln!(
