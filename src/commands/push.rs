@@ -12,15 +12,15 @@ use crate::settings;
 
 pub async fn run(args: PushArgs) -> Result<()> {
     let flow = Flow::load(&args.flow)?;
+    if args.kfp.kfp_url.is_some() {
+        super::schedule::check_flow_schedule(&flow)?;
+    }
     let store = settings::store(args.store.store.as_deref(), &settings::flow_dir(&args.flow))?;
     let version = args
         .version_name
         .clone()
         .unwrap_or_else(default_version_name);
     let to_kfp = args.kfp.kfp_url.is_some();
-    if to_kfp {
-        super::schedule::check_flow_schedule(&flow)?;
-    }
     let opts = PushOptions {
         store: store.clone(),
         version: Some(version.clone()),

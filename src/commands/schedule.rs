@@ -140,7 +140,7 @@ fn same(r: &RecurringRun, p: &Plan, version_id: &str, experiment_id: &str) -> bo
         && r.experiment_id.as_deref() == Some(experiment_id)
         && r.runtime_config.as_ref().map(|c| &c.parameters) == Some(&p.parameters)
         && concurrency == Some(p.max_concurrency)
-        && r.no_catchup.unwrap_or(false) == !p.catchup
+        && r.no_catchup.unwrap_or(false) != p.catchup
 }
 
 /// Makes the pipeline's recurring run named `p.name` be `p`: leaves an equal one (enabling
