@@ -33,6 +33,10 @@ pub enum Command {
     Compile(CompileArgs),
     /// Start a run of the flow's pipeline on Kubeflow Pipelines; prints kfp-<run id>.
     Trigger(TriggerArgs),
+    /// Run the flow's pipeline on a cron schedule (a KFP recurring run); prints its id.
+    Schedule(ScheduleArgs),
+    /// List the KFP recurring runs (of one flow), or delete, enable or disable one.
+    Schedules(SchedulesArgs),
     /// The state of a KFP run.
     Status(KfpRunArgs),
     /// Stop a KFP run.
@@ -81,6 +85,80 @@ pub struct TriggerArgs {
     /// The pipeline version to run (default: the newest).
     #[arg(long, value_name = "V")]
     pub version_name: Option<String>,
+    #[command(flatten)]
+    pub kfp: KfpArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// The flow file (its name names the pipeline; its parameters type the values).
+    pub flow: PathBuf,
+    /// Standard 5-field cron, `minute hour day-of-month month day-of-week`, or a macro like
+    /// `@daily`. Default: the flow's own `schedule`.
+    #[arg(long, value_name = "CRON")]
+    pub cron: Option<String>,
+    /// The time zone the cron is meant in. KFP reads every cron in its cluster's one zone
+    /// (FLOWPACK_KFP_TIMEZONE says which, default UTC): another zone is refused.
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// A parameter value, NAME=VALUE (repeatable); others take their defaults, and a
+    /// parameter without one must be given.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Runs of this schedule at once (KFP allows 1-10).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub max_concurrency: u32,
+    /// Also start the runs missed while the schedule was disabled or behind.
+    #[arg(long)]
+    pub catchup: bool,
+    /// The pipeline version to run (default: the newest when the schedule is made).
+    #[arg(long, value_name = "V")]
+    pub version_name: Option<String>,
+    /// The schedule's name: one recurring run per flow and name (default: the flow's name);
+    /// scheduling again replaces it.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The experiment (created when missing).
+    #[arg(long, value_name = "NAME", default_value = "Default")]
+    pub experiment: String,
+    #[command(flatten)]
+    pub kfp: KfpArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SchedulesArgs {
+    #[command(subcommand)]
+    pub command: Option<SchedulesCommand>,
+    /// Only the schedules of this flow (a flow file, or a flow name).
+    pub flow: Option<String>,
+    #[command(flatten)]
+    pub kfp: KfpArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Delete a schedule (the runs it started stay).
+    Delete(ScheduleIdArgs),
+    /// Enable a schedule.
+    Enable(ScheduleIdArgs),
+    /// Disable a schedule: it starts no runs until enabled.
+    Disable(ScheduleIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleIdArgs {
+    /// The schedule's id (as `schedule` and `schedules` print it).
+    pub id: String,
     #[command(flatten)]
     pub kfp: KfpArgs,
     /// Print JSON.

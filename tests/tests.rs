@@ -18,6 +18,7 @@ mod push;
 mod python;
 mod python_flows;
 mod runs;
+mod schedules;
 mod secrets;
 mod signals;
 mod store;

@@ -73,6 +73,9 @@ pub const FLOWPACK_KFP_URL: &str = "FLOWPACK_KFP_URL";
 pub const FLOWPACK_KFP_TOKEN: &str = "FLOWPACK_KFP_TOKEN";
 /// The KFP namespace, when `--kfp-namespace` is not given.
 pub const FLOWPACK_KFP_NAMESPACE: &str = "FLOWPACK_KFP_NAMESPACE";
+/// The time zone the KFP cluster reads recurring runs' cron in (its scheduled-workflow
+/// controller's `CRON_SCHEDULE_TIMEZONE`; default UTC): a schedule in another is refused.
+pub const FLOWPACK_KFP_TIMEZONE: &str = "FLOWPACK_KFP_TIMEZONE";
 
 /// The podman program for `flowpack run --containers` (default: `podman` on PATH).
 pub const FLOWPACK_PODMAN: &str = "FLOWPACK_PODMAN";

@@ -1,5 +1,5 @@
-//! A client of the KFP v2beta1 REST API: the calls `push --kfp-url`, `trigger`, `status`
-//! and `terminate` need (`../shared/kfp/api/ENDPOINTS.md`). Errors carry the HTTP status,
+//! A client of the KFP v2beta1 REST API: the calls `push --kfp-url`, `trigger`, `status`,
+//! `terminate` and `schedule`/`schedules` (recurring runs) need (`../shared/kfp/api/ENDPOINTS.md`). Errors carry the HTTP status,
 //! an excerpt of the body and what to check; the bearer token is never printed.
 
 use std::time::Duration;
@@ -68,6 +68,112 @@ pub struct Run {
     /// The run's error, if any.
     #[serde(default)]
     pub error: Option<Value>,
+}
+
+/// A recurring run as the API returns it (fields flowpack reads).
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+pub struct RecurringRun {
+    /// Its id.
+    pub recurring_run_id: String,
+    /// Its name (not unique in KFP; flowpack keeps one per pipeline and name).
+    #[serde(default)]
+    pub display_name: String,
+    /// Its description (flowpack writes the cron as the user wrote it there).
+    #[serde(default)]
+    pub description: String,
+    /// The pipeline and version it runs.
+    #[serde(default)]
+    pub pipeline_version_reference: Option<VersionReference>,
+    /// The parameters of each run.
+    #[serde(default)]
+    pub runtime_config: Option<RuntimeConfig>,
+    /// How it is triggered.
+    #[serde(default)]
+    pub trigger: Option<Value>,
+    /// Runs at once, 1-10 (int64, a JSON string).
+    #[serde(default)]
+    pub max_concurrency: Option<Value>,
+    /// Whether it skips the intervals it missed.
+    #[serde(default)]
+    pub no_catchup: Option<bool>,
+    /// ENABLED or DISABLED.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Its experiment.
+    #[serde(default)]
+    pub experiment_id: Option<String>,
+    /// When it was created.
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+impl RecurringRun {
+    /// The cron KFP runs it by, if it has a cron trigger.
+    pub fn cron(&self) -> Option<&str> {
+        self.trigger
+            .as_ref()?
+            .get("cron_schedule")?
+            .get("cron")?
+            .as_str()
+    }
+
+    /// Its pipeline's id.
+    pub fn pipeline_id(&self) -> Option<&str> {
+        self.pipeline_version_reference
+            .as_ref()
+            .map(|r| r.pipeline_id.as_str())
+    }
+
+    /// Its pipeline version's id.
+    pub fn pipeline_version_id(&self) -> Option<&str> {
+        self.pipeline_version_reference
+            .as_ref()
+            .and_then(|r| r.pipeline_version_id.as_deref())
+    }
+}
+
+/// A pipeline version reference.
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+pub struct VersionReference {
+    /// The pipeline.
+    #[serde(default)]
+    pub pipeline_id: String,
+    /// The version; KFP runs the newest when unset.
+    #[serde(default)]
+    pub pipeline_version_id: Option<String>,
+}
+
+/// A run's parameters.
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+pub struct RuntimeConfig {
+    /// By name.
+    #[serde(default)]
+    pub parameters: serde_json::Map<String, Value>,
+}
+
+/// What a new recurring run is.
+#[derive(Clone, Debug)]
+pub struct NewRecurringRun<'a> {
+    /// Its name.
+    pub display_name: &'a str,
+    /// Its description.
+    pub description: &'a str,
+    /// Its experiment.
+    pub experiment_id: &'a str,
+    /// The pipeline.
+    pub pipeline_id: &'a str,
+    /// The version.
+    pub version_id: &'a str,
+    /// The cron in KFP's 6-field form (`flowpack_kfp::schedule::kfp_cron`).
+    pub cron: &'a str,
+    /// Runs at once, 1-10.
+    pub max_concurrency: u32,
+    /// Whether to run the intervals missed (while disabled or behind).
+    pub catchup: bool,
+    /// The run parameters.
+    pub parameters: &'a serde_json::Map<String, Value>,
+    /// The service account of its runs.
+    pub service_account: Option<&'a str>,
 }
 
 /// A KFP API endpoint.
@@ -292,6 +398,83 @@ impl KfpClient {
     /// Asks KFP to stop a run.
     pub async fn terminate(&self, run_id: &str) -> Result<(), KfpError> {
         let path = format!("/runs/{run_id}:terminate");
+        let req = self.request(reqwest::Method::POST, &path);
+        self.send::<Value>("POST", &path, req).await.map(|_| ())
+    }
+
+    /// Creates a recurring run, enabled.
+    pub async fn create_recurring_run(
+        &self,
+        new: &NewRecurringRun<'_>,
+    ) -> Result<RecurringRun, KfpError> {
+        let path = "/recurringruns";
+        let mut body = json!({
+            "display_name": new.display_name,
+            "description": new.description,
+            "experiment_id": new.experiment_id,
+            "pipeline_version_reference": {"pipeline_id": new.pipeline_id, "pipeline_version_id": new.version_id},
+            "runtime_config": {"parameters": new.parameters},
+            "trigger": {"cron_schedule": {"cron": new.cron}},
+            "max_concurrency": new.max_concurrency.to_string(),
+            "no_catchup": !new.catchup,
+            "mode": "ENABLE",
+        });
+        if let Some(sa) = new.service_account {
+            body["service_account"] = json!(sa);
+        }
+        let req = self.request(reqwest::Method::POST, path).json(&body);
+        self.send("POST", path, req).await
+    }
+
+    /// Every recurring run (of the namespace, when one is set), page by page.
+    pub async fn recurring_runs(&self) -> Result<Vec<RecurringRun>, KfpError> {
+        #[derive(Deserialize)]
+        struct Page {
+            // The v2beta1 API names this one field in camelCase.
+            #[serde(default, rename = "recurringRuns", alias = "recurring_runs")]
+            recurring_runs: Vec<RecurringRun>,
+            #[serde(default)]
+            next_page_token: String,
+        }
+        let path = "/recurringruns";
+        let mut all = Vec::new();
+        let mut token = String::new();
+        // A bound on pages, so that a server repeating its token cannot loop us forever.
+        for _ in 0..1000 {
+            let mut query = vec![
+                ("page_size", "100".to_string()),
+                ("sort_by", "created_at desc".to_string()),
+            ];
+            if !token.is_empty() {
+                query.push(("page_token", token.clone()));
+            }
+            if let Some(ns) = &self.namespace {
+                query.push(("namespace", ns.clone()));
+            }
+            let req = self.request(reqwest::Method::GET, path).query(&query);
+            let page: Page = self.send("GET", path, req).await?;
+            all.extend(page.recurring_runs);
+            if page.next_page_token.is_empty() || page.next_page_token == token {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        Ok(all)
+    }
+
+    /// Deletes a recurring run (its past runs stay).
+    pub async fn delete_recurring_run(&self, id: &str) -> Result<(), KfpError> {
+        let path = format!("/recurringruns/{id}");
+        let req = self.request(reqwest::Method::DELETE, &path);
+        self.send::<Value>("DELETE", &path, req).await.map(|_| ())
+    }
+
+    /// Enables (`true`) or disables a recurring run.
+    pub async fn set_recurring_run_enabled(&self, id: &str, enable: bool) -> Result<(), KfpError> {
+        let path = format!(
+            "/recurringruns/{id}:{}",
+            if enable { "enable" } else { "disable" }
+        );
         let req = self.request(reqwest::Method::POST, &path);
         self.send::<Value>("POST", &path, req).await.map(|_| ())
     }

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod schedule;
 
 use std::collections::BTreeMap;
 

@@ -1,9 +1,11 @@
 //! Kubeflow Pipelines: deploy on `push --kfp-url`, `trigger`, `status`, `terminate`.
 
+use std::path::Path;
+
 use anyhow::{Context, Result, bail};
 use flowpack_core::Flow;
 use flowpack_core::env_vars::FLOWPACK_KFP_TOKEN;
-use flowpack_kfp::client::KfpClient;
+use flowpack_kfp::client::{KfpClient, Pipeline, PipelineVersion};
 
 use crate::cli::{KfpArgs, KfpRunArgs, TriggerArgs};
 
@@ -50,32 +52,9 @@ pub async fn deploy(
 pub async fn trigger(a: TriggerArgs) -> Result<()> {
     let flow = Flow::load(&a.flow)?;
     let kfp = client(&a.kfp)?;
-    let mut params = serde_json::Map::new();
-    for (name, text) in super::key_values(&a.params, "--param")? {
-        let p = flow
-            .parameters
-            .get(&name)
-            .with_context(|| format!("flow '{}' has no parameter '{name}'", flow.name))?;
-        let v =
-            p.ty.parse_text(&text)
-                .map_err(|e| anyhow::anyhow!("parameter '{name}': {e}"))?;
-        params.insert(name, v);
-    }
-    let pipeline = kfp.find_pipeline(&flow.name).await?.with_context(|| {
-        format!(
-            "KFP has no pipeline '{}': deploy it with `flowpack push {} --kfp-url …`",
-            flow.name,
-            a.flow.display()
-        )
-    })?;
-    let versions = kfp.versions(&pipeline.pipeline_id).await?;
-    let version = match &a.version_name {
-        Some(v) => versions
-            .iter()
-            .find(|x| &x.display_name == v)
-            .with_context(|| format!("pipeline '{}' has no version '{v}'", flow.name))?,
-        None => versions.first().context("the pipeline has no version")?,
-    };
+    let params = typed_params(&flow, &a.params)?;
+    let (pipeline, version) =
+        pipeline_version(&kfp, &flow, &a.flow, a.version_name.as_deref()).await?;
     let experiment = kfp.experiment(&a.experiment).await?;
     let name = format!(
         "{} {}",
@@ -103,6 +82,54 @@ pub async fn trigger(a: TriggerArgs) -> Result<()> {
         outln!("{id}");
         Ok(())
     }
+}
+
+/// `NAME=VALUE` arguments typed by the flow's parameters (an unknown name is an error).
+pub fn typed_params(
+    flow: &Flow,
+    args: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut params = serde_json::Map::new();
+    for (name, text) in super::key_values(args, "--param")? {
+        let p = flow
+            .parameters
+            .get(&name)
+            .with_context(|| format!("flow '{}' has no parameter '{name}'", flow.name))?;
+        let v =
+            p.ty.parse_text(&text)
+                .map_err(|e| anyhow::anyhow!("parameter '{name}': {e}"))?;
+        params.insert(name, v);
+    }
+    Ok(params)
+}
+
+/// The flow's pipeline (found by the flow's name) and its version named `version_name`, or
+/// the newest.
+pub async fn pipeline_version(
+    kfp: &KfpClient,
+    flow: &Flow,
+    flow_file: &Path,
+    version_name: Option<&str>,
+) -> Result<(Pipeline, PipelineVersion)> {
+    let pipeline = kfp.find_pipeline(&flow.name).await?.with_context(|| {
+        format!(
+            "KFP has no pipeline '{}': deploy it with `flowpack push {} --kfp-url …`",
+            flow.name,
+            flow_file.display()
+        )
+    })?;
+    let versions = kfp.versions(&pipeline.pipeline_id).await?;
+    let version = match version_name {
+        Some(v) => versions
+            .into_iter()
+            .find(|x| x.display_name == v)
+            .with_context(|| format!("pipeline '{}' has no version '{v}'", flow.name))?,
+        None => versions
+            .into_iter()
+            .next()
+            .context("the pipeline has no version")?,
+    };
+    Ok((pipeline, version))
 }
 
 fn run_uuid(run: &str) -> Result<&str> {

@@ -7,6 +7,7 @@ mod inspect;
 mod kfp;
 mod push;
 mod run;
+mod schedule;
 pub mod step;
 
 use anyhow::Result;
@@ -21,6 +22,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(a).await,
         Command::Compile(a) => compile::run(a).await,
         Command::Trigger(a) => kfp::trigger(a).await,
+        Command::Schedule(a) => schedule::schedule(a).await,
+        Command::Schedules(a) => schedule::schedules(a).await,
         Command::Status(a) => kfp::status(a).await,
         Command::Terminate(a) => kfp::terminate(a).await,
         Command::Runs(a) => inspect::runs(a).await,

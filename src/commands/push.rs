@@ -12,6 +12,9 @@ use crate::settings;
 
 pub async fn run(args: PushArgs) -> Result<()> {
     let flow = Flow::load(&args.flow)?;
+    if args.kfp.kfp_url.is_some() {
+        super::schedule::check_flow_schedule(&flow)?;
+    }
     let store = settings::store(args.store.store.as_deref(), &settings::flow_dir(&args.flow))?;
     let version = args
         .version_name
@@ -41,7 +44,7 @@ pub async fn run(args: PushArgs) -> Result<()> {
             },
         )?
         .to_yaml();
-        let ids = super::kfp::deploy(&args.kfp, &flow, &version, &yaml).await?;
+        let mut ids = super::kfp::deploy(&args.kfp, &flow, &version, &yaml).await?;
         record_version(
             &store,
             &flow.name,
@@ -50,6 +53,18 @@ pub async fn run(args: PushArgs) -> Result<()> {
             Some(ids.clone()),
         )
         .await?;
+        // The flow's own schedule runs the version just deployed (after the pointer: the
+        // pointer records the pipeline's ids only).
+        if let Some(s) = super::schedule::deploy_flow_schedule(
+            &args.kfp,
+            &flow,
+            ids["pipeline_id"].as_str().unwrap_or_default(),
+            ids["pipeline_version_id"].as_str().unwrap_or_default(),
+        )
+        .await?
+        {
+            ids["schedule"] = s;
+        }
         report.version = version;
         kfp_ids = Some(ids);
     }
@@ -66,6 +81,14 @@ pub async fn run(args: PushArgs) -> Result<()> {
             ids["pipeline_id"].as_str().unwrap_or_default(),
             ids["pipeline_version_id"].as_str().unwrap_or_default()
         );
+        if let Some(s) = ids.get("schedule") {
+            outln!(
+                "schedule {} ({}): {}",
+                s["id"].as_str().unwrap_or_default(),
+                s["cron"].as_str().unwrap_or_default(),
+                s["outcome"].as_str().unwrap_or_default()
+            );
+        }
     }
     outln!("package {}", report.package);
     outln!(

@@ -11,7 +11,7 @@ mod error;
 pub(crate) mod locate;
 mod parse;
 pub mod python;
-mod schedule;
+pub mod schedule;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
