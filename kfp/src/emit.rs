@@ -165,6 +165,12 @@ fn item_channel(producer: &str) -> String {
     format!("{}-loop-item", channel(producer))
 }
 
+/// An enclosing loop's item, passed down into sub-DAGs nested in its body (kfp.local
+/// resolves every `-loop-item` input to the innermost loop's item, so it has its own name).
+fn part_channel(producer: &str) -> String {
+    format!("pipelinechannel--{producer}-task-part")
+}
+
 /// Emits the pipeline of `flow` along `plan`.
 pub(crate) struct Emitter<'a> {
     pub flow: &'a Flow,
@@ -208,15 +214,19 @@ impl<'a> Emitter<'a> {
     /// first); registers every component inside.
     pub(crate) fn dag(&mut self, scope: &Scope, loops: &[String], root: bool) -> Dag {
         let mut dag = Dag::default();
+        let own = match &scope.frame {
+            Some(Frame::Loop { step }) => Some(step.as_str()),
+            _ => None,
+        };
         for s in &scope.steps {
-            let task = self.step(s, loops, root);
+            let task = self.step(s, loops, root, own);
             dag.tasks.insert(self.names.step(s).to_string(), task);
         }
         let mut groups: BTreeMap<String, Vec<&Scope>> = BTreeMap::new();
         for child in &scope.children {
             match &child.frame {
                 Some(Frame::Loop { step }) => {
-                    let task = self.loop_task(step, child, loops, root);
+                    let task = self.loop_task(step, child, loops, root, own);
                     dag.tasks.insert(self.names.loops[step].clone(), task);
                 }
                 Some(Frame::Case { step, .. }) => {
@@ -226,7 +236,7 @@ impl<'a> Emitter<'a> {
             }
         }
         for (sw, cases) in groups {
-            let task = self.group_task(&sw, &cases, loops, root);
+            let task = self.group_task(&sw, &cases, loops, root, own);
             dag.tasks.insert(self.names.groups[&sw].clone(), task);
         }
         for (name, task) in dag.tasks.iter_mut() {
@@ -238,7 +248,12 @@ impl<'a> Emitter<'a> {
     }
 
     /// The inputs every DAG passes down: parameters, the resume spec, the loop items.
-    fn common_inputs(&self, loops: &[String], root: bool) -> BTreeMap<String, (ParamDef, Input)> {
+    fn common_inputs(
+        &self,
+        loops: &[String],
+        root: bool,
+        own: Option<&str>,
+    ) -> BTreeMap<String, (ParamDef, Input)> {
         let from = |name: &str| {
             Input::ComponentInputParameter(if root {
                 name.to_string()
@@ -261,10 +276,18 @@ impl<'a> Emitter<'a> {
             (ParamDef::of("STRING"), from(RESUME)),
         );
         for f in loops {
-            let item = item_channel(&self.names.steps[f]);
+            let fk = &self.names.steps[f];
+            let source = if own == Some(f.as_str()) {
+                item_channel(fk)
+            } else {
+                part_channel(fk)
+            };
             m.insert(
-                item.clone(),
-                (ParamDef::of("STRING"), Input::ComponentInputParameter(item)),
+                part_channel(fk),
+                (
+                    ParamDef::of("STRING"),
+                    Input::ComponentInputParameter(source),
+                ),
             );
         }
         m
@@ -281,13 +304,20 @@ impl<'a> Emitter<'a> {
         );
     }
 
-    fn loop_task(&mut self, f: &str, body: &Scope, loops: &[String], root: bool) -> Task {
+    fn loop_task(
+        &mut self,
+        f: &str,
+        body: &Scope,
+        loops: &[String],
+        root: bool,
+        own: Option<&str>,
+    ) -> Task {
         let name = self.names.loops[f].clone();
         let fk = self.names.step(f).to_string();
         let mut inner = loops.to_vec();
         inner.push(f.to_string());
         let dag = self.dag(body, &inner, false);
-        let mut given = self.common_inputs(loops, root);
+        let mut given = self.common_inputs(loops, root, own);
         given.insert(
             channel(&fk),
             (
@@ -319,10 +349,17 @@ impl<'a> Emitter<'a> {
         task
     }
 
-    fn group_task(&mut self, sw: &str, cases: &[&Scope], loops: &[String], root: bool) -> Task {
+    fn group_task(
+        &mut self,
+        sw: &str,
+        cases: &[&Scope],
+        loops: &[String],
+        root: bool,
+        own: Option<&str>,
+    ) -> Task {
         let name = self.names.groups[sw].clone();
         let sk = self.names.step(sw).to_string();
-        let mut given = self.common_inputs(loops, root);
+        let mut given = self.common_inputs(loops, root, own);
         given.insert(
             channel(&sk),
             (
@@ -364,7 +401,7 @@ impl<'a> Emitter<'a> {
     }
 
     /// The component, executor and task of one step.
-    fn step(&mut self, s: &str, loops: &[String], root: bool) -> Task {
+    fn step(&mut self, s: &str, loops: &[String], root: bool, own: Option<&str>) -> Task {
         let step = &self.flow.steps[s];
         let k = self.names.step(s).to_string();
         let depth = loops.len();
@@ -431,10 +468,13 @@ impl<'a> Emitter<'a> {
             p.insert(name.clone(), given(name));
         }
         for (d, f) in loops.iter().enumerate() {
-            p.insert(
-                task_part(d),
-                Input::ComponentInputParameter(item_channel(self.names.step(f))),
-            );
+            let fk = self.names.step(f);
+            let source = if own == Some(f.as_str()) {
+                item_channel(fk)
+            } else {
+                part_channel(fk)
+            };
+            p.insert(task_part(d), Input::ComponentInputParameter(source));
         }
         if step.settings.retry.times > 0 {
             task.retry_policy = Some(RetryPolicy {
