@@ -6,12 +6,9 @@
 //! constant of a task input, so each component takes a `run_id` input and passes it to
 //! `--kfp-run-uuid`. Step names map to KFP names with `_` -> `-` ([`kfp_name`]).
 //!
-//! This version compiles linear chains, static splits and their joins, foreach loops whose
-//! body is a chain of steps (`ParallelFor` over the foreach step's list of indices, the join
-//! receiving the collected task ids), switches whose cases are chains of steps to the end
-//! (one condition sub-DAG per case; steps after the switch are placed in every case that
-//! reaches them, and only the chosen case runs), parameters and every step setting. Other
-//! shapes are refused with an error (never dropped): see `docs/kubeflow.md`.
+//! [`compile`] plans the flow ([`flowpack_core::plan`]) and walks the plan with the emitter
+//! (`emit.rs`) into the typed IR of [`ir`]; every shape `flowpack run` runs compiles (see
+//! `docs/kubeflow.md`). Settings KFP cannot carry are refused with an error, never dropped.
 #![deny(missing_docs)]
 
 pub mod client;
