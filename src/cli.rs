@@ -304,9 +304,18 @@ pub struct StepArgs {
     /// The step.
     #[arg(long, value_name = "STEP")]
     pub step: String,
-    /// The task id: 0, or the foreach indices (3, 3.1).
-    #[arg(long, value_name = "TASK", default_value = "0")]
-    pub task: String,
+    /// The task id: 0, or the foreach indices (3, 3.1). Default: the --task-part values
+    /// joined by '.', else 0.
+    #[arg(long, value_name = "TASK", conflicts_with = "task_parts")]
+    pub task: Option<String>,
+    /// One foreach level's index (repeatable, outermost first): the task id is their join
+    /// with '.', the split index the last one (KFP passes each loop's item on its own).
+    #[arg(long = "task-part", value_name = "N")]
+    pub task_parts: Vec<String>,
+    /// Find the parent tasks in the store (the join of a foreach: every committed task of
+    /// the body's last step; a step after switch cases: the case that ran).
+    #[arg(long)]
+    pub parents_from_store: bool,
     /// A parent task whose artifacts are restored, STEP/TASK (repeatable).
     #[arg(long = "parent", value_name = "STEP/TASK")]
     pub parents: Vec<String>,
@@ -337,6 +346,9 @@ pub struct StepArgs {
     /// The image this task runs in (recorded).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
+    /// Resume: empty for none, else {"run": "<origin run>", "redo": ["<step>", ...]}.
+    #[arg(long, value_name = "SPEC")]
+    pub resume: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,8 @@
 //! - [`run`]: run, task and artifact records.
 //! - [`store`]: the content-addressed store over `object_store`, and the bucket layout.
 //! - [`env_vars`]: every `FLOWPACK_*` environment variable flowpack reads or sets.
+//! - [`plan`]: the flow lowered into scopes, the input of every compiler.
+//! - [`invocation`]: the `flowpack step` argument list, built and parsed in one place.
 //! - [`python`]: the embedded Python package and where it is written out for `PYTHONPATH`.
 #![warn(missing_docs)]
 
@@ -19,9 +21,11 @@ pub mod canonical;
 pub mod digest;
 pub mod env_vars;
 pub mod flow;
+pub mod invocation;
 pub mod manifest;
 pub mod name;
 pub mod package;
+pub mod plan;
 pub mod python;
 pub mod run;
 pub mod store;

@@ -254,7 +254,10 @@ impl InputLayout {
                 .map(|(n, a)| (n.clone(), a.clone()))
                 .collect(),
         };
-        let foreach = parents.iter().all(|(p, _)| p.step == parents[0].0.step);
+        // A foreach join's parents have distinct task ids (one per item; their steps differ
+        // when the body holds a switch); a split join's share one.
+        let foreach = parents.iter().all(|(p, _)| p.step == parents[0].0.step)
+            || parents.iter().any(|(p, _)| p.task != parents[0].0.task);
         let label = |p: &TaskRef| -> String {
             if foreach {
                 p.task.rsplit('.').next().unwrap_or(&p.task).to_string()

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use flowpack_core::Digest;
 use flowpack_core::flow::{Flow, Transition};
+use flowpack_core::invocation::{RunId, StepInvocation};
 use flowpack_core::run::{RunRecord, TaskRef, TaskStatus};
 use flowpack_core::store::{Store, layout};
 use serde::Serialize;
@@ -404,28 +405,25 @@ fn resolved_python(flow: &Flow) -> Option<std::ffi::OsString> {
 impl Shared {
     /// The command of one attempt of `p`: `flowpack step` with the arguments a pod gets.
     fn step_command(&self, p: &Planned, attempt: u32, out_dir: &std::path::Path) -> Command {
-        let mut args: Vec<OsString> = Vec::new();
-        let mut arg = |k: &str, v: &str| args.extend([k.into(), v.into()]);
-        arg("--store", &self.store_url);
-        arg("--package", &self.package.to_string());
-        arg("--run", &self.run);
-        arg("--step", &p.task.step);
-        arg("--task", &p.task.task);
-        for parent in &p.parents {
-            arg("--parent", &parent.to_string());
-        }
-        if let Some(i) = p.split_index() {
-            arg("--split-index", &i.to_string());
-        }
-        for (k, v) in &self.params {
-            arg("--param", &format!("{k}={v}"));
-        }
-        for out in ["foreach", "switch"] {
-            arg(
-                "--output-param",
-                &format!("{out}={}", out_dir.join(out).display()),
-            );
-        }
+        let mut inv = StepInvocation::new(
+            &self.store_url,
+            &self.package.to_string(),
+            RunId::Run(self.run.clone()),
+            &p.task.step,
+        );
+        inv.task = Some(p.task.task.clone());
+        inv.parents = p.parents.iter().map(|t| t.to_string()).collect();
+        inv.split_index = p.split_index().map(|i| i.to_string());
+        inv.params = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        inv.output_params = ["foreach", "switch"]
+            .iter()
+            .map(|out| format!("{out}={}", out_dir.join(out).display()))
+            .collect();
+        let mut args: Vec<OsString> = inv.to_args().into_iter().map(OsString::from).collect();
         match &self.launcher {
             Launcher::Process(exe) => {
                 let mut cmd = Command::new(exe);

@@ -22,6 +22,7 @@ mod artifacts;
 mod child;
 mod logs;
 mod on_demand;
+pub mod parents;
 mod stop;
 
 use std::borrow::Cow;
@@ -73,6 +74,8 @@ pub struct StepArgs {
     pub task: String,
     /// The tasks whose artifacts this one restores.
     pub parents: Vec<TaskRef>,
+    /// Find the parents in the store ([`parents`]) and add them to `parents`.
+    pub parents_from_store: bool,
     /// The index in the foreach list, for tasks inside a foreach.
     pub split_index: Option<u64>,
     /// Parameter values as `name=text`; missing ones take their defaults.
@@ -171,9 +174,16 @@ impl Tally {
 
 /// Runs one attempt of a task: claim, phases, report. Never panics on bad input; once the
 /// attempt is claimed, its final record is written whatever happens in the phases.
-pub async fn run_step(args: StepArgs, stop: StopSignals) -> StepOutcome {
+pub async fn run_step(mut args: StepArgs, stop: StopSignals) -> StepOutcome {
     let mut tally = Tally::default();
     tally.start(Phase::Claim);
+    if args.parents_from_store {
+        match unless_stopped(&stop, parents_from_store(&args)).await {
+            Ok(Ok(found)) => args.parents.extend(found),
+            Ok(Err(e)) => return Unclaimed::Error(e).outcome(),
+            Err(signal) => return Unclaimed::Stopped(signal).outcome(),
+        }
+    }
     let claimed = match claim(&args, &stop).await {
         Ok(c) => c,
         Err(e) => return e.outcome(),
@@ -284,6 +294,21 @@ async fn claim(args: &StepArgs, stop: &StopSignals) -> Result<Claimed, Unclaimed
         attempt,
         record,
     })
+}
+
+/// The parents the store says this task has (before the claim: nothing is written when
+/// they cannot be found).
+async fn parents_from_store(args: &StepArgs) -> Result<Vec<TaskRef>, RuntimeError> {
+    check_ids(args)?;
+    let cache = Cache::new(&args.cache_dir);
+    let manifest = cache.manifest(&args.store, &args.package).await?;
+    let lookup = parents::Lookup {
+        store: &args.store,
+        cache: &cache,
+        flow: &manifest.flow,
+        run: &args.run,
+    };
+    parents::find(&lookup, &args.step, &args.task).await
 }
 
 /// The run and task ids become store keys: they must be ids.
@@ -1020,7 +1045,8 @@ async fn split_item(
 enum Route {
     Plain,
     Foreach(usize),
-    Switch(String),
+    /// The value, and the index of its target in `Transition::targets`.
+    Switch(String, usize),
 }
 
 fn route(step: &Step, output_dir: &std::path::Path) -> Result<Route, RuntimeError> {
@@ -1060,7 +1086,13 @@ fn route(step: &Step, output_dir: &std::path::Path) -> Result<Route, RuntimeErro
                     known.join(", ")
                 )));
             }
-            Ok(Route::Switch(value))
+            let target = step
+                .next
+                .targets()
+                .iter()
+                .position(|t| *t == cases[&value])
+                .expect("a case's step is a target");
+            Ok(Route::Switch(value, target))
         }
         _ => Ok(Route::Plain),
     }
@@ -1084,7 +1116,10 @@ fn write_output_params(args: &StepArgs, route: Route) -> Result<(), RuntimeError
             serde_json::to_string(&(0..n).map(|i| i.to_string()).collect::<Vec<_>>())
                 .expect("a list"),
         )?,
-        Route::Switch(v) => write("switch", v)?,
+        Route::Switch(v, target) => {
+            write("switch", v)?;
+            write("branch", target.to_string())?;
+        }
         Route::Plain => {}
     }
     Ok(())

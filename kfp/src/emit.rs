@@ -1,0 +1,566 @@
+//! The KFP emitter: a walk of the [`Plan`]'s scope tree that writes the typed IR
+//! ([`crate::ir`]).
+//!
+//! - A step is a container component and a task in the DAG of its innermost scope.
+//! - A foreach loop is a `for-each-<step>` task (`parameterIterator` over the foreach
+//!   step's `Output`, a LIST of indices) running the body's sub-DAG.
+//! - A switch is a `<step>-switch` group task (no condition: it always completes) whose
+//!   sub-DAG holds one `<step>-case-<i>` task per target that has steps of its own, each
+//!   with `triggerPolicy.condition` on the switch's `Output` (the target's index, so case
+//!   values never enter the CEL text). A step after the cases depends on the group.
+//! - Each task's foreach indices reach it as one input per loop level (`--task-part`).
+//! - A task whose parents are not known when compiling (the join of a foreach, a step
+//!   after the merge of switch cases) finds them in the store (`--parents-from-store`):
+//!   nothing proportional to a foreach's width passes through KFP.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flowpack_core::flow::{Flow, ParamType, Transition, kfp_name};
+use flowpack_core::invocation::{RunId, StepInvocation};
+use flowpack_core::plan::{Frame, Parents, Plan, Scope};
+use serde_json::{Value, json};
+
+use crate::ir::*;
+use crate::{CompileOptions, RESUME, RUN_ID};
+
+/// The longest generated name: `comp-` + name + `-driver` stays within KFP's 128.
+const MAX_NAME: usize = 116;
+
+/// KFP names for every step and generated task, valid and distinct.
+pub(crate) struct Names {
+    steps: BTreeMap<String, String>,
+    loops: BTreeMap<String, String>,
+    groups: BTreeMap<String, String>,
+    cases: BTreeMap<(String, usize), String>,
+}
+
+impl Names {
+    pub(crate) fn of(flow: &Flow, plan: &Plan) -> Names {
+        let mut used: BTreeSet<String> = BTreeSet::new();
+        let steps: BTreeMap<String, String> = flow
+            .steps
+            .keys()
+            .map(|s| {
+                let k = kfp_name(s);
+                used.insert(k.clone());
+                (s.clone(), k)
+            })
+            .collect();
+        let mut fresh = |base: String| -> String {
+            let mut base: String = base.chars().take(MAX_NAME - 6).collect();
+            while base.ends_with('-') {
+                base.pop();
+            }
+            let mut name = base.clone();
+            let mut n = 2;
+            while !used.insert(name.clone()) {
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+            name
+        };
+        let (mut loops, mut groups, mut cases) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        for s in &plan.order {
+            match &flow.steps[s].next {
+                Transition::Foreach { .. } => {
+                    loops.insert(s.clone(), fresh(format!("for-each-{}", steps[s])));
+                }
+                Transition::Switch { .. } => {
+                    groups.insert(s.clone(), fresh(format!("{}-switch", steps[s])));
+                    for i in 0..flow.steps[s].next.targets().len() {
+                        cases.insert((s.clone(), i), fresh(format!("{}-case-{i}", steps[s])));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Names {
+            steps,
+            loops,
+            groups,
+            cases,
+        }
+    }
+
+    fn step(&self, s: &str) -> &str {
+        &self.steps[s]
+    }
+}
+
+/// A node of the DAG nesting: a step's task, a loop task, a switch group, or a case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Node {
+    Step(String),
+    Loop(String),
+    Group(String),
+    Case(String, usize),
+}
+
+fn path_of(plan: &Plan, step: &str) -> Vec<Node> {
+    let mut p = Vec::new();
+    for f in plan.steps[step].scopes() {
+        match f {
+            Frame::Loop { step } => p.push(Node::Loop(step.clone())),
+            Frame::Case { step, target } => {
+                p.push(Node::Group(step.clone()));
+                p.push(Node::Case(step.clone(), *target));
+            }
+            Frame::Split { .. } => {}
+        }
+    }
+    p.push(Node::Step(step.into()));
+    p
+}
+
+impl Names {
+    fn node(&self, n: &Node) -> &str {
+        match n {
+            Node::Step(s) => &self.steps[s],
+            Node::Loop(s) => &self.loops[s],
+            Node::Group(s) => &self.groups[s],
+            Node::Case(s, i) => &self.cases[&(s.clone(), *i)],
+        }
+    }
+}
+
+/// The KFP type of a parameter. A json parameter takes the type of its default (list:
+/// LIST, object: STRUCT, number: NUMBER_DOUBLE, string: STRING, bool: BOOLEAN); without a
+/// default (or with `null`) it is a STRING holding JSON text, which the step parses.
+pub fn param_type(t: ParamType, default: Option<&Value>) -> &'static str {
+    match t {
+        ParamType::String => "STRING",
+        ParamType::Int => "NUMBER_INTEGER",
+        ParamType::Float => "NUMBER_DOUBLE",
+        ParamType::Bool => "BOOLEAN",
+        ParamType::Json => match default {
+            Some(Value::Array(_)) => "LIST",
+            Some(Value::Object(_)) => "STRUCT",
+            Some(Value::Number(_)) => "NUMBER_DOUBLE",
+            Some(Value::Bool(_)) => "BOOLEAN",
+            _ => "STRING",
+        },
+    }
+}
+
+fn placeholder(name: &str) -> String {
+    format!("{{{{$.inputs.parameters['{name}']}}}}")
+}
+
+fn output_file(name: &str) -> String {
+    format!("{{{{$.outputs.parameters['{name}'].output_file}}}}")
+}
+
+/// The input holding the index of loop level `d` in a step component.
+fn task_part(d: usize) -> String {
+    format!("flowpack--task-{d}")
+}
+
+/// The channel holding a foreach's list (or a switch's chosen target) inside sub-DAGs.
+fn channel(producer: &str) -> String {
+    format!("pipelinechannel--{producer}-Output")
+}
+
+fn item_channel(producer: &str) -> String {
+    format!("{}-loop-item", channel(producer))
+}
+
+/// An enclosing loop's item, passed down into sub-DAGs nested in its body (kfp.local
+/// resolves every `-loop-item` input to the innermost loop's item, so it has its own name).
+fn part_channel(producer: &str) -> String {
+    format!("pipelinechannel--{producer}-task-part")
+}
+
+/// Emits the pipeline of `flow` along `plan`.
+pub(crate) struct Emitter<'a> {
+    pub flow: &'a Flow,
+    pub plan: &'a Plan,
+    pub names: Names,
+    pub opts: &'a CompileOptions,
+    pub components: BTreeMap<String, Component>,
+    pub executors: BTreeMap<String, Executor>,
+    /// Dependencies by task name.
+    deps: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl<'a> Emitter<'a> {
+    pub(crate) fn new(flow: &'a Flow, plan: &'a Plan, opts: &'a CompileOptions) -> Self {
+        let names = Names::of(flow, plan);
+        let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (s, sp) in &plan.steps {
+            let to = path_of(plan, s);
+            for p in &sp.preds {
+                let from = path_of(plan, p);
+                let c = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+                if from[c] != to[c] {
+                    deps.entry(names.node(&to[c]).to_string())
+                        .or_default()
+                        .insert(names.node(&from[c]).to_string());
+                }
+            }
+        }
+        Emitter {
+            flow,
+            plan,
+            names,
+            opts,
+            components: BTreeMap::new(),
+            executors: BTreeMap::new(),
+            deps,
+        }
+    }
+
+    /// The DAG of `scope`, whose enclosing loops are `loops` (foreach steps, outermost
+    /// first); registers every component inside.
+    pub(crate) fn dag(&mut self, scope: &Scope, loops: &[String], root: bool) -> Dag {
+        let mut dag = Dag::default();
+        let own = match &scope.frame {
+            Some(Frame::Loop { step }) => Some(step.as_str()),
+            _ => None,
+        };
+        for s in &scope.steps {
+            let task = self.step(s, loops, root, own);
+            dag.tasks.insert(self.names.step(s).to_string(), task);
+        }
+        let mut groups: BTreeMap<String, Vec<&Scope>> = BTreeMap::new();
+        for child in &scope.children {
+            match &child.frame {
+                Some(Frame::Loop { step }) => {
+                    let task = self.loop_task(step, child, loops, root, own);
+                    dag.tasks.insert(self.names.loops[step].clone(), task);
+                }
+                Some(Frame::Case { step, .. }) => {
+                    groups.entry(step.clone()).or_default().push(child)
+                }
+                _ => {}
+            }
+        }
+        for (sw, cases) in groups {
+            let task = self.group_task(&sw, &cases, loops, root, own);
+            dag.tasks.insert(self.names.groups[&sw].clone(), task);
+        }
+        for (name, task) in dag.tasks.iter_mut() {
+            if let Some(d) = self.deps.get(name) {
+                task.dependent_tasks.extend(d.iter().cloned());
+            }
+        }
+        dag
+    }
+
+    /// The inputs every DAG passes down: parameters, the resume spec, the loop items.
+    fn common_inputs(
+        &self,
+        loops: &[String],
+        root: bool,
+        own: Option<&str>,
+    ) -> BTreeMap<String, (ParamDef, Input)> {
+        let from = |name: &str| {
+            Input::ComponentInputParameter(if root {
+                name.to_string()
+            } else {
+                format!("pipelinechannel--{name}")
+            })
+        };
+        let mut m = BTreeMap::new();
+        for (p, spec) in &self.flow.parameters {
+            m.insert(
+                format!("pipelinechannel--{p}"),
+                (
+                    ParamDef::of(param_type(spec.ty, spec.default.as_ref())),
+                    from(p),
+                ),
+            );
+        }
+        m.insert(
+            format!("pipelinechannel--{RESUME}"),
+            (ParamDef::of("STRING"), from(RESUME)),
+        );
+        for f in loops {
+            let fk = &self.names.steps[f];
+            let source = if own == Some(f.as_str()) {
+                item_channel(fk)
+            } else {
+                part_channel(fk)
+            };
+            m.insert(
+                part_channel(fk),
+                (
+                    ParamDef::of("STRING"),
+                    Input::ComponentInputParameter(source),
+                ),
+            );
+        }
+        m
+    }
+
+    fn sub_component(&mut self, name: &str, dag: Dag, defs: BTreeMap<String, ParamDef>) {
+        self.components.insert(
+            format!("comp-{name}"),
+            Component {
+                dag: Some(dag),
+                input_definitions: Some(Definitions { parameters: defs }),
+                ..Component::default()
+            },
+        );
+    }
+
+    fn loop_task(
+        &mut self,
+        f: &str,
+        body: &Scope,
+        loops: &[String],
+        root: bool,
+        own: Option<&str>,
+    ) -> Task {
+        let name = self.names.loops[f].clone();
+        let fk = self.names.step(f).to_string();
+        let mut inner = loops.to_vec();
+        inner.push(f.to_string());
+        let dag = self.dag(body, &inner, false);
+        let mut given = self.common_inputs(loops, root, own);
+        given.insert(
+            channel(&fk),
+            (
+                ParamDef::of("LIST"),
+                Input::TaskOutputParameter {
+                    producer_task: fk.clone(),
+                    output_parameter_key: "Output".into(),
+                },
+            ),
+        );
+        let mut defs: BTreeMap<String, ParamDef> = given
+            .iter()
+            .map(|(k, (d, _))| (k.clone(), d.clone()))
+            .collect();
+        defs.insert(item_channel(&fk), ParamDef::of("STRING"));
+        self.sub_component(&name, dag, defs);
+        let mut task = Task::new(&format!("comp-{name}"), &name);
+        task.caching_options = None;
+        task.inputs.parameters = given.into_iter().map(|(k, (_, i))| (k, i)).collect();
+        task.iterator_policy = Some(IteratorPolicy {
+            parallelism_limit: self.flow.max_workers,
+        });
+        task.parameter_iterator = Some(ParameterIterator {
+            item_input: item_channel(&fk),
+            items: IteratorItems {
+                input_parameter: channel(&fk),
+            },
+        });
+        task
+    }
+
+    fn group_task(
+        &mut self,
+        sw: &str,
+        cases: &[&Scope],
+        loops: &[String],
+        root: bool,
+        own: Option<&str>,
+    ) -> Task {
+        let name = self.names.groups[sw].clone();
+        let sk = self.names.step(sw).to_string();
+        let mut given = self.common_inputs(loops, root, own);
+        given.insert(
+            channel(&sk),
+            (
+                ParamDef::of("STRING"),
+                Input::TaskOutputParameter {
+                    producer_task: sk.clone(),
+                    output_parameter_key: "Output".into(),
+                },
+            ),
+        );
+        let defs: BTreeMap<String, ParamDef> = given
+            .iter()
+            .map(|(k, (d, _))| (k.clone(), d.clone()))
+            .collect();
+        let mut group = Dag::default();
+        for case in cases {
+            let Some(Frame::Case { target, .. }) = &case.frame else {
+                continue;
+            };
+            let case_name = self.names.cases[&(sw.to_string(), *target)].clone();
+            let dag = self.dag(case, loops, false);
+            self.sub_component(&case_name, dag, defs.clone());
+            let mut task = Task::new(&format!("comp-{case_name}"), &case_name);
+            task.caching_options = None;
+            task.inputs.parameters = defs
+                .keys()
+                .map(|k| (k.clone(), Input::ComponentInputParameter(k.clone())))
+                .collect();
+            task.trigger_policy = Some(TriggerPolicy {
+                condition: format!("inputs.parameter_values['{}'] == '{target}'", channel(&sk)),
+            });
+            group.tasks.insert(case_name, task);
+        }
+        self.sub_component(&name, group, defs);
+        let mut task = Task::new(&format!("comp-{name}"), &name);
+        task.caching_options = None;
+        task.inputs.parameters = given.into_iter().map(|(k, (_, i))| (k, i)).collect();
+        task
+    }
+
+    /// The component, executor and task of one step.
+    fn step(&mut self, s: &str, loops: &[String], root: bool, own: Option<&str>) -> Task {
+        let step = &self.flow.steps[s];
+        let k = self.names.step(s).to_string();
+        let depth = loops.len();
+        let mut inputs: BTreeMap<String, ParamDef> = BTreeMap::new();
+        inputs.insert(RUN_ID.into(), ParamDef::of("STRING"));
+        inputs.insert(RESUME.into(), ParamDef::of("STRING"));
+        for (p, spec) in &self.flow.parameters {
+            inputs.insert(
+                p.clone(),
+                ParamDef::of(param_type(spec.ty, spec.default.as_ref())),
+            );
+        }
+        for d in 0..depth {
+            inputs.insert(task_part(d), ParamDef::of("STRING"));
+        }
+        let mut outputs: BTreeMap<String, ParamDef> = BTreeMap::new();
+        outputs.insert("task".into(), ParamDef::of("STRING"));
+        match step.next {
+            Transition::Foreach { .. } => {
+                // kfp.local loops only over an output named `Output`; the backend accepts any.
+                outputs.insert("Output".into(), ParamDef::of("LIST"));
+            }
+            Transition::Switch { .. } => {
+                outputs.insert("Output".into(), ParamDef::of("STRING"));
+            }
+            _ => {}
+        }
+        self.components.insert(
+            format!("comp-{k}"),
+            Component {
+                executor_label: Some(format!("exec-{k}")),
+                input_definitions: Some(Definitions { parameters: inputs }),
+                output_definitions: Some(Definitions {
+                    parameters: outputs,
+                }),
+                ..Component::default()
+            },
+        );
+        let args = self.invocation(s, depth).to_args();
+        self.executors.insert(
+            format!("exec-{k}"),
+            Executor {
+                container: crate::container(step, self.opts, args),
+            },
+        );
+
+        let mut task = Task::new(&format!("comp-{k}"), s);
+        let given = |name: &str| {
+            Input::ComponentInputParameter(if root {
+                name.to_string()
+            } else {
+                format!("pipelinechannel--{name}")
+            })
+        };
+        let p = &mut task.inputs.parameters;
+        p.insert(
+            RUN_ID.into(),
+            Input::RuntimeValue {
+                constant: json!("{{$.pipeline_job_uuid}}"),
+            },
+        );
+        p.insert(RESUME.into(), given(RESUME));
+        for name in self.flow.parameters.keys() {
+            p.insert(name.clone(), given(name));
+        }
+        for (d, f) in loops.iter().enumerate() {
+            let fk = self.names.step(f);
+            let source = if own == Some(f.as_str()) {
+                item_channel(fk)
+            } else {
+                part_channel(fk)
+            };
+            p.insert(task_part(d), Input::ComponentInputParameter(source));
+        }
+        if step.settings.retry.times > 0 {
+            task.retry_policy = Some(RetryPolicy {
+                max_retry_count: step.settings.retry.times,
+                backoff_duration: format!("{}s", step.settings.retry.delay_seconds),
+                backoff_factor: 2.0,
+                backoff_max_duration: "3600s".into(),
+            });
+        }
+        task
+    }
+
+    /// The `flowpack step` arguments of `s` at loop depth `depth`.
+    fn invocation(&self, s: &str, depth: usize) -> StepInvocation {
+        let step = &self.flow.steps[s];
+        let mut inv = StepInvocation::new(
+            &flowpack_core::store::redact_url(&self.opts.store_url),
+            &self.opts.package.to_string(),
+            RunId::KfpUuid(placeholder(RUN_ID)),
+            s,
+        );
+        inv.image = Some(step.settings.image.clone());
+        inv.task_parts = (0..depth).map(|d| placeholder(&task_part(d))).collect();
+        match &self.plan.steps[s].parents {
+            Parents::None => {}
+            Parents::FromStore => inv.parents_from_store = true,
+            Parents::Static(ps) => {
+                let expressible = ps.iter().all(|p| {
+                    let pd = self.plan.steps[p].depth();
+                    pd == 0 || pd == depth
+                });
+                if !expressible {
+                    // The first step of a nested loop's body: its parent's task id is this
+                    // one's without the last part.
+                    inv.parents_from_store = true;
+                }
+                for p in ps.iter().filter(|_| expressible) {
+                    if self.plan.steps[p].depth() == 0 {
+                        inv.parents.push(format!("{p}/0"));
+                    } else {
+                        inv.same_task_parents.push(p.clone());
+                    }
+                }
+            }
+        }
+        for p in self.flow.parameters.keys() {
+            inv.kfp_params.push((p.clone(), placeholder(p)));
+        }
+        inv.resume = Some(placeholder(RESUME));
+        inv.kfp_outputs.push(("task".into(), output_file("task")));
+        match step.next {
+            Transition::Foreach { .. } => inv
+                .kfp_outputs
+                .push(("foreach".into(), output_file("Output"))),
+            Transition::Switch { .. } => inv
+                .kfp_outputs
+                .push(("branch".into(), output_file("Output"))),
+            _ => {}
+        }
+        inv
+    }
+
+    /// The pipeline's own inputs: the flow's parameters and `flowpack--resume`.
+    pub(crate) fn root_inputs(&self) -> Definitions {
+        let mut defs = Definitions::default();
+        for (p, spec) in &self.flow.parameters {
+            let mut def = ParamDef::of(param_type(spec.ty, spec.default.as_ref()));
+            if let Some(d) = &spec.default {
+                def.default_value = Some(match (def.parameter_type, d) {
+                    ("STRING", _) if spec.ty == ParamType::Json => Value::String(d.to_string()),
+                    _ => d.clone(),
+                });
+                def.is_optional = Some(true);
+            }
+            def.description = spec.help.clone();
+            defs.parameters.insert(p.clone(), def);
+        }
+        defs.parameters.insert(
+            RESUME.into(),
+            ParamDef {
+                parameter_type: "STRING",
+                default_value: Some(json!("")),
+                is_optional: Some(true),
+                description: Some("set by flowpack trigger --resume".into()),
+            },
+        );
+        defs
+    }
+}
