@@ -162,3 +162,91 @@ fn hooks_are_validated_with_file_and_line() {
         "{err}"
     );
 }
+
+const PY_FLOW: &str = r#"from flowpack import FlowSpec, Parameter, current, exit_hook, step
+
+
+@exit_hook(on_failure="alert", on_exit="cleanup")
+class HookFlow(FlowSpec):
+    broken = Parameter("broken", default=False)
+
+    @step
+    def start(self):
+        self.next(self.a, self.b)
+
+    @step
+    def a(self):
+        self.next(self.j)
+
+    @step
+    def b(self):
+        if self.broken:
+            raise RuntimeError("b fails")
+        self.next(self.j)
+
+    @step
+    def j(self, inputs):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+    @step
+    def alert(self):
+        self.status = current.run_status
+        self.failed = current.failed_tasks
+
+    @step
+    def cleanup(self):
+        self.status = current.run_status
+        self.failed = current.failed_tasks
+"#;
+
+#[test]
+fn a_python_flow_runs_its_hooks_with_the_runs_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_tree(dir, &[("flow.py", PY_FLOW)]);
+    let (ok, failed) = run(dir, "flow.py", &["--param", "broken=true"]);
+    assert!(!ok, "{failed:#}");
+    let (ok, passed) = run(dir, "flow.py", &[]);
+    assert!(ok, "{passed:#}");
+    let info = show(dir, passed["run"].as_str().unwrap(), &[]);
+    assert_eq!(status(&info, "alert/0"), "skipped");
+    let read = crate::python_flows::client(
+        dir,
+        None,
+        &format!(
+            "from flowpack import Run\n\
+             f = Run('HookFlow/{}')\n\
+             print(f['alert'].task.data.status, f['alert'].task.data.failed)\n\
+             print(f['cleanup'].task.data.status, f['cleanup'].task.data.failed)\n\
+             p = Run('HookFlow/{}')\n\
+             print(p['cleanup'].task.data.status, p['cleanup'].task.data.failed)",
+            failed["run"].as_str().unwrap(),
+            passed["run"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(
+        read, "failed ['b/0']\nfailed ['b/0']\nsucceeded []\n",
+        "the hooks see the run's status and failed tasks"
+    );
+}
+
+#[test]
+fn python_exit_hooks_are_checked_at_their_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = PY_FLOW.replace(
+        "        self.status = current.run_status\n        self.failed = current.failed_tasks\n\n    @step\n    def cleanup",
+        "        self.next(self.end)\n\n    @step\n    def cleanup",
+    );
+    write_tree(tmp.path(), &[("flow.py", &bad)]);
+    let out = flowpack(tmp.path(), &["check", "flow.py"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("flow.py:32:9: step 'alert' is an exit hook (it runs after the flow), and must not call self.next(...)"),
+        "{err}"
+    );
+}

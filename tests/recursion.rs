@@ -129,3 +129,42 @@ fn a_cycle_no_switch_case_closes_is_refused() {
         "{err}"
     );
 }
+
+const PY_FLOW: &str = r#"from flowpack import FlowSpec, Parameter, step
+
+
+class LoopFlow(FlowSpec):
+    n = Parameter("n", default=3)
+
+    @step
+    def start(self):
+        self.count = 0
+        self.next(self.inc)
+
+    @step
+    def inc(self):
+        self.count += 1
+        self.next(self.decide)
+
+    @step
+    def decide(self):
+        self.route = "again" if self.count < self.n else "done"
+        self.next({"again": self.inc, "done": self.end}, condition="route")
+
+    @step
+    def end(self):
+        print("count", self.count)
+"#;
+
+#[test]
+fn a_python_flow_loops_until_its_switch_says_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &[("flow.py", PY_FLOW)]);
+    let run = loops(tmp.path(), "flow.py", 3);
+    let read = crate::python_flows::client(
+        tmp.path(),
+        None,
+        &format!("from flowpack import Run\nprint(Run('LoopFlow/{run}')['end'].task.data.count)"),
+    );
+    assert_eq!(read, "3\n");
+}
