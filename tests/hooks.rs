@@ -101,6 +101,12 @@ fn hooks_of(dir: &Path, flow: &str, fail_param: &str) {
     let info = show(dir, run_id, &[]);
     assert_eq!(info["status"], "succeeded");
     assert_eq!(status(&info, "alert/0"), "skipped");
+    let summarized = summary["tasks"].as_array().unwrap().iter();
+    let alert = summarized.clone().find(|t| t["task"] == "alert/0").unwrap();
+    assert_eq!(
+        alert["status"], "skipped",
+        "the summary says what the record says"
+    );
     assert!(
         task(&info, "alert/0")["artifacts"]
             .as_object()

@@ -379,7 +379,8 @@ pub async fn run(
         summaries.push(summary);
     }
     if !interrupted {
-        run_hooks(&shared, reporter.as_ref(), &stop, &mut summaries).await;
+        let ended = run_hooks(&shared, reporter.as_ref(), &stop, (&opts.store, &record)).await;
+        summaries.extend(ended);
     }
     Ok(RunSummary {
         run: opts.run.clone(),
@@ -394,14 +395,15 @@ pub async fn run(
 /// The exit hooks, one after the other (`on_failure`, then `on_exit`), once every other
 /// task ended; not after a stop signal (the user asked the run to stop). Each is a plain
 /// task with no parents: the step reads the run's status itself, and skips an `on_failure`
-/// hook of a run that succeeded. A hook that fails is reported; the run's status stays the
-/// flow's.
+/// hook of a run that succeeded (its summary says `skipped` as its record does). A hook
+/// that fails is reported; the run's status stays the flow's.
 async fn run_hooks(
     shared: &Shared,
     reporter: &dyn RunReporter,
     stop: &StopSignals,
-    summaries: &mut Vec<TaskSummary>,
-) {
+    (store, record): (&Store, &RunRecord),
+) -> Vec<TaskSummary> {
+    let mut summaries = Vec::new();
     for (kind, hook) in shared.flow.hooks() {
         let p = Planned {
             task: TaskRef {
@@ -412,8 +414,14 @@ async fn run_hooks(
             frames: vec![],
         };
         let retry = &shared.flow.steps[hook].settings.retry;
-        let (_, summary, _) =
+        let (p, mut summary, _) =
             run_task(p, retry.times, retry.delay_seconds, shared, reporter, stop).await;
+        if summary.status == TaskStatus::Succeeded
+            && let Ok(Some(t)) = crate::inspect::load_task(store, record, &p.task).await
+            && t.status() == Some(TaskStatus::Skipped)
+        {
+            summary.status = TaskStatus::Skipped;
+        }
         reporter.finished(&summary);
         if !summary.status.is_success() {
             tracing::warn!(
@@ -425,6 +433,7 @@ async fn run_hooks(
         }
         summaries.push(summary);
     }
+    summaries
 }
 
 struct Shared {
