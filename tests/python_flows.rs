@@ -46,7 +46,7 @@ fn ok(out: Output, what: &str) -> String {
 }
 
 /// Runs a Client API script in `dir` and returns what it printed.
-fn client(dir: &Path, store: Option<&str>, script: &str) -> String {
+pub(crate) fn client(dir: &Path, store: Option<&str>, script: &str) -> String {
     let mut cmd = python(dir);
     cmd.args(["-c", script]);
     if let Some(s) = store {

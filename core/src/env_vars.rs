@@ -64,6 +64,14 @@ pub const FLOWPACK_PARENTS: &str = "FLOWPACK_PARENTS";
 pub const FLOWPACK_INPUTS_SOCKET: &str = "FLOWPACK_INPUTS_SOCKET";
 /// Set for a step of a resumed run: the run it resumes.
 pub const FLOWPACK_ORIGIN_RUN_ID: &str = "FLOWPACK_ORIGIN_RUN_ID";
+/// Set for an exit hook (docs/runtime.md, "Exit hooks"): `succeeded` or `failed`, the
+/// status of the run's other tasks.
+pub const FLOWPACK_RUN_STATUS: &str = "FLOWPACK_RUN_STATUS";
+/// Set for an exit hook: a JSON list of the run's failed tasks, `"STEP/TASK"` (left out
+/// when too long for the environment: the file below always has it).
+pub const FLOWPACK_FAILED_TASKS: &str = "FLOWPACK_FAILED_TASKS";
+/// Set for an exit hook: a file holding the JSON list of `FLOWPACK_FAILED_TASKS`.
+pub const FLOWPACK_FAILED_TASKS_FILE: &str = "FLOWPACK_FAILED_TASKS_FILE";
 /// Set for the first task of a foreach body: its item (text as is, other JSON as JSON).
 pub const FLOWPACK_SPLIT_ITEM: &str = "FLOWPACK_SPLIT_ITEM";
 

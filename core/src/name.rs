@@ -30,7 +30,8 @@ pub enum NameKind {
     Run,
     /// A version of a flow: letters, digits, `.`, `_`, `-`, not starting with `.`.
     Version,
-    /// A task id: `0`, or foreach indices joined by `.` (`3.1`).
+    /// A task id: `0`, or foreach indices joined by `.` (`3.1`); a repeated visit of a
+    /// step (a recursive switch) adds `-N`, its visit number from 1 (`0-2`, `3.1-4`).
     Task,
     /// A task within a run: `step/task`.
     TaskRef,
@@ -76,7 +77,9 @@ impl NameKind {
                 "use 1 to 128 letters, digits, '_' or '-', starting with a letter or digit"
             }
             Self::Version => "use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'",
-            Self::Task => "use 0, or foreach indices like 3 or 3.1",
+            Self::Task => {
+                "use 0, or foreach indices like 3 or 3.1, with -N for a repeated visit (3.1-2)"
+            }
             Self::TaskRef => "write STEP/TASK, e.g. train/0",
             Self::AttemptRef => "write STEP/TASK/ATTEMPT, e.g. train/0/1",
             Self::RunAttemptRef => "write RUN/STEP/TASK/ATTEMPT",
@@ -99,11 +102,13 @@ impl NameKind {
             Self::Run => is_name(s, 128, b"_-", true),
             Self::Version => is_name(s, 128, b"._-", false),
             Self::Task => {
-                !s.is_empty()
-                    && s.len() <= 99
-                    && s.split('.').all(|p| {
-                        !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit())
-                    })
+                let number = |p: &str| {
+                    !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit())
+                };
+                let (base, visit) = split_visit(s);
+                s.len() <= 99
+                    && base.split('.').all(number)
+                    && visit.is_none_or(|v| number(v) && !v.starts_with('0'))
             }
             Self::TaskRef => {
                 parts(2).is_some_and(|p| Self::Step.accepts(p[0]) && Self::Task.accepts(p[1]))
@@ -118,6 +123,24 @@ impl NameKind {
                     && attempt(p[3])
             }),
         }
+    }
+}
+
+/// A task id's foreach indices and its visit number, if it is a repeated visit:
+/// `3.1-2` is (`3.1`, `2`), `3.1` is (`3.1`, none).
+pub fn split_visit(task: &str) -> (&str, Option<&str>) {
+    match task.split_once('-') {
+        Some((base, visit)) => (base, Some(visit)),
+        None => (task, None),
+    }
+}
+
+/// The task id of visit `visit` (0: the first) of a task whose foreach indices are `base`.
+pub fn task_visit(base: &str, visit: u32) -> String {
+    if visit == 0 {
+        base.to_string()
+    } else {
+        format!("{base}-{visit}")
     }
 }
 
@@ -310,6 +333,14 @@ mod tests {
         check(NameKind::Step, "train_a").unwrap();
         check(NameKind::Run, "local-20261201T000000Z-ab12").unwrap();
         check(NameKind::Task, "3.1").unwrap();
+        check(NameKind::Task, "0-2").unwrap();
+        check(NameKind::Task, "3.1-12").unwrap();
+        for bad in ["0-", "0-0", "0-01", "-1", "0-1-2", "0-1.2", "a", "1..2"] {
+            assert!(check(NameKind::Task, bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(split_visit("3.1-2"), ("3.1", Some("2")));
+        assert_eq!(task_visit("3.1", 0), "3.1");
+        assert_eq!(task_visit("3.1", 2), "3.1-2");
         check(NameKind::TaskRef, "train/3.1").unwrap();
         check(NameKind::AttemptRef, "train/3.1/2").unwrap();
         check(NameKind::RunAttemptRef, "kfp-1/train/0/0").unwrap();

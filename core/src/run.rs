@@ -55,6 +55,8 @@ pub enum TaskStatus {
     Terminated,
     /// Taken over from an earlier run by `resume`, by reference.
     Reused,
+    /// Not run, by design: an `on_failure` hook of a run that succeeded. Nothing committed.
+    Skipped,
     /// Its runner stopped without a word (kill -9, out of memory, a lost node): the record
     /// still says running but a newer attempt exists or its heartbeats stopped. Derived by
     /// readers (`show`, `runs`), never written.
@@ -260,7 +262,8 @@ impl InputLayout {
             || parents.iter().any(|(p, _)| p.task != parents[0].0.task);
         let label = |p: &TaskRef| -> String {
             if foreach {
-                p.task.rsplit('.').next().unwrap_or(&p.task).to_string()
+                let (indices, _) = crate::name::split_visit(&p.task);
+                indices.rsplit('.').next().unwrap_or(indices).to_string()
             } else {
                 p.step.clone()
             }

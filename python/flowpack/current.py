@@ -67,6 +67,24 @@ class Current:
         return self._get("FLOWPACK_ORIGIN_RUN_ID") or None
 
     @property
+    def run_status(self) -> str | None:
+        """In an exit hook (``@exit_hook``): ``"succeeded"`` or ``"failed"``, the status of
+        the run's other tasks; None in any other step."""
+        return self._get("FLOWPACK_RUN_STATUS") or None
+
+    @property
+    def failed_tasks(self) -> list[str] | None:
+        """In an exit hook: the run's failed tasks as ``STEP/TASK`` (``["train/3"]``); None
+        in any other step."""
+        path = self._get("FLOWPACK_FAILED_TASKS_FILE")
+        if not path:
+            return None
+        import json  # only here: a task that never asks does not pay for it
+
+        with open(path, encoding="utf-8") as f:
+            return list(json.load(f))
+
+    @property
     def pathspec(self) -> str | None:
         """``Flow/run/step/task``."""
         if not self.is_running_flow:

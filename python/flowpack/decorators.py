@@ -231,6 +231,24 @@ def _check_schedule(name: str, a: dict[str, Any]) -> None:
             raise _fail(name, f"{arg} must be True or False")
 
 
+def _check_exit_hook(name: str, a: dict[str, Any]) -> None:
+    for arg in ("on_failure", "on_exit"):
+        v = a[arg]
+        if v is not None and not isinstance(v, str):
+            raise _fail(
+                name,
+                f"{arg} names a step of the flow as text, e.g. {arg}='notify', not {v!r}: "
+                "flowpack's exit hooks are steps (they run as tasks, locally and on Kubeflow)",
+            )
+    if a["on_failure"] is None and a["on_exit"] is None:
+        raise _fail(name, "names no step: give on_failure='STEP' and/or on_exit='STEP'")
+
+
+def exit_hook_spec(a: dict[str, Any]) -> dict[str, str]:
+    """``@exit_hook``'s attributes as the flow document's ``on_failure`` / ``on_exit``."""
+    return {k: a[k] for k in ("on_failure", "on_exit") if a[k] is not None}
+
+
 def schedule_spec(a: dict[str, Any]) -> dict[str, Any]:
     """``@schedule``'s attributes as the flow document's ``schedule``."""
     if a["cron"]:
@@ -284,6 +302,7 @@ _SPECS: dict[str, tuple[dict[str, Any], Callable[[str, dict[str, Any]], None], s
         _check_schedule,
         "flow",
     ),
+    "exit_hook": ({"on_failure": None, "on_exit": None}, _check_exit_hook, "flow"),
 }
 
 _SETTINGS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -298,6 +317,7 @@ _SETTINGS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "pypi": lambda a: {"python_env": _python_env(a)},
     "pypi_base": lambda a: {},
     "schedule": lambda a: {},
+    "exit_hook": lambda a: {},
 }
 
 
@@ -378,6 +398,7 @@ kubernetes = DecoratorFactory("kubernetes")
 pypi = DecoratorFactory("pypi")
 pypi_base = DecoratorFactory("pypi_base")
 schedule = DecoratorFactory("schedule")
+exit_hook = DecoratorFactory("exit_hook")
 
 _REMOVE = "remove it (flowpack runs steps locally and on Kubeflow Pipelines)"
 card = UnsupportedDecorator("card", "flowpack has no cards; " + _REMOVE)
@@ -403,7 +424,7 @@ STEP_DECORATORS = (
     "kubernetes",
     "pypi",
 )
-FLOW_DECORATORS = ("schedule", "pypi_base")
+FLOW_DECORATORS = ("schedule", "pypi_base", "exit_hook")
 
 
 def step_decorators(func: Callable[..., Any]) -> list[Decorator]:
@@ -418,6 +439,12 @@ def flow_decorators(cls: type) -> list[Decorator]:
         for d in klass.__dict__.get(FLOW_ATTR, []):
             seen[d.name] = d
     return list(seen.values())
+
+
+def hook_steps(cls: type) -> dict[str, str]:
+    """The steps ``@exit_hook`` names on a flow class, by key (``on_failure``, ``on_exit``)."""
+    d = find(flow_decorators(cls), "exit_hook")
+    return exit_hook_spec(d.attributes) if d else {}
 
 
 def find(decos: list[Decorator], name: str) -> Decorator | None:

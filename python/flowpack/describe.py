@@ -201,6 +201,8 @@ def describe(path: str) -> Described:
             doc["env"] = env
         elif d.name == "schedule":
             doc["schedule"] = deco.schedule_spec(d.attributes)
+        elif d.name == "exit_hook":
+            doc.update(deco.exit_hook_spec(d.attributes))
     steps = [(n.name, _step_doc(graph, n, filename, errors), n.func_lineno) for n in graph]
     if errors:
         result.errors = errors

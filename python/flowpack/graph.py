@@ -1,6 +1,7 @@
 """The flow's graph, parsed from its source with ``ast``: no step code runs to find it.
 
-Each step's LAST statement must be ``self.next(...)`` (``end`` has none); its arguments give
+Each step's LAST statement must be ``self.next(...)`` (``end`` and the exit hooks that
+``@exit_hook`` names have none); its arguments give
 the transition: linear, split, foreach or switch. :class:`FlowGraph` collects every mistake it
 finds as a :class:`GraphError` with the flow file's line, walks the graph from ``start`` to
 find which steps are joins and which foreaches enclose each step, and is what the describer
@@ -13,7 +14,7 @@ import ast
 import functools
 from collections.abc import Callable, Iterator
 
-from .decorators import step_decorators
+from .decorators import hook_steps, step_decorators
 
 # `typing` only for type checkers: importing it costs every task's start ~3 ms.
 TYPE_CHECKING = False
@@ -132,6 +133,8 @@ class FlowGraph:
         self._trees: dict[str, ast.Module] = {}
         self._sources: dict[str, str] = {}
         self.class_lineno = self._class_line(flow_cls)
+        # The exit hooks' steps: outside the graph, no self.next(...) (docs/python.md).
+        self.hooks = set(hook_steps(flow_cls).values())
         self._parse(flow_cls)
         for must in ("start", "end"):
             if must not in self.nodes and not self.errors:
@@ -270,19 +273,25 @@ class FlowGraph:
         ]
         last = body[-1] if body else None
         last_call = last.value if isinstance(last, ast.Expr) and _is_self_next(last.value) else None
-        if name == "end":
-            node.type = "end"
+        if name == "end" or name in self.hooks:
+            node.type = "end" if name == "end" else "hook"
+            what = "the last step" if name == "end" else "an exit hook (it runs after the flow),"
             for call in calls:
                 self._error(
                     call.lineno,
                     call.col_offset + 1,
-                    "step 'end' is the last step and must not call self.next(...): remove it",
+                    f"step '{name}' is {what} and must not call self.next(...): remove it",
                 )
             if node.has_inputs:
                 self._error(
                     fn.lineno,
                     fn.col_offset + 1,
-                    "step 'end' must be def end(self): join the branches in a step before it",
+                    f"step '{name}' must be def {name}(self): "
+                    + (
+                        "join the branches in a step before it"
+                        if name == "end"
+                        else "an exit hook joins nothing"
+                    ),
                 )
             return node
         if last_call is None:

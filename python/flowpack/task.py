@@ -122,7 +122,7 @@ def run_task(path: str, step: str) -> int:
             method(build_inputs(flow, ctx))
         else:
             method()
-        if node.type != "end" and flow.__dict__.get("_fp_transition") is None:
+        if node.type not in ("end", "hook") and flow.__dict__.get("_fp_transition") is None:
             raise FlowpackException(
                 f"step '{step}' finished without calling self.next(...): a return before it "
                 "skips the transition"

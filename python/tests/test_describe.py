@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import PYTHON_DIR, describe, doc, write_flow
+from conftest import PYTHON_DIR, describe, doc, errors, write_flow
 
 RUN = '"${FLOWPACK_PYTHON:-python3}" -m flowpack.task flow.py '
 
@@ -295,3 +295,63 @@ def test_valid_for_the_binary(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "valid" in out.stdout
+
+
+def test_exit_hook_names_steps_outside_the_graph(tmp_path: Path) -> None:
+    path = write_flow(
+        tmp_path,
+        """
+        from flowpack import FlowSpec, exit_hook, step
+
+        @exit_hook(on_failure="alert", on_exit="cleanup")
+        class HookFlow(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+            @step
+            def alert(self):
+                pass
+
+            @step
+            def cleanup(self):
+                pass
+        """,
+    )
+    d = doc(path)
+    assert d["on_failure"] == "alert"
+    assert d["on_exit"] == "cleanup"
+    assert d["steps"]["alert"] == {"run": RUN + "alert", "lazy_inputs": True}
+
+
+def test_exit_hook_takes_step_names_not_functions(tmp_path: Path) -> None:
+    path = write_flow(
+        tmp_path,
+        """
+        from flowpack import FlowSpec, exit_hook, step
+
+        def notify():
+            pass
+
+        @exit_hook(on_error=[notify])
+        class HookFlow(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """,
+    )
+    assert errors(path) == [
+        (6, "@exit_hook: unsupported argument(s) on_error; it takes on_failure, on_exit")
+    ]
+    path.write_text(path.read_text().replace("on_error=[notify]", "on_failure=notify"))
+    [(line, message)] = errors(path)
+    assert line == 6
+    assert "flowpack's exit hooks are steps" in message, message

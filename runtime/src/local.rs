@@ -144,6 +144,9 @@ struct Planner<'a> {
     ready: VecDeque<Planned>,
     /// (join step, frames outside) -> arrived parents by position.
     joins: HashMap<(String, String), (usize, BTreeMap<usize, TaskRef>)>,
+    /// (step, foreach indices) -> visits planned so far: a recursive switch runs a step
+    /// again, as a new task (`3-1`, `3-2`: [`flowpack_core::name::task_visit`]).
+    visits: HashMap<(String, String), u32>,
 }
 
 impl Planner<'_> {
@@ -152,7 +155,7 @@ impl Planner<'_> {
         let step = &self.flow.steps[&done.task.step];
         match &step.next {
             Transition::End => {}
-            Transition::Linear(t) => self.to(t, done, done.frames.clone()),
+            Transition::Linear(t) => self.to(t, done, done.frames.clone())?,
             Transition::Split(ts) => {
                 for (i, t) in ts.iter().enumerate() {
                     let mut f = done.frames.clone();
@@ -160,7 +163,7 @@ impl Planner<'_> {
                         branch: i,
                         count: ts.len(),
                     });
-                    self.to(t, done, f);
+                    self.to(t, done, f)?;
                 }
             }
             Transition::Foreach { body, .. } => {
@@ -170,7 +173,7 @@ impl Planner<'_> {
                 for i in 0..n {
                     let mut f = done.frames.clone();
                     f.push(Frame::Foreach { index: i, count: n });
-                    self.to(body, done, f);
+                    self.to(body, done, f)?;
                 }
             }
             Transition::Switch { cases, .. } => {
@@ -178,23 +181,47 @@ impl Planner<'_> {
                 let t = cases.get(case).ok_or_else(|| {
                     RuntimeError::Invalid(format!("task {} chose unknown case '{case}'", done.task))
                 })?;
-                self.to(t, done, done.frames.clone());
+                self.to(t, done, done.frames.clone())?;
             }
         }
         Ok(())
     }
 
-    fn to(&mut self, step: &str, parent: &Planned, mut frames: Vec<Frame>) {
+    /// The task of the next visit of `step` at `frames`; an error past the flow's
+    /// `max_visits`.
+    fn visit(&mut self, step: &str, frames: &[Frame]) -> Result<TaskRef, RuntimeError> {
+        let base = task_id(frames);
+        let n = self.visits.entry((step.into(), base.clone())).or_default();
+        if *n >= self.flow.visit_limit() {
+            return Err(RuntimeError::Invalid(format!(
+                "step '{step}' would run a {}th time (task {step}/{}): the flow's `max_visits` is {}; \
+                 a recursive switch that loops this often is stuck, or give the flow a larger `max_visits`",
+                *n + 1,
+                flowpack_core::name::task_visit(&base, *n),
+                self.flow.visit_limit()
+            )));
+        }
+        *n += 1;
+        Ok(TaskRef {
+            step: step.into(),
+            task: flowpack_core::name::task_visit(&base, *n - 1),
+        })
+    }
+
+    fn to(
+        &mut self,
+        step: &str,
+        parent: &Planned,
+        mut frames: Vec<Frame>,
+    ) -> Result<(), RuntimeError> {
         if !self.flow.steps[step].join {
+            let task = self.visit(step, &frames)?;
             self.ready.push_back(Planned {
-                task: TaskRef {
-                    step: step.into(),
-                    task: task_id(&frames),
-                },
+                task,
                 parents: vec![parent.task.clone()],
                 frames,
             });
-            return;
+            return Ok(());
         }
         let closed = frames
             .pop()
@@ -211,15 +238,14 @@ impl Planner<'_> {
         entry.1.insert(position, parent.task.clone());
         if entry.1.len() == entry.0 {
             let (_, arrived) = self.joins.remove(&key).expect("just seen");
+            let task = self.visit(step, &frames)?;
             self.ready.push_back(Planned {
-                task: TaskRef {
-                    step: step.into(),
-                    task: task_id(&frames),
-                },
+                task,
                 parents: arrived.into_values().collect(),
                 frames,
             });
         }
+        Ok(())
     }
 }
 
@@ -257,12 +283,11 @@ pub async fn run(
         flow,
         ready: VecDeque::new(),
         joins: HashMap::new(),
+        visits: HashMap::new(),
     };
+    let start = planner.visit("start", &[])?;
     planner.ready.push_back(Planned {
-        task: TaskRef {
-            step: "start".into(),
-            task: "0".into(),
-        },
+        task: start,
         parents: vec![],
         frames: vec![],
     });
@@ -354,6 +379,10 @@ pub async fn run(
         }
         summaries.push(summary);
     }
+    if !interrupted {
+        let ended = run_hooks(&shared, reporter.as_ref(), &stop, (&opts.store, &record)).await;
+        summaries.extend(ended);
+    }
     Ok(RunSummary {
         run: opts.run.clone(),
         flow: flow.name.clone(),
@@ -362,6 +391,50 @@ pub async fn run(
         tasks: summaries,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The exit hooks, one after the other (`on_failure`, then `on_exit`), once every other
+/// task ended; not after a stop signal (the user asked the run to stop). Each is a plain
+/// task with no parents: the step reads the run's status itself, and skips an `on_failure`
+/// hook of a run that succeeded (its summary says `skipped` as its record does). A hook
+/// that fails is reported; the run's status stays the flow's.
+async fn run_hooks(
+    shared: &Shared,
+    reporter: &dyn RunReporter,
+    stop: &StopSignals,
+    (store, record): (&Store, &RunRecord),
+) -> Vec<TaskSummary> {
+    let mut summaries = Vec::new();
+    for (kind, hook) in shared.flow.hooks() {
+        let p = Planned {
+            task: TaskRef {
+                step: hook.into(),
+                task: "0".into(),
+            },
+            parents: vec![],
+            frames: vec![],
+        };
+        let retry = &shared.flow.steps[hook].settings.retry;
+        let (p, mut summary, _) =
+            run_task(p, retry.times, retry.delay_seconds, shared, reporter, stop).await;
+        if summary.status == TaskStatus::Succeeded
+            && let Ok(Some(t)) = crate::inspect::load_task(store, record, &p.task).await
+            && t.status() == Some(TaskStatus::Skipped)
+        {
+            summary.status = TaskStatus::Skipped;
+        }
+        reporter.finished(&summary);
+        if !summary.status.is_success() {
+            tracing::warn!(
+                "the `{}` hook {} ended {:?}: the run's status is the flow's",
+                kind.key(),
+                summary.task,
+                summary.status
+            );
+        }
+        summaries.push(summary);
+    }
+    summaries
 }
 
 struct Shared {

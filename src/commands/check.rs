@@ -40,7 +40,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
     for name in flow.order() {
         let step = &flow.steps[name];
         let edge = match &step.next {
-            Transition::End => "(end)".to_string(),
+            Transition::End => match flow.hook_kind(name) {
+                Some(kind) => format!("({} hook)", kind.key()),
+                None => "(end)".to_string(),
+            },
             Transition::Linear(t) => format!("-> {t}"),
             Transition::Split(ts) => format!("-> {} (split)", ts.join(", ")),
             Transition::Foreach { over, body } => format!("-> {body} for each item of '{over}'"),

@@ -31,6 +31,9 @@ pub const DEFAULT_PYTHON: &str = "3.11";
 pub const DEFAULT_PLATFORM: &str = "x86_64-manylinux_2_28";
 /// How many tasks run at once (local workers, KFP `ParallelFor` parallelism) by default.
 pub const DEFAULT_MAX_WORKERS: u32 = 16;
+/// How many times one step may run in a run (per foreach index) when the flow names no
+/// `max_visits`: the bound on a recursive switch (docs/flow.md, "Recursive switches").
+pub const DEFAULT_MAX_VISITS: u32 = 100;
 /// The largest flow file [`Flow::load`] reads. (Its nodes are limited too, and so is
 /// their nesting: `locate::MAX_NODES`, `locate::MAX_DEPTH`.)
 pub const MAX_FILE_SIZE: u64 = 8 << 20;
@@ -59,6 +62,36 @@ pub struct Flow {
     /// When the flow should run by itself (carried for schedulers; `compile` ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    /// The step run after every other task ended, when the run failed (an exit hook:
+    /// docs/flow.md, "Exit hooks").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
+    /// The step run after every other task ended, whatever the run's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_exit: Option<String>,
+    /// How many times one step may run in a run (per foreach index): the bound on
+    /// recursive switches. None: [`DEFAULT_MAX_VISITS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_visits: Option<u32>,
+}
+
+/// Which exit hook a step is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookKind {
+    /// `on_failure`: runs only when the run failed.
+    OnFailure,
+    /// `on_exit`: runs whatever the run's status.
+    OnExit,
+}
+
+impl HookKind {
+    /// The flow file's key for it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::OnFailure => "on_failure",
+            Self::OnExit => "on_exit",
+        }
+    }
 }
 
 /// A recurring schedule: a 5-field cron expression in a time zone.
@@ -506,6 +539,7 @@ impl Flow {
     fn check_names(&self) -> Result<(), FlowErrors> {
         use crate::name::{NameKind as K, check};
         let mut names: Vec<(K, &str)> = vec![(K::Flow, &self.name)];
+        names.extend(self.hooks().into_iter().map(|(_, s)| (K::Step, s)));
         names.extend(self.parameters.keys().map(|p| (K::Parameter, p.as_str())));
         for (name, step) in &self.steps {
             names.push((K::Step, name));
@@ -536,6 +570,37 @@ impl Flow {
         } else {
             Err(FlowErrors(errors))
         }
+    }
+
+    /// The exit hooks in the order they run: `on_failure`, then `on_exit`.
+    pub fn hooks(&self) -> Vec<(HookKind, &str)> {
+        [
+            (HookKind::OnFailure, &self.on_failure),
+            (HookKind::OnExit, &self.on_exit),
+        ]
+        .into_iter()
+        .filter_map(|(k, s)| s.as_deref().map(|s| (k, s)))
+        .collect()
+    }
+
+    /// Which exit hook `step` is, if any.
+    pub fn hook_kind(&self, step: &str) -> Option<HookKind> {
+        self.hooks()
+            .into_iter()
+            .find(|(_, s)| *s == step)
+            .map(|(k, _)| k)
+    }
+
+    /// The recursive switches' cases, as (switch step, case, the earlier step it leads back
+    /// to): each visit of such a loop is a new task (docs/format.md, "Task ids"). Empty for
+    /// an acyclic flow. Meaningful for a validated flow.
+    pub fn recursive_cases(&self) -> Vec<(&str, &str, &str)> {
+        validate::recursive_cases(self)
+    }
+
+    /// How many times one step may run in a run (per foreach index).
+    pub fn visit_limit(&self) -> u32 {
+        self.max_visits.unwrap_or(DEFAULT_MAX_VISITS)
     }
 
     /// The steps in a stable order: breadth-first from `start`, by transition order.

@@ -26,6 +26,9 @@ struct RawFlow {
     max_workers: Option<u32>,
     steps: BTreeMap<String, RawStep>,
     schedule: Option<RawSchedule>,
+    on_failure: Option<String>,
+    on_exit: Option<String>,
+    max_visits: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -284,6 +287,9 @@ fn convert(raw: RawFlow, cx: &mut Ctx) -> Flow {
         }
     }
     let schedule = raw.schedule.as_ref().and_then(|s| convert_schedule(s, cx));
+    if raw.max_visits == Some(0) {
+        cx.err_at_value(&path!["max_visits"], "`max_visits` must be at least 1");
+    }
     Flow {
         name,
         description: raw.description,
@@ -293,6 +299,9 @@ fn convert(raw: RawFlow, cx: &mut Ctx) -> Flow {
         max_workers,
         steps,
         schedule,
+        on_failure: raw.on_failure,
+        on_exit: raw.on_exit,
+        max_visits: raw.max_visits,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Graph checks on a parsed flow: every named step exists, `start` and `end` exist, every
-//! step is reachable, there are no cycles, splits and foreaches close at exactly one join,
-//! artifact names do not collide unresolved at a join, and step names map to distinct KFP
-//! task names.
+//! step is reachable, the only cycles are recursive switches (a switch case leading back to
+//! a step on the way to it, within one branch), splits and foreaches close at exactly one
+//! join, artifact names do not collide unresolved at a join, step names map to distinct KFP
+//! task names, and the exit hooks are steps outside the graph.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
@@ -45,6 +46,7 @@ pub(super) fn validate(flow: &Flow, loc: &Locations, file: &Path) -> Result<(), 
         errors: Vec::new(),
     };
     check_names_and_targets(&mut c);
+    check_hooks(&mut c);
     if !c.errors.is_empty() {
         return c.finish();
     }
@@ -52,10 +54,14 @@ pub(super) fn validate(flow: &Flow, loc: &Locations, file: &Path) -> Result<(), 
     if !c.errors.is_empty() {
         return c.finish();
     }
-    let Some(order) = check_acyclic(&mut c, &reachable) else {
+    let loops: BTreeSet<(&str, &str)> = recursive_cases(flow)
+        .into_iter()
+        .map(|(s, _, t)| (s, t))
+        .collect();
+    let Some(order) = check_acyclic(&mut c, &reachable, &loops) else {
         return c.finish();
     };
-    check_splits_and_joins(&mut c, &order);
+    check_splits_and_joins(&mut c, &order, &loops);
     c.finish()
 }
 
@@ -138,6 +144,7 @@ fn check_names_and_targets(c: &mut Checker) {
                 true,
                 "'end' is the last step: it cannot have `next`, `foreach` or `switch`",
             ),
+            (_, Transition::End) if flow.hook_kind(name).is_some() => {}
             (_, Transition::End) => c.err(
                 path!["steps", name],
                 true,
@@ -164,6 +171,110 @@ fn check_names_and_targets(c: &mut Checker) {
             }
         }
     }
+}
+
+/// The exit hooks: steps of the flow, neither `start` nor `end`, one step per hook, outside
+/// the graph (no step leads to them, they lead nowhere, they join nothing).
+fn check_hooks(c: &mut Checker) {
+    let flow = c.flow;
+    let hooks = flow.hooks();
+    for (i, (kind, hook)) in hooks.iter().enumerate() {
+        let key = kind.key();
+        let Some(step) = flow.steps.get(*hook) else {
+            let hint = closest(hook, flow.steps.keys())
+                .map(|s| format!(": did you mean '{s}'?"))
+                .unwrap_or_else(|| ": add the step or fix the name".into());
+            c.err(
+                path![key],
+                false,
+                format!("`{key}` names unknown step '{hook}'{hint}"),
+            );
+            continue;
+        };
+        if matches!(*hook, "start" | "end") {
+            c.err(
+                path![key],
+                false,
+                format!("`{key}` names '{hook}', a step of the graph: name a step of its own that no step leads to"),
+            );
+            continue;
+        }
+        if let Some((other, _)) = hooks[..i].iter().find(|(_, h)| h == hook) {
+            c.err(
+                path![key],
+                false,
+                format!("`{key}` and `{}` both name '{hook}': a step is one hook (`on_exit` runs on failure too)", other.key()),
+            );
+            continue;
+        }
+        if step.next != Transition::End {
+            c.err(
+                path!["steps", *hook],
+                true,
+                format!("step '{hook}' is the `{key}` hook: it runs after the flow ended, so it has no `next`, `foreach` or `switch`"),
+            );
+        }
+        if step.join {
+            c.err(
+                path!["steps", *hook, "join"],
+                true,
+                format!("step '{hook}' is the `{key}` hook: it joins nothing (it sees the run's status and failed tasks instead)"),
+            );
+        }
+        for (from, s) in &flow.steps {
+            for (target, at) in target_paths(from, s) {
+                if target == *hook {
+                    c.err(
+                        at,
+                        false,
+                        format!("step '{from}' leads to '{hook}', the `{key}` hook: a hook runs after the flow, outside the graph; no step may lead to it"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The switch cases that lead back to a step on the way to them from `start` (the back
+/// edges of a depth-first walk in transition order, which are switch cases): the loops of
+/// recursive switches, as (switch step, case, target). Targets must exist.
+pub(super) fn recursive_cases(flow: &Flow) -> Vec<(&str, &str, &str)> {
+    let mut out = Vec::new();
+    // step -> true while on the walk's stack, false once done.
+    let mut state: HashMap<&str, bool> = HashMap::from([("start", true)]);
+    let targets = |s: &str| {
+        flow.steps
+            .get(s)
+            .map(|s| s.next.targets())
+            .unwrap_or_default()
+    };
+    let mut stack: Vec<(&str, Vec<&str>, usize)> = vec![("start", targets("start"), 0)];
+    while let Some((from, next, i)) = stack.last_mut() {
+        let Some(t) = next.get(*i).copied() else {
+            state.insert(from, false);
+            stack.pop();
+            continue;
+        };
+        *i += 1;
+        match state.get(t) {
+            None => {
+                state.insert(t, true);
+                stack.push((t, targets(t), 0));
+            }
+            Some(true) => {
+                if let Transition::Switch { cases, .. } = &flow.steps[*from].next {
+                    out.extend(
+                        cases
+                            .iter()
+                            .filter(|(_, to)| *to == t)
+                            .map(|(case, _)| (*from, case.as_str(), t)),
+                    );
+                }
+            }
+            Some(false) => {}
+        }
+    }
+    out
 }
 
 /// How many unknown step names get a "did you mean".
@@ -211,7 +322,7 @@ fn check_reachable(c: &mut Checker) -> BTreeSet<String> {
         }
     }
     for name in c.flow.steps.keys() {
-        if !seen.contains(name) {
+        if !seen.contains(name) && c.flow.hook_kind(name).is_none() {
             c.err(
                 path!["steps", name],
                 true,
@@ -222,13 +333,25 @@ fn check_reachable(c: &mut Checker) -> BTreeSet<String> {
     seen
 }
 
-/// A topological order of the steps, or None after reporting a cycle.
-fn check_acyclic(c: &mut Checker, steps: &BTreeSet<String>) -> Option<Vec<String>> {
+/// The steps a step leads to, without the recursive switches' cases back (`loops`).
+fn forward<'f>(flow: &'f Flow, s: &'f str, loops: &BTreeSet<(&str, &str)>) -> Vec<&'f str> {
+    let mut ts = flow.steps[s].next.targets();
+    ts.retain(|t| !loops.contains(&(s, *t)));
+    ts
+}
+
+/// A topological order of the steps (without the recursive switches' cases back, `loops`),
+/// or None after reporting a cycle.
+fn check_acyclic(
+    c: &mut Checker,
+    steps: &BTreeSet<String>,
+    loops: &BTreeSet<(&str, &str)>,
+) -> Option<Vec<String>> {
     let flow = c.flow;
     let mut indegree: BTreeMap<&str, usize> = steps.iter().map(|s| (s.as_str(), 0)).collect();
     for s in steps {
         // Edges within `steps` (all of them: the steps are those reachable from 'start').
-        for t in flow.steps[s].next.targets() {
+        for t in forward(flow, s, loops) {
             if let Some(d) = indegree.get_mut(t) {
                 *d += 1;
             }
@@ -242,7 +365,7 @@ fn check_acyclic(c: &mut Checker, steps: &BTreeSet<String>) -> Option<Vec<String
     let mut order = Vec::new();
     while let Some(s) = ready.pop_front() {
         order.push(s.to_string());
-        for t in flow.steps[s].next.targets() {
+        for t in forward(flow, s, loops) {
             if let Some(d) = indegree.get_mut(t) {
                 *d -= 1;
                 if *d == 0 {
@@ -259,7 +382,7 @@ fn check_acyclic(c: &mut Checker, steps: &BTreeSet<String>) -> Option<Vec<String
         .filter(|(_, d)| **d > 0)
         .map(|(s, _)| *s)
         .collect();
-    match find_cycle(flow, &left) {
+    match find_cycle(flow, &left, loops) {
         Some(cycle) => report_cycle(c, &cycle),
         // Not reached: a step left over always has a predecessor left over.
         None => c.err(
@@ -277,10 +400,14 @@ fn check_acyclic(c: &mut Checker, steps: &BTreeSet<String>) -> Option<Vec<String
 /// Each of them still has a predecessor among them (that is why it was left), but not
 /// necessarily a successor (a step after a cycle): so the walk goes backwards, from
 /// predecessor to predecessor, until a step repeats.
-fn find_cycle<'f>(flow: &'f Flow, left: &BTreeSet<&'f str>) -> Option<Vec<&'f str>> {
+fn find_cycle<'f>(
+    flow: &'f Flow,
+    left: &BTreeSet<&'f str>,
+    loops: &BTreeSet<(&str, &str)>,
+) -> Option<Vec<&'f str>> {
     let mut preds: HashMap<&str, &str> = HashMap::new();
     for s in left {
-        for t in flow.steps[*s].next.targets() {
+        for t in forward(flow, s, loops) {
             if left.contains(t) {
                 preds.entry(t).or_insert(s);
             }
@@ -308,8 +435,8 @@ fn find_cycle<'f>(flow: &'f Flow, left: &BTreeSet<&'f str>) -> Option<Vec<&'f st
     }
 }
 
-/// Reports `cycle` at the edge that closes it, or at a switch case that leads back (a
-/// recursive switch, which may come one day: KFP can recurse through sub-pipelines).
+/// Reports `cycle` at the edge that closes it. (A cycle closed by a switch case is a
+/// recursive switch, which is no error: this one closes elsewhere.)
 fn report_cycle(c: &mut Checker, cycle: &[&str]) {
     let flow = c.flow;
     let closed: Vec<&str> = cycle.iter().chain(cycle.first()).copied().collect();
@@ -324,25 +451,6 @@ fn report_cycle(c: &mut Checker, cycle: &[&str]) {
     } else {
         closed.join(" -> ")
     };
-    let case_back = edges
-        .clone()
-        .find_map(|(from, to)| match &flow.steps[from].next {
-            Transition::Switch { cases, .. } => cases
-                .iter()
-                .find(|(_, t)| *t == to)
-                .map(|(case, _)| (from, case.as_str(), to)),
-            _ => None,
-        });
-    if let Some((from, case, to)) = case_back {
-        c.err(
-            path!["steps", from, "switch", "cases", case],
-            false,
-            format!(
-                "case '{case}' of the switch of '{from}' leads back to '{to}', which makes a cycle: {shown}; recursive switches are not supported yet (flows are acyclic: KFP runs a DAG)",
-            ),
-        );
-        return;
-    }
     let Some((back, next)) = edges.next_back() else {
         return;
     };
@@ -355,7 +463,7 @@ fn report_cycle(c: &mut Checker, cycle: &[&str]) {
         at,
         false,
         format!(
-            "the steps form a cycle: {shown}; flows are acyclic (KFP runs a DAG): break the loop",
+            "the steps form a cycle: {shown}; only a switch case may lead back to an earlier step (a recursive switch, docs/flow.md): break the loop, or close it with a switch case",
         ),
     );
 }
@@ -404,7 +512,7 @@ impl<'f> Frames<'f> {
     }
 }
 
-fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
+fn check_splits_and_joins(c: &mut Checker, order: &[String], loops: &BTreeSet<(&str, &str)>) {
     let flow = c.flow;
     let mut frames = Frames::default();
     // step -> (the innermost split open around it, the step it was first reached from)
@@ -419,7 +527,7 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
             continue;
         };
         let step = &flow.steps[s];
-        for t in step.next.targets() {
+        for t in forward(flow, s, loops) {
             // Every target exists (checked first); this borrows its name from the flow.
             let Some((t, _)) = flow.steps.get_key_value(t) else {
                 continue;
@@ -480,6 +588,7 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
             }
         }
     }
+    check_loops(c, loops, &ctx);
     if let Some((inner, _)) = ctx.get("end")
         && let Some(f) = frames.chain(*inner).next()
     {
@@ -536,6 +645,38 @@ fn check_splits_and_joins(c: &mut Checker, order: &[String]) {
             (joins.first(), &flow.steps[*split].next, writers.get(split))
         {
             check_collisions(c, split, join, by);
+        }
+    }
+}
+
+/// A recursive switch loops within one branch: the case back leads to a step inside the
+/// same splits and foreaches as the switch, and not to a join (whose parents are a split's).
+fn check_loops(
+    c: &mut Checker,
+    loops: &BTreeSet<(&str, &str)>,
+    ctx: &HashMap<&str, (Option<usize>, &str)>,
+) {
+    let flow = c.flow;
+    for (from, to) in loops {
+        let Transition::Switch { cases, .. } = &flow.steps[*from].next else {
+            continue;
+        };
+        let Some(case) = cases.iter().find(|(_, t)| t == to).map(|(k, _)| k.as_str()) else {
+            continue;
+        };
+        let at = path!["steps", *from, "switch", "cases", case];
+        if flow.steps[*to].join {
+            c.err(
+                at,
+                false,
+                format!("case '{case}' of the switch of '{from}' leads back to join '{to}': a recursive switch cannot lead back to a join; lead back to a step after it"),
+            );
+        } else if ctx.get(from).map(|x| x.0) != ctx.get(to).map(|x| x.0) {
+            c.err(
+                at,
+                false,
+                format!("case '{case}' of the switch of '{from}' leads back to '{to}', outside the split or foreach '{from}' is in: a recursive switch loops within one branch"),
+            );
         }
     }
 }

@@ -20,6 +20,7 @@
 
 mod artifacts;
 mod child;
+mod hook;
 mod logs;
 mod on_demand;
 pub mod parents;
@@ -161,8 +162,10 @@ impl Tally {
 
     fn stop(&mut self) {
         if let Some((p, t)) = self.current.take() {
-            let secs = (t.elapsed().as_secs_f64() * 1e4).round() / 1e4;
-            self.phases.insert(p.name().to_string(), secs);
+            let secs = t.elapsed().as_secs_f64();
+            // Added up: the fetch phase of an exit hook runs in two parts.
+            let total = self.phases.entry(p.name().to_string()).or_default();
+            *total = ((*total + secs) * 1e4).round() / 1e4;
         }
     }
 
@@ -488,6 +491,8 @@ struct Work<'m> {
     params: Params<'m>,
     /// The run this run resumes, from its record (`FLOWPACK_ORIGIN_RUN_ID`).
     origin_run: Option<String>,
+    /// What an exit hook is told about the run.
+    hook: Option<hook::RunState>,
 }
 
 impl Work<'_> {
@@ -543,7 +548,16 @@ impl<'a> Task<'a> {
 
     /// The phases after the claim. Returns the status and exit code, or why they stopped.
     async fn phases(&self, t: &mut Tally) -> Result<(TaskStatus, i32), Halt> {
-        let work = self.stoppable(t, Phase::Fetch, self.fetch()).await?;
+        let hook = hook::RunState::read(self.args, &self.manifest.flow);
+        let hook = self.stoppable(t, Phase::Fetch, hook).await?;
+        if let Some(h) = &hook {
+            self.log(&h.describe()).await;
+            if h.skips() {
+                return Ok((TaskStatus::Skipped, 0));
+            }
+        }
+        let mut work = self.stoppable(t, Phase::Fetch, self.fetch()).await?;
+        work.hook = hook;
         t.bytes.downloaded += work.package.downloaded;
 
         let (restored, split_item) = self.stoppable(t, Phase::Inputs, self.inputs(&work)).await?;
@@ -641,6 +655,7 @@ impl<'a> Task<'a> {
             package,
             params,
             origin_run,
+            hook: None,
         })
     }
 
@@ -857,6 +872,21 @@ impl<'a> Task<'a> {
         }
         let mut budget = EnvBudget::default();
         let mut left_out = Vec::new();
+        if let Some(h) = &work.hook {
+            let file = work.dir.path().join("failed_tasks.json");
+            write_json_file(&file, &h.failed_tasks)?;
+            env.extend(hook::fixed_env(h, &file));
+            match budget.take(v::FLOWPACK_FAILED_TASKS, &h.failed_json()) {
+                Ok(text) => {
+                    env.insert(v::FLOWPACK_FAILED_TASKS.into(), text);
+                }
+                Err(why) => left_out.push(format!(
+                    "the failed tasks are not in ${}: {why}; read them from ${}",
+                    v::FLOWPACK_FAILED_TASKS,
+                    v::FLOWPACK_FAILED_TASKS_FILE
+                )),
+            }
+        }
         if let Some(item) = split_item {
             let value = serde_json::Value::String(item);
             match budget.take(v::FLOWPACK_SPLIT_ITEM, &value) {
@@ -991,7 +1021,8 @@ fn parents_json(parents: &[TaskRef]) -> String {
     let mut list: Vec<&TaskRef> = parents.iter().collect();
     if list.len() > 1 && list.iter().all(|p| p.step == list[0].step) {
         let key = |t: &TaskRef| -> Vec<u64> {
-            t.task
+            flowpack_core::name::split_visit(&t.task)
+                .0
                 .split('.')
                 .map(|i| i.parse().unwrap_or(u64::MAX))
                 .collect()
