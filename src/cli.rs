@@ -172,6 +172,9 @@ pub struct ResumeArgs {
     /// Run again from this step (default: the steps that failed); tasks before it are reused.
     #[arg(long, value_name = "STEP")]
     pub from: Option<String>,
+    /// The flow file whose current code runs the rest (pushed as `run` pushes it). Without
+    /// it, the origin run's own package runs again.
+    pub flow: Option<PathBuf>,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -200,6 +203,9 @@ pub struct RunArgs {
     /// A parameter value, NAME=VALUE (repeatable); others take their defaults.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
+    /// Run every task: reuse nothing from the step cache (tasks still enter it).
+    #[arg(long)]
+    pub no_cache: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -259,6 +265,10 @@ pub struct StepArgs {
     /// The image this task runs in (recorded).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
+    /// Resume: "" (none) or {"run": ORIGIN, "redo": [STEP, …]}; a task of a step not in
+    /// redo with a committed attempt in ORIGIN is adopted from it instead of run.
+    #[arg(long, value_name = "SPEC", default_value = "")]
+    pub resume: String,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use flowpack_core::flow::{Flow, Transition};
+use flowpack_core::flow::Flow;
 use flowpack_core::run::{ArtifactRef, Artifacts, RunRecord, TaskRecord, TaskRef, TaskStatus};
 use flowpack_core::store::{Store, layout};
 use serde::Serialize;
@@ -345,47 +345,18 @@ pub async fn reuse_tasks(
             "{}/{}/{}",
             old.record.run, t.task, a.record.attempt
         ));
+        rec.reuse_reason = Some(flowpack_core::run::ReuseReason::Resume);
+        let arts = Artifacts {
+            artifacts: t.artifacts.clone(),
+        };
+        let route =
+            crate::step::reuse::route_of(store, cache, &flow.steps[&t.step], &arts, &t.task)
+                .await?
+                .planner_text();
         store.create_json(&format!("{base}task.json"), &rec).await?;
         store
-            .create_json(
-                &format!("{base}artifacts.json"),
-                &Artifacts {
-                    artifacts: t.artifacts.clone(),
-                },
-            )
+            .create_json(&format!("{base}artifacts.json"), &arts)
             .await?;
-        let route = match &flow.steps[&t.step].next {
-            Transition::Foreach { over, .. } => {
-                let a = t
-                    .artifacts
-                    .get(over)
-                    .ok_or_else(|| RuntimeError::MissingInput {
-                        artifact: over.clone(),
-                        parents: t.task.clone(),
-                        hint: "the reused foreach task lacks its list".into(),
-                    })?;
-                let list = crate::step::read_json_artifact(store, cache, a).await?;
-                Some(list.as_array().map_or(0, Vec::len).to_string())
-            }
-            Transition::Switch { on, .. } => {
-                let a = t
-                    .artifacts
-                    .get(on)
-                    .ok_or_else(|| RuntimeError::MissingInput {
-                        artifact: on.clone(),
-                        parents: t.task.clone(),
-                        hint: "the reused switch task lacks its choice".into(),
-                    })?;
-                let bytes = store.get_blob_bytes(&a.digest, a.size).await?;
-                Some(
-                    String::from_utf8_lossy(&bytes)
-                        .trim()
-                        .trim_matches('"')
-                        .to_string(),
-                )
-            }
-            _ => None,
-        };
         done.insert(tref, route);
     }
     Ok(done)

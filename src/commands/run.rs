@@ -94,6 +94,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             launcher,
             done: Default::default(),
             resumed_from: None,
+            no_cache: args.no_cache,
         },
         args.exec.json,
     )
@@ -139,6 +140,7 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
             launcher,
             done,
             resumed_from: Some(record.run.clone()),
+            no_cache: false,
         },
         args.exec.json,
     )

@@ -84,6 +84,7 @@ fn resolve(a: StepArgs) -> Result<Args> {
         cache_dir: settings::cache_dir()?,
         grace: Duration::from_secs(a.grace),
         image: a.image,
+        resume: flowpack_runtime::step::reuse::ResumeSpec::parse(&a.resume)?,
     })
 }
 

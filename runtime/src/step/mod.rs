@@ -22,6 +22,7 @@ mod artifacts;
 mod child;
 mod logs;
 mod on_demand;
+pub mod reuse;
 mod stop;
 
 use std::borrow::Cow;
@@ -35,7 +36,9 @@ use std::time::{Duration, Instant};
 use flowpack_core::Digest;
 use flowpack_core::flow::{Flow, Step, Transition};
 use flowpack_core::manifest::Manifest;
-use flowpack_core::run::{Artifacts, Bytes, RunRecord, TaskRecord, TaskRef, TaskStatus};
+use flowpack_core::run::{
+    Artifacts, Bytes, ReuseReason, RunRecord, TaskRecord, TaskRef, TaskStatus,
+};
 use flowpack_core::store::{Store, layout};
 use futures::FutureExt;
 use tokio::sync::Notify;
@@ -85,6 +88,8 @@ pub struct StepArgs {
     pub grace: Duration,
     /// The image the task runs in, for the record.
     pub image: Option<String>,
+    /// `--resume SPEC`: adopt this task from the origin run unless its step is redone.
+    pub resume: Option<reuse::ResumeSpec>,
 }
 
 /// How a task ended.
@@ -110,6 +115,8 @@ pub enum Phase {
     Fetch,
     /// The parents' artifacts, into the inputs folder.
     Inputs,
+    /// The step cache looked up, or the task adopted from a resumed run.
+    Reuse,
     /// The child process.
     Run,
     /// The outputs, uploaded as blobs.
@@ -127,6 +134,7 @@ impl Phase {
             Phase::Claim => "claim",
             Phase::Fetch => "fetch",
             Phase::Inputs => "inputs",
+            Phase::Reuse => "reuse",
             Phase::Run => "run",
             Phase::Outputs => "outputs",
             Phase::Commit => "commit",
@@ -355,6 +363,8 @@ async fn create_record(
             phases: BTreeMap::new(),
             bytes: Bytes::default(),
             reused_from: None,
+            reuse_reason: None,
+            cache_key: None,
         };
         let key = format!(
             "{}task.json",
@@ -429,6 +439,11 @@ struct Task<'a> {
     flusher: tokio::task::JoinHandle<()>,
     heartbeat: Heartbeat,
     record: TaskRecord,
+    /// Set when the task's outputs were taken over: from where, why, by which key.
+    reused: std::sync::OnceLock<(String, ReuseReason, Option<Digest>)>,
+    /// The cache key computed before the run, and whether the index entry for it was
+    /// stale: written to the index after the commit.
+    cache_key: std::sync::OnceLock<(Digest, bool)>,
 }
 
 /// Why the phases ended before the child's own end.
@@ -463,6 +478,8 @@ struct Work<'m> {
     params: Params<'m>,
     /// The run this run resumes, from its record (`FLOWPACK_ORIGIN_RUN_ID`).
     origin_run: Option<String>,
+    /// The run's record says `--no-cache`.
+    no_cache: bool,
 }
 
 impl Work<'_> {
@@ -505,6 +522,8 @@ impl<'a> Task<'a> {
             flusher,
             heartbeat,
             record: c.record,
+            reused: Default::default(),
+            cache_key: Default::default(),
         }
     }
 
@@ -520,6 +539,10 @@ impl<'a> Task<'a> {
     async fn phases(&self, t: &mut Tally) -> Result<(TaskStatus, i32), Halt> {
         let work = self.stoppable(t, Phase::Fetch, self.fetch()).await?;
         t.bytes.downloaded += work.package.downloaded;
+
+        if self.stoppable(t, Phase::Reuse, self.reuse(&work)).await? {
+            return Ok((TaskStatus::Reused, 0));
+        }
 
         let (restored, split_item) = self.stoppable(t, Phase::Inputs, self.inputs(&work)).await?;
         t.bytes.downloaded += restored.downloaded;
@@ -604,7 +627,7 @@ impl<'a> Task<'a> {
         if self.args.step == "start" {
             ensure_run_record(self.args, &self.manifest.flow.name, &params).await?;
         }
-        let origin_run = origin_run(self.args, &self.manifest.flow.name).await?;
+        let (origin_run, no_cache) = origin_run(self.args, &self.manifest.flow.name).await?;
         let dir = tempfile::Builder::new()
             .prefix("task-")
             .tempdir_in(self.cache.tmp()?)
@@ -616,6 +639,7 @@ impl<'a> Task<'a> {
             package,
             params,
             origin_run,
+            no_cache,
         })
     }
 
@@ -712,7 +736,9 @@ impl<'a> Task<'a> {
             .store
             .create_json(&format!("{}artifacts.json", self.prefix), namespace)
             .await?;
-        write_output_params(self.args, route)
+        write_output_params(self.args, route)?;
+        self.index().await;
+        Ok(())
     }
 
     /// The report phase, whatever the phases did: the heartbeat stopped, the logs shipped,
@@ -761,6 +787,11 @@ impl<'a> Task<'a> {
         record.heartbeat_at = now();
         record.phases = t.phases;
         record.bytes = t.bytes;
+        if let Some((from, reason, key)) = self.reused.get() {
+            record.reused_from = Some(from.clone());
+            record.reuse_reason = Some(*reason);
+            record.cache_key = key.map(|k| k.hex());
+        }
         if let Err(e) = self
             .args
             .store
@@ -937,7 +968,8 @@ async fn ensure_run_record(
         .to_string(),
         created_at: now(),
         created_by: format!("flowpack {}", env!("CARGO_PKG_VERSION")),
-        resumed_from: None,
+        resumed_from: args.resume.as_ref().map(|r| r.run.clone()),
+        no_cache: false,
     };
     args.store
         .create_json(&layout::run_record(flow, &args.run), &record)
@@ -945,16 +977,16 @@ async fn ensure_run_record(
     Ok(())
 }
 
-/// The run this one resumes, as its run record says; None without a record (a task run by
-/// hand) or when the run is no resume.
-async fn origin_run(args: &StepArgs, flow: &str) -> Result<Option<String>, RuntimeError> {
+/// The run this one resumes, as its run record says (None without a record — a task run
+/// by hand — or when the run is no resume), and whether the record says `--no-cache`.
+async fn origin_run(args: &StepArgs, flow: &str) -> Result<(Option<String>, bool), RuntimeError> {
     match args
         .store
         .get_json::<RunRecord>(&layout::run_record(flow, &args.run))
         .await
     {
-        Ok(r) => Ok(r.resumed_from),
-        Err(e) if e.is_not_found() => Ok(None),
+        Ok(r) => Ok((r.resumed_from, r.no_cache)),
+        Err(e) if e.is_not_found() => Ok((None, false)),
         Err(e) => Err(e.into()),
     }
 }
@@ -1017,9 +1049,12 @@ async fn split_item(
 }
 
 /// What a successful step tells the orchestrator.
-enum Route {
+pub enum Route {
+    /// On to the next step(s).
     Plain,
+    /// A foreach over a list of this many items.
     Foreach(usize),
+    /// A switch to this case.
     Switch(String),
 }
 
