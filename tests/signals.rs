@@ -178,7 +178,9 @@ fn gone(pid: i32) -> bool {
 
 /// A start step that writes an artifact (new bytes in each attempt), and an end step that
 /// reads it.
-const FLOW: &str = "name: sig\nsteps:\n  start: {run: 'echo $FLOWPACK_ATTEMPT > $FLOWPACK_OUTPUT_DIR/art; echo wrote', next: end}\n  end: {run: 'cat $FLOWPACK_INPUT_DIR/art'}\n";
+// `cache: false`: attempt 1 of a task runs again (the step cache would reuse attempt 0);
+// the reuse phase has its own case with `CACHED_FLOW`.
+const FLOW: &str = "name: sig\ndefaults: {cache: false}\nsteps:\n  start: {run: 'echo $FLOWPACK_ATTEMPT > $FLOWPACK_OUTPUT_DIR/art; echo wrote', next: end}\n  end: {run: 'cat $FLOWPACK_INPUT_DIR/art'}\n";
 
 /// Which request the gate holds.
 enum Held {

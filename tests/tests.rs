@@ -18,6 +18,7 @@ mod load;
 mod push;
 mod python;
 mod python_flows;
+mod resume;
 mod runs;
 mod secrets;
 mod signals;

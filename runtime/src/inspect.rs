@@ -299,7 +299,9 @@ fn downstream(flow: &Flow, from: &BTreeSet<String>) -> BTreeSet<String> {
 
 /// Prepares a resumed run: copies, by reference, every committed task of `old` that is
 /// not at or after the failed steps (or `from`) into the new run `new_run`, and returns
-/// them with their routes (foreach count, switch case) for the planner.
+/// them with their routes (foreach count, switch case) for the planner. `flow` is the flow
+/// the new run runs (the current code): a task that no longer fits it is an error, before
+/// anything is written.
 pub async fn reuse_tasks(
     store: &Store,
     flow: &Flow,
@@ -309,15 +311,7 @@ pub async fn reuse_tasks(
     cache: &crate::cache::Cache,
 ) -> Result<BTreeMap<TaskRef, Option<String>>, RuntimeError> {
     let restart: BTreeSet<String> = match from {
-        Some(f) => {
-            if !flow.steps.contains_key(f) {
-                return Err(RuntimeError::Invalid(format!(
-                    "flow '{}' has no step '{f}'",
-                    flow.name
-                )));
-            }
-            [f.to_string()].into()
-        }
+        Some(f) => [f.to_string()].into(),
         None => old
             .tasks
             .iter()
@@ -325,9 +319,21 @@ pub async fn reuse_tasks(
             .map(|t| t.step.clone())
             .collect(),
     };
+    if let Some(missing) = restart.iter().find(|s| !flow.steps.contains_key(*s)) {
+        return Err(RuntimeError::Invalid(format!(
+            "flow '{}' has no step '{missing}' to resume from (run {} {}): \
+             give --from one of its steps",
+            flow.name,
+            old.record.run,
+            if from.is_some() {
+                "was asked"
+            } else {
+                "failed there"
+            },
+        )));
+    }
     let redo = downstream(flow, &restart);
-    let mut done = BTreeMap::new();
-    let fname = &old.record.flow;
+    let mut taken = Vec::new();
     for t in &old.tasks {
         if redo.contains(&t.step) {
             continue;
@@ -335,6 +341,25 @@ pub async fn reuse_tasks(
         let Some(a) = t.attempts.iter().rev().find(|a| a.committed) else {
             continue;
         };
+        fits(flow, t, &a.record).map_err(|why| {
+            RuntimeError::Invalid(format!(
+                "task {} of run {} does not fit the current flow: {why}; resume with --from \
+                 an earlier step, or start a new run",
+                t.task, old.record.run
+            ))
+        })?;
+        let arts = Artifacts {
+            artifacts: t.artifacts.clone(),
+        };
+        let route =
+            crate::step::reuse::route_of(store, cache, &flow.steps[&t.step], &arts, &t.task)
+                .await?
+                .planner_text();
+        taken.push((t, a, arts, route));
+    }
+    let mut done = BTreeMap::new();
+    let fname = &old.record.flow;
+    for (t, a, arts, route) in taken {
         let tref: TaskRef = t.task.parse().map_err(RuntimeError::Invalid)?;
         let base = layout::attempt(fname, new_run, &tref.step, &tref.task, 0);
         let mut rec = a.record.clone();
@@ -346,13 +371,6 @@ pub async fn reuse_tasks(
             old.record.run, t.task, a.record.attempt
         ));
         rec.reuse_reason = Some(flowpack_core::run::ReuseReason::Resume);
-        let arts = Artifacts {
-            artifacts: t.artifacts.clone(),
-        };
-        let route =
-            crate::step::reuse::route_of(store, cache, &flow.steps[&t.step], &arts, &t.task)
-                .await?
-                .planner_text();
         store.create_json(&format!("{base}task.json"), &rec).await?;
         store
             .create_json(&format!("{base}artifacts.json"), &arts)
@@ -360,6 +378,28 @@ pub async fn reuse_tasks(
         done.insert(tref, route);
     }
     Ok(done)
+}
+
+/// Whether `flow` can take over task `t` (whose committed record is `rec`): its step is
+/// still a step, and each parent's step still leads to it.
+fn fits(flow: &Flow, t: &TaskInfo, rec: &flowpack_core::run::TaskRecord) -> Result<(), String> {
+    if !flow.steps.contains_key(&t.step) {
+        return Err(format!("the flow has no step '{}' any more", t.step));
+    }
+    for p in &rec.parents {
+        let parent = p.split('/').next().unwrap_or(p);
+        let leads = flow
+            .steps
+            .get(parent)
+            .is_some_and(|s| s.next.targets().contains(&t.step.as_str()));
+        if !leads {
+            return Err(format!(
+                "step '{}' no longer follows step '{parent}'",
+                t.step
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes artifact `art` to `dest` (a new file or folder; written beside it and renamed in

@@ -419,27 +419,64 @@ impl super::Task<'_> {
                 .await;
             return Ok(false);
         }
-        let mut parents = Vec::new();
-        for p in &self.args.parents {
-            // A parent without a commit fails in the inputs phase, with its own message.
-            let Some((_, arts)) =
-                artifacts::committed(&self.args.store, flow, &self.args.run, p).await?
-            else {
-                return Ok(false);
-            };
-            parents.push((p.clone(), arts));
-        }
-        let code = work.package.code.clone();
-        let key = key(self.args, &self.manifest, &code, &work.params, &parents)?;
-        let stale = match lookup(&self.args.store, flow, &key).await? {
-            Lookup::Hit(found) => {
+        // The cache saves work; it never fails a task: a lookup that fails is a miss.
+        match self.look_up(work).await {
+            Ok(Some((found, key))) => {
                 self.log(&format!(
                     "step cache hit (key {}): the outputs of {} are reused, not run again",
                     key.short(),
                     found.reference()
                 ))
                 .await;
-                return self.take_over(found, ReuseReason::Cache, Some(key)).await;
+                self.take_over(found, ReuseReason::Cache, Some(key)).await
+            }
+            Ok(None) => Ok(false),
+            Err(e) => {
+                self.log(&format!(
+                    "the step cache could not be read ({e}): the task runs"
+                ))
+                .await;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The task's key and what the index has for it: a usable committed task, or None
+    /// (the key is kept for [`Self::index`]).
+    async fn look_up(
+        &self,
+        work: &super::Work<'_>,
+    ) -> Result<Option<(Found, Digest)>, RuntimeError> {
+        let flow = &self.manifest.flow.name;
+        let mut parents = Vec::new();
+        for p in &self.args.parents {
+            // A parent without a commit fails in the inputs phase, with its own message.
+            let Some((_, arts)) =
+                artifacts::committed(&self.args.store, flow, &self.args.run, p).await?
+            else {
+                return Ok(None);
+            };
+            parents.push((p.clone(), arts));
+        }
+        let key = key(
+            self.args,
+            &self.manifest,
+            &work.package.code,
+            &work.params,
+            &parents,
+        )?;
+        let stale = match lookup(&self.args.store, flow, &key).await? {
+            Lookup::Hit(found) => {
+                // Its route is read before anything is committed: a failure here is a miss.
+                route_of(
+                    &self.args.store,
+                    &self.cache,
+                    self.step(),
+                    &found.artifacts,
+                    &found.reference(),
+                )
+                .await?;
+                return Ok(Some((found, key)));
             }
             Lookup::Miss => false,
             Lookup::Stale(what) => {
@@ -452,7 +489,7 @@ impl super::Task<'_> {
             }
         };
         let _ = self.cache_key.set((key, stale));
-        Ok(false)
+        Ok(None)
     }
 
     /// Commits `found`'s namespace as this attempt's and writes the output parameters.

@@ -1,0 +1,157 @@
+//! `flowpack resume RUN FLOW` runs the current code: the origin run's committed tasks
+//! before the failed step are reused (records say from where), the rest runs with the
+//! package pushed from the flow file as it is now.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::runs::{json, show, task};
+use crate::util::{BIN, write_tree};
+
+const FLOW: &str = "name: fixable\n\
+steps:\n\
+\x20 start: {run: 'echo 5 > $FLOWPACK_OUTPUT_DIR/x', next: double}\n\
+\x20 double: {run: 'echo $(( $(cat $FLOWPACK_INPUT_DIR/x) * 2 )) > $FLOWPACK_OUTPUT_DIR/y', next: check}\n\
+\x20 check: {run: 'sh check.sh', next: end}\n\
+\x20 end: {run: 'cat $FLOWPACK_INPUT_DIR/z'}\n";
+
+const BROKEN: &str = "exit 3\n";
+const FIXED: &str = "echo $(( $(cat $FLOWPACK_INPUT_DIR/y) + 1 )) > $FLOWPACK_OUTPUT_DIR/z\n";
+
+fn flowpack(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
+        .env_remove("FLOWPACK_STORE")
+        .output()
+        .unwrap()
+}
+
+fn run_id(out: &Output) -> String {
+    json(&String::from_utf8_lossy(&out.stdout))["run"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+        .to_string()
+}
+
+/// A failed run: `check` (step 3) breaks.
+fn failed_run(dir: &Path) -> String {
+    write_tree(dir, &[("flow.yaml", FLOW), ("check.sh", BROKEN)]);
+    let out = flowpack(dir, &["run", "flow.yaml", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    run_id(&out)
+}
+
+#[test]
+fn resume_with_the_flow_file_runs_the_fixed_code_from_the_failed_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let failed = failed_run(tmp.path());
+    std::fs::write(tmp.path().join("check.sh"), FIXED).unwrap();
+    let out = flowpack(tmp.path(), &["resume", &failed, "flow.yaml", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed = run_id(&out);
+    let info = show(tmp.path(), &resumed, &[]);
+    assert_eq!(info["status"], "succeeded");
+    assert_eq!(info["record"]["resumed_from"], failed.as_str());
+    for t in ["start/0", "double/0"] {
+        let rec = &task(&info, t)["attempts"][0]["record"];
+        assert_eq!(rec["status"], "reused", "{t}");
+        assert_eq!(rec["reuse_reason"], "resume", "{t}");
+        assert!(
+            rec["reused_from"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{failed}/{t}/")),
+            "{rec}"
+        );
+    }
+    for t in ["check/0", "end/0"] {
+        let rec = &task(&info, t)["attempts"][0]["record"];
+        assert_eq!(rec["status"], "succeeded", "{t}");
+    }
+    // The resumed run runs a new package: the one of the fixed tree.
+    assert_ne!(
+        info["record"]["package"],
+        show(tmp.path(), &failed, &[])["record"]["package"]
+    );
+    // Its final artifacts equal those of a clean run of the fixed code.
+    let clean = run_id(&flowpack(
+        tmp.path(),
+        &["run", "flow.yaml", "--no-cache", "--json"],
+    ));
+    let clean = show(tmp.path(), &clean, &[]);
+    assert_eq!(
+        task(&clean, "end/0")["attempts"][0]["record"]["status"],
+        "succeeded"
+    );
+    let digests = |info: &serde_json::Value| -> Vec<(String, String)> {
+        task(info, "end/0")["artifacts"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v["digest"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    assert_eq!(digests(&info), digests(&clean));
+    assert_eq!(digests(&info).len(), 3, "x, y and z");
+}
+
+#[test]
+fn resume_without_the_flow_file_runs_the_old_package_and_fails_again() {
+    // The behavior the flow file fixes: the origin package still has the bug.
+    let tmp = tempfile::tempdir().unwrap();
+    let failed = failed_run(tmp.path());
+    std::fs::write(tmp.path().join("check.sh"), FIXED).unwrap();
+    let out = flowpack(tmp.path(), &["resume", &failed, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("flowpack resume"), "{stderr}");
+}
+
+#[test]
+fn resume_refuses_a_flow_whose_graph_no_longer_fits_the_reused_tasks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let failed = failed_run(tmp.path());
+    // `double` now follows a new step, not `start`: the reused `double` no longer fits.
+    let changed = FLOW.replace(
+        "next: double}",
+        "next: extra}\n  extra: {run: 'true', next: double}",
+    );
+    write_tree(tmp.path(), &[("flow.yaml", &changed), ("check.sh", FIXED)]);
+    let out = flowpack(tmp.path(), &["resume", &failed, "flow.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("task double/0 of run")
+            && stderr.contains("no longer follows step 'start'")
+            && stderr.contains("--from"),
+        "{stderr}"
+    );
+    // A flow without the failed step cannot say where to restart.
+    let renamed = FLOW
+        .replace("next: check}", "next: verify}")
+        .replace("  check:", "  verify:");
+    write_tree(tmp.path(), &[("flow.yaml", &renamed)]);
+    let out = flowpack(tmp.path(), &["resume", &failed, "flow.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("has no step 'check' to resume from"),
+        "{stderr}"
+    );
+    // With --from, it resumes there.
+    let out = flowpack(
+        tmp.path(),
+        &["resume", &failed, "flow.yaml", "--from", "verify", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
