@@ -81,6 +81,18 @@ pub struct TriggerArgs {
     /// The pipeline version to run (default: the newest).
     #[arg(long, value_name = "V")]
     pub version_name: Option<String>,
+    /// Resume this run (read from the store): its committed tasks before the failed steps
+    /// (or --from) are adopted instead of run; its parameter values are the defaults.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<String>,
+    /// With --resume: run again from this step (default: the steps that failed).
+    #[arg(long, value_name = "STEP", requires = "resume")]
+    pub from: Option<String>,
+    /// Print the run request (parameters, the resume plan) as JSON; create no run.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: StoreArg,
     #[command(flatten)]
     pub kfp: KfpArgs,
     /// Print JSON.

@@ -74,6 +74,9 @@ const RUN_ID: &str = "flowpack--run-id";
 const SPLIT: &str = "flowpack--split";
 /// The parent tasks of a join after a foreach, or of a step after a switch.
 const PARENTS: &str = "flowpack--parents";
+/// The root input `flowpack trigger --resume` sets (`flowpack step --resume`), passed to
+/// every task like a parameter.
+const RESUME: &str = "flowpack--resume";
 
 fn param_type(t: ParamType) -> &'static str {
     match t {
@@ -253,6 +256,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
 
         let mut in_params = Map::new();
         in_params.insert(RUN_ID.into(), json!({"parameterType": "STRING"}));
+        in_params.insert(RESUME.into(), json!({"parameterType": "STRING"}));
         for (p, spec) in &flow.parameters {
             in_params.insert(p.clone(), json!({"parameterType": param_type(spec.ty)}));
         }
@@ -318,6 +322,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         for p in flow.parameters.keys() {
             args.extend(["--kfp-param".into(), p.clone(), input(p)]);
         }
+        args.extend(["--resume".into(), input(RESUME)]);
         args.extend(["--kfp-output".into(), "task".into(), output_file("task")]);
         if is_foreach {
             args.extend([
@@ -344,12 +349,12 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
                 RUN_ID.into(),
                 json!({"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}),
             );
-            for p in flow.parameters.keys() {
+            for p in flow.parameters.keys().map(String::as_str).chain([RESUME]) {
                 let from = match here {
-                    Scope::Root => p.clone(),
+                    Scope::Root => p.to_string(),
                     _ => format!("pipelinechannel--{p}"),
                 };
-                task_inputs.insert(p.clone(), json!({"componentInputParameter": from}));
+                task_inputs.insert(p.into(), json!({"componentInputParameter": from}));
             }
             if let Scope::Loop(f) = here {
                 task_inputs.insert(
@@ -486,6 +491,11 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
     }
 
     let mut root_params = Map::new();
+    root_params.insert(
+        RESUME.into(),
+        json!({"parameterType": "STRING", "defaultValue": "", "isOptional": true,
+               "description": "set by flowpack trigger --resume"}),
+    );
     for (p, spec) in &flow.parameters {
         let mut def = json!({"parameterType": param_type(spec.ty)});
         if let Some(d) = &spec.default {
@@ -581,6 +591,14 @@ fn sub_dag_inputs(
             json!({"componentInputParameter": p}),
         );
     }
+    declared.insert(
+        format!("pipelinechannel--{RESUME}"),
+        json!({"parameterType": "STRING"}),
+    );
+    given.insert(
+        format!("pipelinechannel--{RESUME}"),
+        json!({"componentInputParameter": RESUME}),
+    );
     (declared, given)
 }
 

@@ -310,29 +310,7 @@ pub async fn reuse_tasks(
     new_run: &str,
     cache: &crate::cache::Cache,
 ) -> Result<BTreeMap<TaskRef, Option<String>>, RuntimeError> {
-    let restart: BTreeSet<String> = match from {
-        Some(f) => [f.to_string()].into(),
-        None => old
-            .tasks
-            .iter()
-            .filter(|t| t.status().is_some_and(|s| !s.is_success()))
-            .map(|t| t.step.clone())
-            .collect(),
-    };
-    if let Some(missing) = restart.iter().find(|s| !flow.steps.contains_key(*s)) {
-        return Err(RuntimeError::Invalid(format!(
-            "flow '{}' has no step '{missing}' to resume from (run {} {}): \
-             give --from one of its steps",
-            flow.name,
-            old.record.run,
-            if from.is_some() {
-                "was asked"
-            } else {
-                "failed there"
-            },
-        )));
-    }
-    let redo = downstream(flow, &restart);
+    let redo = resume_plan(flow, old, from)?;
     let mut taken = Vec::new();
     for t in &old.tasks {
         if redo.contains(&t.step) {
@@ -341,13 +319,6 @@ pub async fn reuse_tasks(
         let Some(a) = t.attempts.iter().rev().find(|a| a.committed) else {
             continue;
         };
-        fits(flow, t, &a.record).map_err(|why| {
-            RuntimeError::Invalid(format!(
-                "task {} of run {} does not fit the current flow: {why}; resume with --from \
-                 an earlier step, or start a new run",
-                t.task, old.record.run
-            ))
-        })?;
         let arts = Artifacts {
             artifacts: t.artifacts.clone(),
         };
@@ -378,6 +349,56 @@ pub async fn reuse_tasks(
         done.insert(tref, route);
     }
     Ok(done)
+}
+
+/// The steps a resume of `old` runs again with `flow` (the current code): the failed
+/// steps (or `from`) and every step after them. Checks, before anything is written, that
+/// every committed task of the other steps fits `flow`: its step is still a step and its
+/// parents' steps still lead to it.
+pub fn resume_plan(
+    flow: &Flow,
+    old: &RunInfo,
+    from: Option<&str>,
+) -> Result<BTreeSet<String>, RuntimeError> {
+    let restart: BTreeSet<String> = match from {
+        Some(f) => [f.to_string()].into(),
+        None => old
+            .tasks
+            .iter()
+            .filter(|t| t.status().is_some_and(|s| !s.is_success()))
+            .map(|t| t.step.clone())
+            .collect(),
+    };
+    if let Some(missing) = restart.iter().find(|s| !flow.steps.contains_key(*s)) {
+        return Err(RuntimeError::Invalid(format!(
+            "flow '{}' has no step '{missing}' to resume from (run {} {}): \
+             give --from one of its steps",
+            flow.name,
+            old.record.run,
+            if from.is_some() {
+                "was asked"
+            } else {
+                "failed there"
+            },
+        )));
+    }
+    let redo = downstream(flow, &restart);
+    for t in &old.tasks {
+        if redo.contains(&t.step) {
+            continue;
+        }
+        let Some(a) = t.attempts.iter().rev().find(|a| a.committed) else {
+            continue;
+        };
+        fits(flow, t, &a.record).map_err(|why| {
+            RuntimeError::Invalid(format!(
+                "task {} of run {} does not fit the current flow: {why}; resume with --from \
+                 an earlier step, or start a new run",
+                t.task, old.record.run
+            ))
+        })?;
+    }
+    Ok(redo)
 }
 
 /// Whether `flow` can take over task `t` (whose committed record is `rec`): its step is
