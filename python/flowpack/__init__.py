@@ -17,6 +17,7 @@ from ._version import __version__
 from .current import current
 from .decorators import (
     batch,
+    cache,
     card,
     catch,
     conda,
@@ -65,6 +66,7 @@ __all__ = [
     "Parameter",
     "__version__",
     "batch",
+    "cache",
     "card",
     "catch",
     "conda",

@@ -295,3 +295,26 @@ def test_valid_for_the_binary(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "valid" in out.stdout
+
+
+def test_cache_decorator_turns_the_step_cache_off(tmp_path: Path) -> None:
+    path = write_flow(
+        tmp_path,
+        """
+        from flowpack import FlowSpec, step, cache
+
+        class CacheFlow(FlowSpec):
+            @cache(enabled=False)
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @cache(enabled=True)
+            @step
+            def end(self):
+                pass
+        """,
+    )
+    d = doc(path)
+    assert d["steps"]["start"]["cache"] is False
+    assert "cache" not in d["steps"]["end"]
