@@ -85,6 +85,18 @@ pub struct TriggerArgs {
     /// The pipeline version to run (default: the newest).
     #[arg(long, value_name = "V")]
     pub version_name: Option<String>,
+    /// Resume this run (read from the store): its committed tasks before the failed steps
+    /// (or --from) are adopted instead of run; its parameter values are the defaults.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<String>,
+    /// With --resume: run again from this step (default: the steps that failed).
+    #[arg(long, value_name = "STEP", requires = "resume")]
+    pub from: Option<String>,
+    /// Print the run request (parameters, the resume plan) as JSON; create no run.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: StoreArg,
     #[command(flatten)]
     pub kfp: KfpArgs,
     /// Print JSON.
@@ -250,6 +262,9 @@ pub struct ResumeArgs {
     /// Run again from this step (default: the steps that failed); tasks before it are reused.
     #[arg(long, value_name = "STEP")]
     pub from: Option<String>,
+    /// The flow file whose current code runs the rest (pushed as `run` pushes it). Without
+    /// it, the origin run's own package runs again.
+    pub flow: Option<PathBuf>,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -278,6 +293,9 @@ pub struct RunArgs {
     /// A parameter value, NAME=VALUE (repeatable); others take their defaults.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
+    /// Run every task: reuse nothing from the step cache (tasks still enter it).
+    #[arg(long)]
+    pub no_cache: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -346,7 +364,8 @@ pub struct StepArgs {
     /// The image this task runs in (recorded).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
-    /// Resume: empty for none, else {"run": "<origin run>", "redo": ["<step>", ...]}.
+    /// Resume: "" (none) or {"run": ORIGIN, "redo": [STEP, …]}; a task of a step not in
+    /// redo with a committed attempt in ORIGIN is adopted from it instead of run.
     #[arg(long, value_name = "SPEC")]
     pub resume: Option<String>,
 }

@@ -101,8 +101,9 @@ async fn check_task(store: &Store, flow: &str, run: &str, step: &str) -> (usize,
     (attempts.len(), committed)
 }
 
-const STEP_FLOW: &str =
-    "name: crash\nsteps:\n  start: {run: python3 main.py, next: end}\n  end: {run: 'true'}\n";
+// `cache: false`: each attempt of the same task really runs (the step cache would reuse
+// the first committed one).
+const STEP_FLOW: &str = "name: crash\ndefaults: {cache: false}\nsteps:\n  start: {run: python3 main.py, next: end}\n  end: {run: 'true'}\n";
 /// Twelve artifacts, 3 MiB in all, incompressible: uploads that take a while.
 const STEP_MAIN: &str = r#"import os
 out = os.environ["FLOWPACK_OUTPUT_DIR"]

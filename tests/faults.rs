@@ -129,7 +129,10 @@ fn push_and_run_finish_correctly_through_a_store_that_fails_one_request_in_five(
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|a| a["record"]["status"] == "succeeded")
+                // Seed 2's run reuses seed 1's tasks from the step cache.
+                .filter(|a| {
+                    ["succeeded", "reused"].contains(&a["record"]["status"].as_str().unwrap())
+                })
                 .count();
             assert_eq!(committed, 1, "{t}");
         }

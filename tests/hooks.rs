@@ -256,3 +256,54 @@ fn python_exit_hooks_are_checked_at_their_line() {
         "{err}"
     );
 }
+
+/// A hook's input is the run's outcome, which no cache key holds: a second identical run
+/// reuses the flow's tasks from the step cache but runs its hooks again.
+#[test]
+fn hooks_run_in_every_run_even_when_every_other_task_is_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &[("flow.yaml", FLOW)]);
+    let (ok, _) = run(tmp.path(), "flow.yaml", &[]);
+    assert!(ok);
+    let (ok, summary) = run(tmp.path(), "flow.yaml", &[]);
+    assert!(ok, "{summary:#}");
+    let info = show(tmp.path(), summary["run"].as_str().unwrap(), &[]);
+    assert_eq!(status(&info, "a/0"), "reused", "the cache is on");
+    assert_eq!(status(&info, "cleanup/0"), "succeeded");
+    assert_eq!(status(&info, "alert/0"), "skipped");
+}
+
+/// A resumed run runs its hooks again (they report the new run's outcome), never adopts
+/// the origin's.
+#[test]
+fn a_resumed_run_runs_its_hooks_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &[("flow.yaml", FLOW)]);
+    let (ok, summary) = run(tmp.path(), "flow.yaml", &["--param", "fail=true"]);
+    assert!(!ok);
+    let origin = summary["run"].as_str().unwrap().to_string();
+    // The fix: b no longer fails.
+    let fixed = FLOW.replace(r#"test "$FLOWPACK_PARAM_FAIL" = false"#, "true");
+    write_tree(tmp.path(), &[("flow.yaml", &fixed)]);
+    let out = flowpack(tmp.path(), &["resume", &origin, "flow.yaml", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed = json(&String::from_utf8_lossy(&out.stdout));
+    let info = show(tmp.path(), resumed["run"].as_str().unwrap(), &[]);
+    assert_eq!(status(&info, "a/0"), "reused");
+    assert_eq!(status(&info, "b/0"), "succeeded");
+    assert_eq!(status(&info, "alert/0"), "skipped");
+    assert_eq!(status(&info, "cleanup/0"), "succeeded");
+    for hook in ["alert/0", "cleanup/0"] {
+        let attempts = task(&info, hook)["attempts"].as_array().unwrap().len();
+        assert_eq!(attempts, 1, "{hook}: run once, nothing adopted before it");
+    }
+    let run_id = resumed["run"].as_str().unwrap();
+    assert_eq!(
+        artifact(tmp.path(), run_id, "cleanup", "status"),
+        "succeeded"
+    );
+}

@@ -178,7 +178,11 @@ fn gone(pid: i32) -> bool {
 
 /// A start step that writes an artifact (new bytes in each attempt), and an end step that
 /// reads it.
-const FLOW: &str = "name: sig\nsteps:\n  start: {run: 'echo $FLOWPACK_ATTEMPT > $FLOWPACK_OUTPUT_DIR/art; echo wrote', next: end}\n  end: {run: 'cat $FLOWPACK_INPUT_DIR/art'}\n";
+// `cache: false`: attempt 1 of a task runs again (the step cache would reuse attempt 0);
+// the reuse phase has its own case with `CACHED_FLOW`.
+const FLOW: &str = "name: sig\ndefaults: {cache: false}\nsteps:\n  start: {run: 'echo $FLOWPACK_ATTEMPT > $FLOWPACK_OUTPUT_DIR/art; echo wrote', next: end}\n  end: {run: 'cat $FLOWPACK_INPUT_DIR/art'}\n";
+/// `FLOW` with the step cache on: its tasks look the cache up in the reuse phase.
+const CACHED_FLOW: &str = "name: sig\nsteps:\n  start: {run: 'echo $FLOWPACK_ATTEMPT > $FLOWPACK_OUTPUT_DIR/art; echo wrote', next: end}\n  end: {run: 'cat $FLOWPACK_INPUT_DIR/art'}\n";
 
 /// Which request the gate holds.
 enum Held {
@@ -287,9 +291,31 @@ fn a_stop_signal_in_every_phase_ends_the_task_with_its_record_and_logs() {
 }
 
 fn stop_in(case: &Case) {
+    stop_in_flow(case, FLOW);
+}
+
+#[test]
+fn a_stop_signal_in_the_reuse_phase_ends_the_task_with_its_record_and_logs() {
+    // `end`'s cache lookup held: the signal lands in the reuse phase.
+    stop_in_flow(
+        &Case {
+            phase: "reuse",
+            signal: libc::SIGHUP,
+            step: "end",
+            held: Held::Key("GET", "/v1/cache/", 1),
+            release: false,
+            status: Some("terminated"),
+            code: 143,
+            logged: "SIGHUP received during reuse: stopped, nothing committed",
+        },
+        CACHED_FLOW,
+    );
+}
+
+fn stop_in_flow(case: &Case, flow: &str) {
     let what = case.phase;
     let tmp = tempfile::tempdir().unwrap();
-    write_tree(tmp.path(), &[("flow.yaml", FLOW)]);
+    write_tree(tmp.path(), &[("flow.yaml", flow)]);
     let direct = util::s3_store("sig");
     let pushed = json(&flowpack_ok(
         tmp.path(),

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod cache;
 mod cli;
 mod client;
 mod containers;
@@ -21,6 +22,7 @@ mod push;
 mod python;
 mod python_flows;
 mod recursion;
+mod resume;
 mod runs;
 mod schedules;
 mod secrets;

@@ -37,6 +37,9 @@ pub struct RunRecord {
         deserialize_with = "name::de::opt_run"
     )]
     pub resumed_from: Option<String>,
+    /// `flowpack run --no-cache`: no task of this run is reused from the step cache.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_cache: bool,
 }
 
 /// Where a task is in its life.
@@ -139,6 +142,40 @@ pub struct TaskRecord {
         deserialize_with = "name::de::opt_run_attempt_ref"
     )]
     pub reused_from: Option<String>,
+    /// For reused tasks: why (`cache` or `resume`). Absent in records written before it
+    /// existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_reason: Option<ReuseReason>,
+    /// For tasks reused from the step cache: the cache key (64 hex) they were found by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
+}
+
+/// Why a task's outputs were taken over from another task instead of computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReuseReason {
+    /// The step cache: a committed task had the same cache key (docs/runtime.md).
+    Cache,
+    /// `flowpack resume` or a KFP resume: the origin run's task, before the redone steps.
+    Resume,
+}
+
+/// An entry of the step cache's index (`v1/cache/<flow>/<2 hex>/<64 hex>.json`): the
+/// committed task whose inputs gave the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// The run.
+    #[serde(deserialize_with = "name::de::run")]
+    pub run: String,
+    /// The step.
+    #[serde(deserialize_with = "name::de::step")]
+    pub step: String,
+    /// The task id.
+    #[serde(deserialize_with = "name::de::task")]
+    pub task: String,
+    /// The committed attempt.
+    pub attempt: u32,
 }
 
 /// What an artifact is.

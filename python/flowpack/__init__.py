@@ -17,6 +17,7 @@ from ._version import __version__
 from .current import current
 from .decorators import (
     batch,
+    cache,
     card,
     catch,
     conda,
@@ -66,6 +67,7 @@ __all__ = [
     "Parameter",
     "__version__",
     "batch",
+    "cache",
     "card",
     "catch",
     "conda",

@@ -7,7 +7,7 @@ line into the ``flowpack`` binary's (:func:`translate`) and replaces this proces
 ``python flow.py …``        runs
 ==========================  ==================================================
 ``run [--NAME VALUE]…``     ``flowpack run FLOW --param NAME=VALUE …``
-``resume [RUN|STEP]``       ``flowpack resume RUN [--from STEP]`` (RUN: the flow's latest)
+``resume [RUN|STEP]``       ``flowpack resume RUN FLOW [--from STEP]`` (RUN: the flow's latest)
 ``show``                    ``flowpack check FLOW``
 ``push`` / ``compile``      ``flowpack push|compile FLOW …``
 ``trigger [--NAME VALUE]``  ``flowpack trigger FLOW --param NAME=VALUE …``
@@ -180,7 +180,8 @@ def translate(flow_cls: type, flow_file: str, argv: list[str]) -> list[str]:
                 run_id = positional[0]
         store = store or default_store()
         run_id = run_id or _latest_run(flow_cls.__name__, store)
-        return ["resume", run_id, *out, "--store", store]
+        # The current flow file: the resumed run runs the code as it is now.
+        return ["resume", run_id, flow_path, *out, "--store", store]
     if positional:
         raise UsageError(f"{command}: unexpected argument {positional[0]!r}")
     if command == "show":

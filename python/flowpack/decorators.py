@@ -1,5 +1,5 @@
 """Step and flow decorators: ``@step``, the step settings (``@resources``, ``@retry``,
-``@timeout``, ``@environment``, ``@catch``, ``@kubernetes``, ``@pypi``) and the flow's
+``@timeout``, ``@environment``, ``@catch``, ``@cache``, ``@kubernetes``, ``@pypi``) and the flow's
 (``@schedule``, ``@pypi_base``).
 
 A decorator only records itself on the function or class, checked when applied (a wrong
@@ -123,6 +123,11 @@ def _check_retry(name: str, a: dict[str, Any]) -> None:
     m = a["minutes_between_retries"]
     if not _is_num(m) or m < 0:
         raise _fail(name, f"minutes_between_retries must be a number >= 0, not {m!r}")
+
+
+def _check_cache(name: str, a: dict[str, Any]) -> None:
+    if not isinstance(a["enabled"], bool):
+        raise _fail(name, f"enabled must be True or False, not {a['enabled']!r}")
 
 
 def _retry(a: dict[str, Any]) -> dict[str, Any]:
@@ -272,6 +277,7 @@ _SPECS: dict[str, tuple[dict[str, Any], Callable[[str, dict[str, Any]], None], s
     "retry": ({"times": 3, "minutes_between_retries": 2}, _check_retry, "step"),
     "timeout": ({"seconds": 0, "minutes": 0, "hours": 0}, _check_timeout, "step"),
     "environment": ({"vars": {}}, _check_environment, "step"),
+    "cache": ({"enabled": True}, _check_cache, "step"),
     "catch": ({"var": None, "print_exception": True}, _check_catch, "step"),
     "kubernetes": (
         {
@@ -313,6 +319,7 @@ _SETTINGS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         {"env": _str_dict("environment", "vars", a["vars"])} if a["vars"] else {}
     ),
     "catch": lambda a: {},
+    "cache": lambda a: {} if a["enabled"] else {"cache": False},
     "kubernetes": _kubernetes,
     "pypi": lambda a: {"python_env": _python_env(a)},
     "pypi_base": lambda a: {},
@@ -394,6 +401,7 @@ retry = DecoratorFactory("retry")
 timeout = DecoratorFactory("timeout")
 environment = DecoratorFactory("environment")
 catch = DecoratorFactory("catch")
+cache = DecoratorFactory("cache")
 kubernetes = DecoratorFactory("kubernetes")
 pypi = DecoratorFactory("pypi")
 pypi_base = DecoratorFactory("pypi_base")
@@ -421,6 +429,7 @@ STEP_DECORATORS = (
     "timeout",
     "environment",
     "catch",
+    "cache",
     "kubernetes",
     "pypi",
 )

@@ -54,9 +54,12 @@ def test_show_and_unknown_options(foreach_flow: type) -> None:
 
 
 def test_resume_takes_a_run_or_a_step(foreach_flow: type) -> None:
+    # The flow file goes along: the resumed run runs the current code.
+    flow = os.path.abspath("f.py")
     assert translate(foreach_flow, "f.py", ["resume", "local-1", "--store", "s"]) == [
         "resume",
         "local-1",
+        flow,
         "--store",
         "s",
     ]
@@ -64,7 +67,7 @@ def test_resume_takes_a_run_or_a_step(foreach_flow: type) -> None:
         foreach_flow,
         "f.py",
         ["resume", "join", "--origin-run-id", "local-2", "--store", "s"],
-    ) == ["resume", "local-2", "--from", "join", "--store", "s"]
+    ) == ["resume", "local-2", flow, "--from", "join", "--store", "s"]
 
 
 def test_help_lists_commands_and_parameters(tmp_path: Path) -> None:

@@ -355,3 +355,26 @@ def test_exit_hook_takes_step_names_not_functions(tmp_path: Path) -> None:
     [(line, message)] = errors(path)
     assert line == 6
     assert "flowpack's exit hooks are steps" in message, message
+
+
+def test_cache_decorator_turns_the_step_cache_off(tmp_path: Path) -> None:
+    path = write_flow(
+        tmp_path,
+        """
+        from flowpack import FlowSpec, step, cache
+
+        class CacheFlow(FlowSpec):
+            @cache(enabled=False)
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @cache(enabled=True)
+            @step
+            def end(self):
+                pass
+        """,
+    )
+    d = doc(path)
+    assert d["steps"]["start"]["cache"] is False
+    assert "cache" not in d["steps"]["end"]

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use flowpack_core::flow::{Flow, Transition};
+use flowpack_core::flow::Flow;
 use flowpack_core::run::{ArtifactRef, Artifacts, RunRecord, TaskRecord, TaskRef, TaskStatus};
 use flowpack_core::store::{Store, layout};
 use serde::Serialize;
@@ -299,7 +299,9 @@ fn downstream(flow: &Flow, from: &BTreeSet<String>) -> BTreeSet<String> {
 
 /// Prepares a resumed run: copies, by reference, every committed task of `old` that is
 /// not at or after the failed steps (or `from`) into the new run `new_run`, and returns
-/// them with their routes (foreach count, switch case) for the planner.
+/// them with their routes (foreach count, switch case) for the planner. `flow` is the flow
+/// the new run runs (the current code): a task that no longer fits it is an error, before
+/// anything is written.
 pub async fn reuse_tasks(
     store: &Store,
     flow: &Flow,
@@ -308,26 +310,8 @@ pub async fn reuse_tasks(
     new_run: &str,
     cache: &crate::cache::Cache,
 ) -> Result<BTreeMap<TaskRef, Option<String>>, RuntimeError> {
-    let restart: BTreeSet<String> = match from {
-        Some(f) => {
-            if !flow.steps.contains_key(f) {
-                return Err(RuntimeError::Invalid(format!(
-                    "flow '{}' has no step '{f}'",
-                    flow.name
-                )));
-            }
-            [f.to_string()].into()
-        }
-        None => old
-            .tasks
-            .iter()
-            .filter(|t| t.status().is_some_and(|s| !s.is_success()))
-            .map(|t| t.step.clone())
-            .collect(),
-    };
-    let redo = downstream(flow, &restart);
-    let mut done = BTreeMap::new();
-    let fname = &old.record.flow;
+    let redo = resume_plan(flow, old, from)?;
+    let mut taken = Vec::new();
     for t in &old.tasks {
         if redo.contains(&t.step) {
             continue;
@@ -335,6 +319,18 @@ pub async fn reuse_tasks(
         let Some(a) = t.attempts.iter().rev().find(|a| a.committed) else {
             continue;
         };
+        let arts = Artifacts {
+            artifacts: t.artifacts.clone(),
+        };
+        let route =
+            crate::step::reuse::route_of(store, cache, &flow.steps[&t.step], &arts, &t.task)
+                .await?
+                .planner_text();
+        taken.push((t, a, arts, route));
+    }
+    let mut done = BTreeMap::new();
+    let fname = &old.record.flow;
+    for (t, a, arts, route) in taken {
         let tref: TaskRef = t.task.parse().map_err(RuntimeError::Invalid)?;
         let base = layout::attempt(fname, new_run, &tref.step, &tref.task, 0);
         let mut rec = a.record.clone();
@@ -345,50 +341,88 @@ pub async fn reuse_tasks(
             "{}/{}/{}",
             old.record.run, t.task, a.record.attempt
         ));
+        rec.reuse_reason = Some(flowpack_core::run::ReuseReason::Resume);
         store.create_json(&format!("{base}task.json"), &rec).await?;
         store
-            .create_json(
-                &format!("{base}artifacts.json"),
-                &Artifacts {
-                    artifacts: t.artifacts.clone(),
-                },
-            )
+            .create_json(&format!("{base}artifacts.json"), &arts)
             .await?;
-        let route = match &flow.steps[&t.step].next {
-            Transition::Foreach { over, .. } => {
-                let a = t
-                    .artifacts
-                    .get(over)
-                    .ok_or_else(|| RuntimeError::MissingInput {
-                        artifact: over.clone(),
-                        parents: t.task.clone(),
-                        hint: "the reused foreach task lacks its list".into(),
-                    })?;
-                let list = crate::step::read_json_artifact(store, cache, a).await?;
-                Some(list.as_array().map_or(0, Vec::len).to_string())
-            }
-            Transition::Switch { on, .. } => {
-                let a = t
-                    .artifacts
-                    .get(on)
-                    .ok_or_else(|| RuntimeError::MissingInput {
-                        artifact: on.clone(),
-                        parents: t.task.clone(),
-                        hint: "the reused switch task lacks its choice".into(),
-                    })?;
-                let bytes = store.get_blob_bytes(&a.digest, a.size).await?;
-                Some(
-                    String::from_utf8_lossy(&bytes)
-                        .trim()
-                        .trim_matches('"')
-                        .to_string(),
-                )
-            }
-            _ => None,
-        };
         done.insert(tref, route);
     }
     Ok(done)
+}
+
+/// The steps a resume of `old` runs again with `flow` (the current code): the failed
+/// steps (or `from`) and every step after them. Checks, before anything is written, that
+/// every committed task of the other steps fits `flow`: its step is still a step and its
+/// parents' steps still lead to it.
+pub fn resume_plan(
+    flow: &Flow,
+    old: &RunInfo,
+    from: Option<&str>,
+) -> Result<BTreeSet<String>, RuntimeError> {
+    let restart: BTreeSet<String> = match from {
+        Some(f) => [f.to_string()].into(),
+        None => old
+            .tasks
+            .iter()
+            .filter(|t| t.status().is_some_and(|s| !s.is_success()))
+            .map(|t| t.step.clone())
+            .collect(),
+    };
+    if let Some(missing) = restart.iter().find(|s| !flow.steps.contains_key(*s)) {
+        return Err(RuntimeError::Invalid(format!(
+            "flow '{}' has no step '{missing}' to resume from (run {} {}): \
+             give --from one of its steps",
+            flow.name,
+            old.record.run,
+            if from.is_some() {
+                "was asked"
+            } else {
+                "failed there"
+            },
+        )));
+    }
+    let mut redo = downstream(flow, &restart);
+    // Exit hooks see the outcome of the run they end: every run runs them again.
+    redo.extend(flow.hooks().into_iter().map(|(_, s)| s.to_string()));
+    for t in &old.tasks {
+        if redo.contains(&t.step) {
+            continue;
+        }
+        let Some(a) = t.attempts.iter().rev().find(|a| a.committed) else {
+            continue;
+        };
+        fits(flow, t, &a.record).map_err(|why| {
+            RuntimeError::Invalid(format!(
+                "task {} of run {} does not fit the current flow: {why}; resume with --from \
+                 an earlier step, or start a new run",
+                t.task, old.record.run
+            ))
+        })?;
+    }
+    Ok(redo)
+}
+
+/// Whether `flow` can take over task `t` (whose committed record is `rec`): its step is
+/// still a step, and each parent's step still leads to it.
+fn fits(flow: &Flow, t: &TaskInfo, rec: &flowpack_core::run::TaskRecord) -> Result<(), String> {
+    if !flow.steps.contains_key(&t.step) {
+        return Err(format!("the flow has no step '{}' any more", t.step));
+    }
+    for p in &rec.parents {
+        let parent = p.split('/').next().unwrap_or(p);
+        let leads = flow
+            .steps
+            .get(parent)
+            .is_some_and(|s| s.next.targets().contains(&t.step.as_str()));
+        if !leads {
+            return Err(format!(
+                "step '{}' no longer follows step '{parent}'",
+                t.step
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes artifact `art` to `dest` (a new file or folder; written beside it and renamed in

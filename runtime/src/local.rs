@@ -60,6 +60,8 @@ pub struct RunOptions {
     pub done: BTreeMap<TaskRef, Option<String>>,
     /// The run this one resumes.
     pub resumed_from: Option<String>,
+    /// `--no-cache`: the run record says so, and no task reuses a cached one.
+    pub no_cache: bool,
 }
 
 /// Receives the live output of a run.
@@ -273,6 +275,7 @@ pub async fn run(
             .to_string(),
         created_by: format!("flowpack {}", env!("CARGO_PKG_VERSION")),
         resumed_from: opts.resumed_from.clone(),
+        no_cache: opts.no_cache,
     };
     opts.store
         .create_json(&layout::run_record(&flow.name, &opts.run), &record)

@@ -6,6 +6,8 @@ use anyhow::{Context, Result, bail};
 use flowpack_core::Flow;
 use flowpack_core::env_vars::FLOWPACK_KFP_TOKEN;
 use flowpack_kfp::client::{KfpClient, Pipeline, PipelineVersion};
+use flowpack_runtime::inspect;
+use flowpack_runtime::step::reuse::ResumeSpec;
 
 use crate::cli::{KfpArgs, KfpRunArgs, TriggerArgs};
 
@@ -51,8 +53,22 @@ pub async fn deploy(
 
 pub async fn trigger(a: TriggerArgs) -> Result<()> {
     let flow = Flow::load(&a.flow)?;
+    let mut params = serde_json::Map::new();
+    let resume = match &a.resume {
+        Some(run) => Some(resume_spec(&a, &flow, run, &mut params).await?),
+        None => None,
+    };
+    params.extend(typed_params(&flow, &a.params)?);
+    if let Some(spec) = &resume {
+        let text = serde_json::to_string(spec).expect("a spec serializes");
+        params.insert(RESUME_INPUT.into(), text.into());
+    }
+    if a.dry_run {
+        return super::print_json(&serde_json::json!({
+            "flow": flow.name, "parameters": params, "resume": resume,
+        }));
+    }
     let kfp = client(&a.kfp)?;
-    let params = typed_params(&flow, &a.params)?;
     let (pipeline, version) =
         pipeline_version(&kfp, &flow, &a.flow, a.version_name.as_deref()).await?;
     let experiment = kfp.experiment(&a.experiment).await?;
@@ -130,6 +146,48 @@ pub async fn pipeline_version(
             .context("the pipeline has no version")?,
     };
     Ok((pipeline, version))
+}
+
+/// The root pipeline input that carries `flowpack step --resume` (docs/kubeflow.md).
+const RESUME_INPUT: &str = "flowpack--resume";
+
+/// The resume of `run` (read from the store): the steps to redo, checked against the
+/// current flow; the origin's parameter values go into `params` (given ones win).
+async fn resume_spec(
+    a: &TriggerArgs,
+    flow: &Flow,
+    run: &str,
+    params: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<ResumeSpec> {
+    let store = crate::settings::store(
+        a.store.store.as_deref(),
+        &crate::settings::flow_dir(&a.flow),
+    )?;
+    let record = inspect::find_run(&store, run).await?;
+    if record.flow != flow.name {
+        bail!(
+            "run {} is of flow '{}', not '{}'",
+            record.run,
+            record.flow,
+            flow.name
+        );
+    }
+    let old = inspect::load(&store, record.clone()).await?;
+    let redo = inspect::resume_plan(flow, &old, a.from.as_deref())?;
+    for (k, v) in &record.parameters {
+        if flow.parameters.contains_key(k) {
+            params.insert(k.clone(), v.clone());
+        }
+    }
+    eprintln!(
+        "resuming {}: steps run again: {}",
+        record.run,
+        redo.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+    Ok(ResumeSpec {
+        run: record.run,
+        redo: redo.into_iter().collect(),
+    })
 }
 
 fn run_uuid(run: &str) -> Result<&str> {

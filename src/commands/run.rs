@@ -59,33 +59,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
     )?;
     let cache_dir = settings::cache_dir()?;
     let launcher = launcher(&args.exec, &store, &cache_dir).await?;
-    let progress = Progress::new(args.exec.json);
-    let pushed = push(
-        &args.flow,
-        &flow,
-        &PushOptions {
-            store: store.clone(),
-            version: None,
-            record_version: false,
-            rebuild_env: false,
-            cache_dir: cache_dir.clone(),
-        },
-        &progress,
-    )
-    .await;
-    progress.clear();
-    let pushed = pushed?;
+    let package = push_current(&args.flow, &flow, &store, &cache_dir, args.exec.json).await?;
     let run_id = new_local_run_id();
     eprintln!(
         "run {run_id} of flow {} (package {}) in {}",
         flow.name,
-        pushed.package.short(),
+        package.short(),
         store.url()
     );
     execute(
         RunOptions {
             store,
-            package: pushed.package,
+            package,
             flow,
             run: run_id,
             params,
@@ -94,6 +79,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             launcher,
             done: Default::default(),
             resumed_from: None,
+            no_cache: args.no_cache,
         },
         args.exec.json,
     )
@@ -101,25 +87,59 @@ pub async fn run(args: RunArgs) -> Result<()> {
 }
 
 pub async fn resume(args: ResumeArgs) -> Result<()> {
-    let store = settings::store(args.exec.store.store.as_deref(), std::path::Path::new("."))?;
+    let beside = args
+        .flow
+        .as_deref()
+        .map_or_else(|| std::path::PathBuf::from("."), settings::flow_dir);
+    let store = settings::store(args.exec.store.store.as_deref(), &beside)?;
     let cache_dir = settings::cache_dir()?;
     let launcher = launcher(&args.exec, &store, &cache_dir).await?;
     let record = inspect::find_run(&store, &args.run).await?;
     let old = inspect::load(&store, record.clone()).await?;
     let cache = Cache::new(&cache_dir);
-    let flow = cache.manifest(&store, &record.package).await?.flow;
+    // The current code when the flow file is given; else the origin run's package.
+    let (flow, package) = match &args.flow {
+        Some(file) => {
+            let flow = Flow::load(file)?;
+            if flow.name != record.flow {
+                anyhow::bail!(
+                    "{} is flow '{}', but run {} is of flow '{}': give that flow's file",
+                    file.display(),
+                    flow.name,
+                    record.run,
+                    record.flow
+                );
+            }
+            let package = push_current(file, &flow, &store, &cache_dir, args.exec.json).await?;
+            (flow, package)
+        }
+        None => {
+            eprintln!(
+                "note: no flow file given: the origin run's own package runs again \
+                 (give the flow file to run the current code: flowpack resume {} FLOW)",
+                record.run
+            );
+            (
+                cache.manifest(&store, &record.package).await?.flow,
+                record.package,
+            )
+        }
+    };
     let run_id = new_local_run_id();
     let done =
         inspect::reuse_tasks(&store, &flow, &old, args.from.as_deref(), &run_id, &cache).await?;
     eprintln!(
-        "run {run_id} resumes {} of flow {}: {} tasks reused",
+        "run {run_id} resumes {} of flow {} (package {}): {} tasks reused",
         record.run,
         flow.name,
+        package.short(),
         done.len()
     );
+    // The origin's values of the parameters the flow still has.
     let params = record
         .parameters
         .iter()
+        .filter(|(k, _)| flow.parameters.contains_key(*k))
         .map(|(k, v)| {
             (
                 k.clone(),
@@ -130,7 +150,7 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
     execute(
         RunOptions {
             store,
-            package: record.package,
+            package,
             flow,
             run: run_id,
             params,
@@ -139,10 +159,37 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
             launcher,
             done,
             resumed_from: Some(record.run.clone()),
+            no_cache: false,
         },
         args.exec.json,
     )
     .await
+}
+
+/// Pushes the flow file's current tree (no version recorded) and returns the package.
+async fn push_current(
+    file: &Path,
+    flow: &Flow,
+    store: &Store,
+    cache_dir: &Path,
+    json: bool,
+) -> Result<flowpack_core::Digest> {
+    let progress = Progress::new(json);
+    let pushed = push(
+        file,
+        flow,
+        &PushOptions {
+            store: store.clone(),
+            version: None,
+            record_version: false,
+            rebuild_env: false,
+            cache_dir: cache_dir.to_path_buf(),
+        },
+        &progress,
+    )
+    .await;
+    progress.clear();
+    Ok(pushed?.package)
 }
 
 /// How tasks start: this binary as `flowpack step`, or the images' binary in podman.

@@ -122,6 +122,9 @@ fn resolve(a: StepArgs) -> Result<Args> {
         cache_dir: settings::cache_dir()?,
         grace: Duration::from_secs(inv.grace.unwrap_or(10)),
         image: inv.image,
+        resume: flowpack_runtime::step::reuse::ResumeSpec::parse(
+            inv.resume.as_deref().unwrap_or_default(),
+        )?,
     })
 }
 

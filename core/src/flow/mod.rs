@@ -311,7 +311,7 @@ pub struct Settings {
     /// Wall-clock limit of one attempt, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
-    /// Whether KFP may reuse a cached result of this step.
+    /// Whether the step cache may reuse a committed task of this step (docs/runtime.md).
     pub cache: bool,
     /// If set, only these artifacts are restored for the step.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@
 //! v1/runs/<flow>/<run>/<step>/<task>/<attempt>/task.json        lifecycle (claimed create-only)
 //! v1/runs/<flow>/<run>/<step>/<task>/<attempt>/logs/<seq>.log   log chunks, appended as new objects
 //! v1/runs/<flow>/<run>/<step>/<task>/<attempt>/artifacts.json   commit point, written last
+//! v1/cache/<flow>/<first 2 hex>/<64 hex>.json  step cache index: key -> committed task
 //! ```
 //! No key is also a prefix of another key (some S3 servers store keys as file paths).
 //!
@@ -119,6 +120,12 @@ pub fn task(flow: &str, run_id: &str, step: &str, task: &str) -> String {
 /// The folder of one attempt of a task.
 pub fn attempt(flow: &str, run_id: &str, step: &str, task_id: &str, attempt: u32) -> String {
     format!("{}{attempt}/", task(flow, run_id, step, task_id))
+}
+
+/// The step cache's index entry for cache key `key` (64 hex) of flow `flow`.
+pub fn cache_entry(flow: &str, key: &Digest) -> String {
+    let hex = key.hex();
+    format!("{FORMAT_VERSION}/cache/{flow}/{}/{hex}.json", &hex[..2])
 }
 
 /// Whether `v` may name a version: 1 to 128 letters, digits, `.`, `_` or `-`, not

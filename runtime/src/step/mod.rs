@@ -24,6 +24,7 @@ mod hook;
 mod logs;
 mod on_demand;
 pub mod parents;
+pub mod reuse;
 mod stop;
 
 use std::borrow::Cow;
@@ -37,7 +38,9 @@ use std::time::{Duration, Instant};
 use flowpack_core::Digest;
 use flowpack_core::flow::{Flow, Step, Transition};
 use flowpack_core::manifest::Manifest;
-use flowpack_core::run::{Artifacts, Bytes, RunRecord, TaskRecord, TaskRef, TaskStatus};
+use flowpack_core::run::{
+    Artifacts, Bytes, ReuseReason, RunRecord, TaskRecord, TaskRef, TaskStatus,
+};
 use flowpack_core::store::{Store, layout};
 use futures::FutureExt;
 use tokio::sync::Notify;
@@ -89,6 +92,8 @@ pub struct StepArgs {
     pub grace: Duration,
     /// The image the task runs in, for the record.
     pub image: Option<String>,
+    /// `--resume SPEC`: adopt this task from the origin run unless its step is redone.
+    pub resume: Option<reuse::ResumeSpec>,
 }
 
 /// How a task ended.
@@ -114,6 +119,8 @@ pub enum Phase {
     Fetch,
     /// The parents' artifacts, into the inputs folder.
     Inputs,
+    /// The step cache looked up, or the task adopted from a resumed run.
+    Reuse,
     /// The child process.
     Run,
     /// The outputs, uploaded as blobs.
@@ -131,6 +138,7 @@ impl Phase {
             Phase::Claim => "claim",
             Phase::Fetch => "fetch",
             Phase::Inputs => "inputs",
+            Phase::Reuse => "reuse",
             Phase::Run => "run",
             Phase::Outputs => "outputs",
             Phase::Commit => "commit",
@@ -383,6 +391,8 @@ async fn create_record(
             phases: BTreeMap::new(),
             bytes: Bytes::default(),
             reused_from: None,
+            reuse_reason: None,
+            cache_key: None,
         };
         let key = format!(
             "{}task.json",
@@ -457,6 +467,11 @@ struct Task<'a> {
     flusher: tokio::task::JoinHandle<()>,
     heartbeat: Heartbeat,
     record: TaskRecord,
+    /// Set when the task's outputs were taken over: from where, why, by which key.
+    reused: std::sync::OnceLock<(String, ReuseReason, Option<Digest>)>,
+    /// The cache key computed before the run, and whether the index entry for it was
+    /// stale: written to the index after the commit.
+    cache_key: std::sync::OnceLock<(Digest, bool)>,
 }
 
 /// Why the phases ended before the child's own end.
@@ -493,6 +508,8 @@ struct Work<'m> {
     origin_run: Option<String>,
     /// What an exit hook is told about the run.
     hook: Option<hook::RunState>,
+    /// The run's record says `--no-cache`.
+    no_cache: bool,
 }
 
 impl Work<'_> {
@@ -535,6 +552,8 @@ impl<'a> Task<'a> {
             flusher,
             heartbeat,
             record: c.record,
+            reused: Default::default(),
+            cache_key: Default::default(),
         }
     }
 
@@ -559,6 +578,10 @@ impl<'a> Task<'a> {
         let mut work = self.stoppable(t, Phase::Fetch, self.fetch()).await?;
         work.hook = hook;
         t.bytes.downloaded += work.package.downloaded;
+
+        if self.stoppable(t, Phase::Reuse, self.reuse(&work)).await? {
+            return Ok((TaskStatus::Reused, 0));
+        }
 
         let (restored, split_item) = self.stoppable(t, Phase::Inputs, self.inputs(&work)).await?;
         t.bytes.downloaded += restored.downloaded;
@@ -643,7 +666,7 @@ impl<'a> Task<'a> {
         if self.args.step == "start" {
             ensure_run_record(self.args, &self.manifest.flow.name, &params).await?;
         }
-        let origin_run = origin_run(self.args, &self.manifest.flow.name).await?;
+        let (origin_run, no_cache) = origin_run(self.args, &self.manifest.flow.name).await?;
         let dir = tempfile::Builder::new()
             .prefix("task-")
             .tempdir_in(self.cache.tmp()?)
@@ -656,6 +679,7 @@ impl<'a> Task<'a> {
             params,
             origin_run,
             hook: None,
+            no_cache,
         })
     }
 
@@ -752,7 +776,9 @@ impl<'a> Task<'a> {
             .store
             .create_json(&format!("{}artifacts.json", self.prefix), namespace)
             .await?;
-        write_output_params(self.args, route)
+        write_output_params(self.args, route)?;
+        self.index().await;
+        Ok(())
     }
 
     /// The report phase, whatever the phases did: the heartbeat stopped, the logs shipped,
@@ -801,6 +827,11 @@ impl<'a> Task<'a> {
         record.heartbeat_at = now();
         record.phases = t.phases;
         record.bytes = t.bytes;
+        if let Some((from, reason, key)) = self.reused.get() {
+            record.reused_from = Some(from.clone());
+            record.reuse_reason = Some(*reason);
+            record.cache_key = key.map(|k| k.hex());
+        }
         if let Err(e) = self
             .args
             .store
@@ -992,7 +1023,8 @@ async fn ensure_run_record(
         .to_string(),
         created_at: now(),
         created_by: format!("flowpack {}", env!("CARGO_PKG_VERSION")),
-        resumed_from: None,
+        resumed_from: args.resume.as_ref().map(|r| r.run.clone()),
+        no_cache: false,
     };
     args.store
         .create_json(&layout::run_record(flow, &args.run), &record)
@@ -1000,16 +1032,16 @@ async fn ensure_run_record(
     Ok(())
 }
 
-/// The run this one resumes, as its run record says; None without a record (a task run by
-/// hand) or when the run is no resume.
-async fn origin_run(args: &StepArgs, flow: &str) -> Result<Option<String>, RuntimeError> {
+/// The run this one resumes, as its run record says (None without a record — a task run
+/// by hand — or when the run is no resume), and whether the record says `--no-cache`.
+async fn origin_run(args: &StepArgs, flow: &str) -> Result<(Option<String>, bool), RuntimeError> {
     match args
         .store
         .get_json::<RunRecord>(&layout::run_record(flow, &args.run))
         .await
     {
-        Ok(r) => Ok(r.resumed_from),
-        Err(e) if e.is_not_found() => Ok(None),
+        Ok(r) => Ok((r.resumed_from, r.no_cache)),
+        Err(e) if e.is_not_found() => Ok((None, false)),
         Err(e) => Err(e.into()),
     }
 }
@@ -1073,11 +1105,36 @@ async fn split_item(
 }
 
 /// What a successful step tells the orchestrator.
-enum Route {
+pub enum Route {
+    /// On to the next step(s).
     Plain,
+    /// A foreach over a list of this many items.
     Foreach(usize),
     /// The value, and the index of its target in `Transition::targets`.
     Switch(String, usize),
+}
+
+impl Route {
+    /// The route of switch `step` on `value`: an error when no case has that value.
+    fn switch(step: &Step, on: &str, value: String) -> Result<Route, RuntimeError> {
+        let Transition::Switch { cases, .. } = &step.next else {
+            unreachable!("only switch steps route by value")
+        };
+        let Some(chosen) = cases.get(&value) else {
+            let known: Vec<&str> = cases.keys().map(String::as_str).collect();
+            return Err(RuntimeError::Invalid(format!(
+                "switch value '{value}' (artifact '{on}') is not one of the cases: {}",
+                known.join(", ")
+            )));
+        };
+        let target = step
+            .next
+            .targets()
+            .iter()
+            .position(|t| *t == chosen)
+            .expect("a case's step is a target");
+        Ok(Route::Switch(value, target))
+    }
 }
 
 fn route(step: &Step, output_dir: &std::path::Path) -> Result<Route, RuntimeError> {
@@ -1102,28 +1159,14 @@ fn route(step: &Step, output_dir: &std::path::Path) -> Result<Route, RuntimeErro
                 ))),
             }
         }
-        Transition::Switch { on, cases } => {
+        Transition::Switch { on, .. } => {
             let path = output_dir.join(on);
             let text = std::fs::read_to_string(&path).map_err(|_| RuntimeError::MissingInput {
                 artifact: on.clone(),
                 parents: "this step's outputs".into(),
                 hint: format!("a switch step writes its choice to $FLOWPACK_OUTPUT_DIR/{on}"),
             })?;
-            let value = text.trim().trim_matches('"').to_string();
-            if !cases.contains_key(&value) {
-                let known: Vec<&str> = cases.keys().map(String::as_str).collect();
-                return Err(RuntimeError::Invalid(format!(
-                    "switch value '{value}' (artifact '{on}') is not one of the cases: {}",
-                    known.join(", ")
-                )));
-            }
-            let target = step
-                .next
-                .targets()
-                .iter()
-                .position(|t| *t == cases[&value])
-                .expect("a case's step is a target");
-            Ok(Route::Switch(value, target))
+            Route::switch(step, on, text.trim().trim_matches('"').to_string())
         }
         _ => Ok(Route::Plain),
     }
