@@ -269,6 +269,12 @@ fn hooks_run_in_every_run_even_when_every_other_task_is_reused() {
     assert!(ok, "{summary:#}");
     let info = show(tmp.path(), summary["run"].as_str().unwrap(), &[]);
     assert_eq!(status(&info, "a/0"), "reused", "the cache is on");
+    let summarized = summary["tasks"].as_array().unwrap();
+    let a = summarized.iter().find(|t| t["task"] == "a/0").unwrap();
+    assert_eq!(
+        a["status"], "reused",
+        "the summary says what the record says"
+    );
     assert_eq!(status(&info, "cleanup/0"), "succeeded");
     assert_eq!(status(&info, "alert/0"), "skipped");
 }

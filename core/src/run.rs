@@ -56,7 +56,7 @@ pub enum TaskStatus {
     TimedOut,
     /// The task was stopped by SIGTERM or SIGINT.
     Terminated,
-    /// Taken over from an earlier run by `resume`, by reference.
+    /// Taken over from a committed task by reference: by `resume`, or a step-cache hit.
     Reused,
     /// Not run, by design: an `on_failure` hook of a run that succeeded. Nothing committed.
     Skipped,
@@ -70,6 +70,20 @@ impl TaskStatus {
     /// Whether the task's outputs are committed and usable.
     pub fn is_success(self) -> bool {
         matches!(self, Self::Succeeded | Self::Reused)
+    }
+
+    /// The status as records write it (`succeeded`, `timed_out`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Terminated => "terminated",
+            Self::Reused => "reused",
+            Self::Skipped => "skipped",
+            Self::Lost => "lost",
+        }
     }
 }
 

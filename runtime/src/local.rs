@@ -383,7 +383,7 @@ pub async fn run(
         summaries.push(summary);
     }
     if !interrupted {
-        let ended = run_hooks(&shared, reporter.as_ref(), &stop, (&opts.store, &record)).await;
+        let ended = run_hooks(&shared, reporter.as_ref(), &stop).await;
         summaries.extend(ended);
     }
     Ok(RunSummary {
@@ -405,7 +405,6 @@ async fn run_hooks(
     shared: &Shared,
     reporter: &dyn RunReporter,
     stop: &StopSignals,
-    (store, record): (&Store, &RunRecord),
 ) -> Vec<TaskSummary> {
     let mut summaries = Vec::new();
     for (kind, hook) in shared.flow.hooks() {
@@ -418,14 +417,8 @@ async fn run_hooks(
             frames: vec![],
         };
         let retry = &shared.flow.steps[hook].settings.retry;
-        let (p, mut summary, _) =
+        let (_, summary, _) =
             run_task(p, retry.times, retry.delay_seconds, shared, reporter, stop).await;
-        if summary.status == TaskStatus::Succeeded
-            && let Ok(Some(t)) = crate::inspect::load_task(store, record, &p.task).await
-            && t.status() == Some(TaskStatus::Skipped)
-        {
-            summary.status = TaskStatus::Skipped;
-        }
         reporter.finished(&summary);
         if !summary.status.is_success() {
             tracing::warn!(
@@ -495,7 +488,7 @@ impl Shared {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        inv.output_params = ["foreach", "switch"]
+        inv.output_params = ["foreach", "switch", "status"]
             .iter()
             .map(|out| format!("{out}={}", out_dir.join(out).display()))
             .collect();
@@ -560,8 +553,10 @@ async fn run_task(
         attempts += 1;
         let foreach_file = out_dir.join("foreach");
         let switch_file = out_dir.join("switch");
+        let status_file = out_dir.join("status");
         let _ = std::fs::remove_file(&foreach_file);
         let _ = std::fs::remove_file(&switch_file);
+        let _ = std::fs::remove_file(&status_file);
         let mut cmd = shared.step_command(&p, attempts, &out_dir);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -613,7 +608,11 @@ async fn run_task(
         let (_, status) = tokio::join!(lines, ended);
         let code = status.ok().and_then(|s| s.code());
         if code == Some(0) {
-            last = (TaskStatus::Succeeded, code);
+            // The step says what its record says: a cache hit is `reused`, a hook `skipped`.
+            let said = std::fs::read_to_string(&status_file)
+                .ok()
+                .and_then(|t| serde_json::from_value(serde_json::Value::String(t)).ok());
+            last = (said.unwrap_or(TaskStatus::Succeeded), code);
             route = std::fs::read_to_string(&foreach_file)
                 .ok()
                 .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).ok())

@@ -842,6 +842,10 @@ impl<'a> Task<'a> {
                 "error: the final task record could not be written: {e}"
             ));
         }
+        // The local runner's view of the record: reused and skipped tasks also exit 0.
+        if let Err(e) = write_output_param(self.args, "status", status.name()) {
+            say(&format!("error: {e}"));
+        }
         StepOutcome {
             status,
             exit_code,
@@ -1172,16 +1176,19 @@ fn route(step: &Step, output_dir: &std::path::Path) -> Result<Route, RuntimeErro
     }
 }
 
-fn write_output_params(args: &StepArgs, route: Route) -> Result<(), RuntimeError> {
-    let write = |name: &str, value: String| -> Result<(), RuntimeError> {
-        if let Some(path) = args.output_params.get(name) {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(dir, e))?;
-            }
-            std::fs::write(path, value).map_err(|e| RuntimeError::io(path, e))?;
+/// Writes output parameter `name`, if the step was asked to.
+fn write_output_param(args: &StepArgs, name: &str, value: &str) -> Result<(), RuntimeError> {
+    if let Some(path) = args.output_params.get(name) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(dir, e))?;
         }
-        Ok(())
-    };
+        std::fs::write(path, value).map_err(|e| RuntimeError::io(path, e))?;
+    }
+    Ok(())
+}
+
+fn write_output_params(args: &StepArgs, route: Route) -> Result<(), RuntimeError> {
+    let write = |name: &str, value: String| write_output_param(args, name, &value);
     write("task", format!("{}/{}", args.step, args.task))?;
     match route {
         // Indices as strings: KFP's loop items feed STRING inputs (`--task`).
