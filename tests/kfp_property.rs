@@ -85,6 +85,7 @@ fn step_name() -> impl Strategy<Value = String> {
         1 => (1..4u8).prop_map(|i| format!("condition-{i}")),
         1 => prop_oneof![Just("root".to_string()), Just("comp-x".to_string()), Just("exec-x".to_string())],
         1 => (40..=100usize).prop_map(|n| "s".repeat(n)),
+        1 => prop_oneof![Just("train_a".to_string()), Just("train-a".to_string())],
     ]
 }
 
@@ -173,17 +174,13 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// A fresh step name: the case's next name, made unique (also after `_` becomes `-`).
+    /// A fresh step name: the case's next name, made unique (`a_b` and `a-b` may both
+    /// occur: the compiler must keep their KFP names apart).
     fn name(&mut self) -> String {
         let base = self.names[self.used.len() % self.names.len()].clone();
         let mut name = base.clone();
         let mut n = 1;
-        while ["start", "end"].contains(&name.as_str())
-            || self
-                .used
-                .iter()
-                .any(|u| u.replace('_', "-") == name.replace('_', "-"))
-        {
+        while ["start", "end"].contains(&name.as_str()) || self.used.contains(&name) {
             name = format!("{}{n}", &base[..base.len().min(95)]);
             n += 1;
         }
