@@ -376,7 +376,10 @@ fn every_flow_check_accepts_compiles_to_a_pipeline_kfp_accepts() {
     if !compiled.is_empty() {
         validate_all(&compiled, &mut failures);
     }
-    println!("seed {seed}: {} of {cases} compiled, {refused} refused for KFP", compiled.len());
+    println!(
+        "seed {seed}: {} of {cases} compiled, {refused} refused for KFP",
+        compiled.len()
+    );
     // The property must not hold only because most flows were refused.
     if compiled.len() * 2 < cases as usize {
         failures.push(format!(
