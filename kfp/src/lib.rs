@@ -82,6 +82,20 @@ pub(crate) const RESUME: &str = "flowpack--resume";
 
 /// Compiles `flow` (already validated) for KFP: the plan, then the emitter's walk of it.
 pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileError> {
+    let (spec, platform_execs) = build(flow, opts)?;
+    let pipeline = serde_json::to_value(&spec).expect("the IR serializes");
+    let platform = (!platform_execs.is_empty()).then(
+        || json!({"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform_execs}}}}),
+    );
+    Ok(Compiled { pipeline, platform })
+}
+
+/// The typed pipeline and the platform settings by executor, checked against KFP's name
+/// rules: everything [`compile`] does but writing the documents ([`check`] stops here).
+fn build(
+    flow: &Flow,
+    opts: &CompileOptions,
+) -> Result<(ir::PipelineSpec, Map<String, Value>), CompileError> {
     let refuse = |reason: String| CompileError {
         flow: flow.name.clone(),
         reason,
@@ -127,23 +141,35 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
             platform_execs.insert(format!("exec-{}", em.names.step(s)), p);
         }
     }
-    let pipeline = serde_json::to_value(&spec).expect("the IR serializes");
-    let platform = (!platform_execs.is_empty()).then(
-        || json!({"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform_execs}}}}),
-    );
-    Ok(Compiled { pipeline, platform })
+    Ok((spec, platform_execs))
 }
 
 /// Checks that `flow` (already validated) compiles for KFP, without a store or a package:
 /// the plan and the emitter run dry. `Err` says what KFP cannot carry and what to do.
+///
+/// Parameters enter every step the same way and no KFP rule refuses one (validation holds
+/// their names to identifiers, every type maps to a KFP type), so a flow with more than
+/// [`CHECKED_PARAMETERS`] is checked with its first ones only: the dry compile costs
+/// steps × parameters, and `check` stays within its memory bound (docs/reliability.md).
 pub fn check(flow: &Flow) -> Result<(), CompileError> {
     let opts = CompileOptions {
         package: Digest::of(b"flowpack check"),
         store_url: "s3://flowpack-check/dry-run".into(),
         command: "flowpack".into(),
     };
-    compile(flow, &opts).map(|_| ())
+    if flow.parameters.len() <= CHECKED_PARAMETERS {
+        return build(flow, &opts).map(|_| ());
+    }
+    let mut fewer = flow.clone();
+    fewer.parameters = std::mem::take(&mut fewer.parameters)
+        .into_iter()
+        .take(CHECKED_PARAMETERS)
+        .collect();
+    build(&fewer, &opts).map(|_| ())
 }
+
+/// How many parameters [`check`] compiles with.
+pub const CHECKED_PARAMETERS: usize = 64;
 
 /// Settings KFP cannot carry, and the service account rule.
 fn check_settings(flow: &Flow) -> Result<(), String> {
