@@ -397,6 +397,17 @@ pub struct CheckArgs {
     /// Print the normalized flow as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Fail when the flow cannot compile for this target (without it, KFP's rules are
+    /// warnings: a flow that only `flowpack run` runs is still valid).
+    #[arg(long, value_enum)]
+    pub target: Option<Target>,
+}
+
+/// A target `check` can hold a flow to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// Kubeflow Pipelines: the flow must compile (`flowpack compile`).
+    Kfp,
 }
 
 #[derive(Debug, Args)]

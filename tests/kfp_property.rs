@@ -1,8 +1,12 @@
-//! The KFP compiler's property: a flow that `check` accepts compiles, and what it compiles to
-//! passes KFP's own validation (`validate_ir.py --strict`). Random flows — every graph shape
-//! nested in every other, names made to collide with the compiler's generated ones or to
-//! reach KFP's length limits, parameters of every type and default, switch values with
-//! spaces and quotes — are checked, compiled and then validated in one batch.
+//! The KFP compiler's property: every valid flow passes `check`; a flow that
+//! `check --target kfp` accepts compiles, and what it compiles to passes KFP's own
+//! validation (`validate_ir.py --strict`). Random flows — every graph shape nested in every
+//! other, recursive switches, exit hooks, names made to collide with the compiler's
+//! generated ones or to reach KFP's length limits, parameters of every type and default,
+//! switch values with spaces and quotes, flow names that are not DNS-1123 — are checked,
+//! compiled and then validated in one batch. What `check --target kfp` refuses must be a
+//! shape KFP is refused on purpose (a recursive switch, an exit hook until it compiles),
+//! with a message starting "for KFP:".
 //!
 //! The cases come from a deterministic generator (the same on every run, so CI is stable);
 //! `FLOWPACK_PROPERTY_SEED=N` explores others, `FLOWPACK_PROPERTY_CASES=N` more of them. A
@@ -28,16 +32,31 @@ enum Shape {
     Foreach(Box<Shape>),
     /// Case values and the case bodies; the cases meet again at one step after them.
     Switch(Vec<(String, Shape)>),
+    /// The body, then a switch whose `again` case leads back to the body's entry.
+    Recurse(Box<Shape>),
+}
+
+impl Shape {
+    fn recursive(&self) -> bool {
+        match self {
+            Shape::Step => false,
+            Shape::Recurse(_) => true,
+            Shape::Chain(v) | Shape::Split(v) => v.iter().any(Shape::recursive),
+            Shape::Foreach(b) => b.recursive(),
+            Shape::Switch(cases) => cases.iter().any(|(_, b)| b.recursive()),
+        }
+    }
 }
 
 fn shape() -> impl Strategy<Value = Shape> {
     let leaf = Just(Shape::Step);
     leaf.prop_recursive(4, 24, 3, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 2..4).prop_map(Shape::Chain),
-            prop::collection::vec(inner.clone(), 2..4).prop_map(Shape::Split),
-            inner.clone().prop_map(|s| Shape::Foreach(Box::new(s))),
-            prop::collection::vec((case_value(), inner), 1..4).prop_map(Shape::Switch),
+            4 => prop::collection::vec(inner.clone(), 2..4).prop_map(Shape::Chain),
+            4 => prop::collection::vec(inner.clone(), 2..4).prop_map(Shape::Split),
+            4 => inner.clone().prop_map(|s| Shape::Foreach(Box::new(s))),
+            4 => prop::collection::vec((case_value(), inner.clone()), 1..4).prop_map(Shape::Switch),
+            1 => inner.prop_map(|s| Shape::Recurse(Box::new(s))),
         ]
     })
 }
@@ -66,6 +85,7 @@ fn step_name() -> impl Strategy<Value = String> {
         1 => (1..4u8).prop_map(|i| format!("condition-{i}")),
         1 => prop_oneof![Just("root".to_string()), Just("comp-x".to_string()), Just("exec-x".to_string())],
         1 => (40..=100usize).prop_map(|n| "s".repeat(n)),
+        1 => prop_oneof![Just("train_a".to_string()), Just("train-a".to_string())],
     ]
 }
 
@@ -75,6 +95,11 @@ fn flow_name() -> impl Strategy<Value = String> {
         Just("ParameterFlow".to_string()),
         Just("My_Flow.v2".to_string()),
         Just("ABCFlow".to_string()),
+        Just("aB.c_D".to_string()),
+        Just("9lives".to_string()),
+        Just("x.-y__Z".to_string()),
+        Just("ETL".to_string()),
+        (40..=64usize).prop_map(|n| "Ab".repeat(n)),
         (100..=128usize).prop_map(|n| format!("F{}", "x".repeat(n - 1))),
     ]
 }
@@ -88,6 +113,12 @@ fn parameter() -> impl Strategy<Value = (String, String)> {
         Just("parents".to_string()),
         Just("task".to_string()),
         Just("Output".to_string()),
+        Just("root".to_string()),
+        Just("flowpack".to_string()),
+        Just("pipelinechannel".to_string()),
+        Just("for_each_x".to_string()),
+        Just("exit_handler_1".to_string()),
+        Just("condition_1".to_string()),
     ];
     let spec = prop_oneof![
         Just("{type: string, default: hello}"),
@@ -101,6 +132,9 @@ fn parameter() -> impl Strategy<Value = (String, String)> {
         Just("{type: json, default: text}"),
         Just("{type: json, default: false}"),
         Just("{type: json}"),
+        Just("{type: json, default: null}"),
+        Just("{type: json, default: \"[1, 2]\"}"),
+        Just("{type: json, default: 'say \"hi\"'}"),
     ];
     (name, spec).prop_map(|(n, s)| (n, s.to_string()))
 }
@@ -111,6 +145,8 @@ struct Case {
     shape: Shape,
     names: Vec<String>,
     params: Vec<(String, String)>,
+    /// Exit hooks: `on_failure`, `on_exit` (each a step named by the name generator).
+    hooks: (bool, bool),
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -119,12 +155,14 @@ fn case() -> impl Strategy<Value = Case> {
         shape(),
         prop::collection::vec(step_name(), 64),
         prop::collection::vec(parameter(), 0..4),
+        (prop::bool::weighted(0.08), prop::bool::weighted(0.08)),
     )
-        .prop_map(|(flow, shape, names, params)| Case {
+        .prop_map(|(flow, shape, names, params, hooks)| Case {
             flow,
             shape,
             names,
             params,
+            hooks,
         })
 }
 
@@ -136,17 +174,13 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// A fresh step name: the case's next name, made unique (also after `_` becomes `-`).
+    /// A fresh step name: the case's next name, made unique (`a_b` and `a-b` may both
+    /// occur: the compiler must keep their KFP names apart).
     fn name(&mut self) -> String {
         let base = self.names[self.used.len() % self.names.len()].clone();
         let mut name = base.clone();
         let mut n = 1;
-        while ["start", "end"].contains(&name.as_str())
-            || self
-                .used
-                .iter()
-                .any(|u| u.replace('_', "-") == name.replace('_', "-"))
-        {
+        while ["start", "end"].contains(&name.as_str()) || self.used.contains(&name) {
             name = format!("{}{n}", &base[..base.len().min(95)]);
             n += 1;
         }
@@ -209,6 +243,15 @@ impl Writer<'_> {
                 );
                 w
             }
+            Shape::Recurse(body) => {
+                let d = self.name();
+                let head = self.shape(body, &d);
+                self.step(
+                    &d,
+                    &format!("switch: {{on: again.{d}, cases: {{again: {head}, done: {next}}}}}"),
+                );
+                head
+            }
         }
     }
 }
@@ -226,6 +269,16 @@ fn flow_file(c: &Case) -> String {
     };
     let first = w.shape(&c.shape, "end");
     let mut out = format!("name: {}\n", yaml_string(&c.flow));
+    for (key, on) in [("on_failure", c.hooks.0), ("on_exit", c.hooks.1)] {
+        if on {
+            let hook = w.name();
+            w.step(&hook, "retry: 1");
+            writeln!(out, "{key}: {hook}").unwrap();
+        }
+    }
+    if c.shape.recursive() {
+        out.push_str("max_visits: 3\n");
+    }
     let mut seen = Vec::new();
     if !c.params.is_empty() {
         out.push_str("parameters:\n");
@@ -250,7 +303,8 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Every random flow `check` accepts compiles, and KFP's validator accepts the pipeline.
+/// Every random valid flow passes `check`; every one `check --target kfp` accepts compiles,
+/// and KFP's validator accepts the pipeline.
 #[test]
 fn every_flow_check_accepts_compiles_to_a_pipeline_kfp_accepts() {
     let seed = env_number("FLOWPACK_PROPERTY_SEED", 12);
@@ -271,6 +325,7 @@ fn every_flow_check_accepts_compiles_to_a_pipeline_kfp_accepts() {
     let strategy = case();
     let mut compiled: Vec<PathBuf> = Vec::new();
     let mut failures = Vec::new();
+    let mut refused = 0;
     for i in 0..cases {
         let c = strategy.new_tree(&mut runner).unwrap().current();
         let case_dir = dir.join(format!("case-{i}"));
@@ -283,6 +338,19 @@ fn every_flow_check_accepts_compiles_to_a_pipeline_kfp_accepts() {
                 c.shape,
                 String::from_utf8_lossy(&check.stderr)
             ));
+            continue;
+        }
+        let kfp = util::flowpack(&case_dir, &["check", "flow.yaml", "--target", "kfp"]);
+        if !kfp.status.success() {
+            let why = String::from_utf8_lossy(&kfp.stderr);
+            let expected = c.shape.recursive() || c.hooks.0 || c.hooks.1;
+            if !expected || !why.starts_with("error: for KFP: ") {
+                failures.push(format!(
+                    "case-{i}: check --target kfp refused a flow KFP can run ({:?}):\n{why}",
+                    c.shape
+                ));
+            }
+            refused += 1;
             continue;
         }
         let out = util::flowpack(
@@ -307,6 +375,17 @@ fn every_flow_check_accepts_compiles_to_a_pipeline_kfp_accepts() {
     }
     if !compiled.is_empty() {
         validate_all(&compiled, &mut failures);
+    }
+    println!(
+        "seed {seed}: {} of {cases} compiled, {refused} refused for KFP",
+        compiled.len()
+    );
+    // The property must not hold only because most flows were refused.
+    if compiled.len() * 2 < cases as usize {
+        failures.push(format!(
+            "only {} of {cases} flows compiled ({refused} refused for KFP): the generator is too narrow",
+            compiled.len()
+        ));
     }
     assert!(
         failures.is_empty(),

@@ -12,7 +12,7 @@ use crate::util::{flowpack_ok, write_tree};
 
 /// The one step script: an artifact `out_<step>` from the inputs; `items N` also writes a
 /// foreach list of N items, `choose V` a switch choice, `parity` even/odd by split index.
-const W: &str = r#"set -e
+pub(crate) const W: &str = r#"set -e
 s=$(cd "$FLOWPACK_INPUT_DIR" && find . -type f | LC_ALL=C sort | while read -r f; do echo "$f"; cat "$f"; done | sha256sum | cut -c1-16)
 echo "$FLOWPACK_STEP $FLOWPACK_TASK_ID ${FLOWPACK_SPLIT_ITEM:-} $s" > "$FLOWPACK_OUTPUT_DIR/out_$FLOWPACK_STEP"
 case "${1:-}" in
@@ -62,7 +62,7 @@ fn digests(dir: &Path, prefix: &str) -> BTreeMap<String, BTreeMap<String, String
 }
 
 /// Runs `flow` locally and under kfp.local; both runs have the same tasks and digests.
-fn same_on_both(flow: &str, expect_tasks: &[&str]) {
+pub(crate) fn same_on_both(flow: &str, expect_tasks: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_tree(dir, &[("flow.yaml", flow), ("w.sh", W)]);

@@ -15,6 +15,7 @@ mod hostile_flows;
 mod hostile_store;
 mod inputs;
 mod kfp;
+mod kfp_names;
 mod kfp_property;
 mod kfp_shapes;
 mod load;

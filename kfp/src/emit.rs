@@ -15,78 +15,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flowpack_core::flow::{Flow, ParamType, Transition, kfp_name};
+use flowpack_core::flow::{Flow, ParamType, Transition};
 use flowpack_core::invocation::{RunId, StepInvocation};
 use flowpack_core::plan::{Frame, Parents, Plan, Scope};
 use serde_json::{Value, json};
 
 use crate::ir::*;
+use crate::names::Names;
 use crate::{CompileOptions, RESUME, RUN_ID};
-
-/// The longest generated name: `comp-` + name + `-driver` stays within KFP's 128.
-const MAX_NAME: usize = 116;
-
-/// KFP names for every step and generated task, valid and distinct.
-pub(crate) struct Names {
-    steps: BTreeMap<String, String>,
-    loops: BTreeMap<String, String>,
-    groups: BTreeMap<String, String>,
-    cases: BTreeMap<(String, usize), String>,
-}
-
-impl Names {
-    pub(crate) fn of(flow: &Flow, plan: &Plan) -> Names {
-        let mut used: BTreeSet<String> = BTreeSet::new();
-        let steps: BTreeMap<String, String> = flow
-            .steps
-            .keys()
-            .map(|s| {
-                let k = kfp_name(s);
-                used.insert(k.clone());
-                (s.clone(), k)
-            })
-            .collect();
-        let mut fresh = |base: String| -> String {
-            let mut base: String = base.chars().take(MAX_NAME - 6).collect();
-            while base.ends_with('-') {
-                base.pop();
-            }
-            let mut name = base.clone();
-            let mut n = 2;
-            while !used.insert(name.clone()) {
-                name = format!("{base}-{n}");
-                n += 1;
-            }
-            name
-        };
-        let (mut loops, mut groups, mut cases) =
-            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-        for s in &plan.order {
-            match &flow.steps[s].next {
-                Transition::Foreach { .. } => {
-                    loops.insert(s.clone(), fresh(format!("for-each-{}", steps[s])));
-                }
-                Transition::Switch { .. } => {
-                    groups.insert(s.clone(), fresh(format!("{}-switch", steps[s])));
-                    for i in 0..flow.steps[s].next.targets().len() {
-                        cases.insert((s.clone(), i), fresh(format!("{}-case-{i}", steps[s])));
-                    }
-                }
-                _ => {}
-            }
-        }
-        Names {
-            steps,
-            loops,
-            groups,
-            cases,
-        }
-    }
-
-    fn step(&self, s: &str) -> &str {
-        &self.steps[s]
-    }
-}
 
 /// A node of the DAG nesting: a step's task, a loop task, a switch group, or a case.
 #[derive(Clone, Debug, PartialEq, Eq)]

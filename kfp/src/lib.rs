@@ -4,16 +4,20 @@
 //! Every task runs `flowpack step` with the package digest and the store URL. The run id is
 //! `kfp-<pipeline_job_uuid>`: KFP substitutes `{{$.pipeline_job_uuid}}` only as the whole
 //! constant of a task input, so each component takes a `run_id` input and passes it to
-//! `--kfp-run-uuid`. Step names map to KFP names with `_` -> `-` ([`kfp_name`]).
+//! `--kfp-run-uuid`. Step names map to KFP names with `_` -> `-`, shortened with a stable
+//! hash past KFP's limits and kept distinct from generated names (`names.rs`); the step's
+//! own name is the task's display name.
 //!
 //! [`compile`] plans the flow ([`flowpack_core::plan`]) and walks the plan with the emitter
 //! (`emit.rs`) into the typed IR of [`ir`]; every shape `flowpack run` runs compiles (see
-//! `docs/kubeflow.md`). Settings KFP cannot carry are refused with an error, never dropped.
+//! `docs/kubeflow.md`). Settings KFP cannot carry are refused with an error, never dropped;
+//! [`check`] runs the same compile dry, so `flowpack check` reports what `compile` would refuse.
 #![deny(missing_docs)]
 
 pub mod client;
 mod emit;
 pub mod ir;
+mod names;
 pub mod schedule;
 
 pub use emit::param_type;
@@ -21,7 +25,7 @@ pub use emit::param_type;
 use std::collections::BTreeMap;
 
 use flowpack_core::Digest;
-use flowpack_core::flow::{Flow, PullPolicy, Step, kfp_name};
+use flowpack_core::flow::{Flow, PullPolicy, Step};
 use flowpack_core::plan::Plan;
 use serde_json::{Map, Value, json};
 
@@ -78,12 +82,31 @@ pub(crate) const RESUME: &str = "flowpack--resume";
 
 /// Compiles `flow` (already validated) for KFP: the plan, then the emitter's walk of it.
 pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileError> {
+    let (spec, platform_execs) = build(flow, opts)?;
+    let pipeline = serde_json::to_value(&spec).expect("the IR serializes");
+    let platform = (!platform_execs.is_empty()).then(
+        || json!({"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform_execs}}}}),
+    );
+    Ok(Compiled { pipeline, platform })
+}
+
+/// The typed pipeline and the platform settings by executor, checked against KFP's name
+/// rules: everything [`compile`] does but writing the documents ([`check`] stops here).
+fn build(
+    flow: &Flow,
+    opts: &CompileOptions,
+) -> Result<(ir::PipelineSpec, Map<String, Value>), CompileError> {
     let refuse = |reason: String| CompileError {
         flow: flow.name.clone(),
         reason,
     };
     check_settings(flow).map_err(refuse)?;
-    let plan = Plan::of(flow).map_err(|e| refuse(e.reason))?;
+    let plan = Plan::of(flow).map_err(|e| {
+        refuse(format!(
+            "{}; a KFP pipeline is a DAG: run this flow with `flowpack run`, or unroll the loop into steps",
+            e.reason
+        ))
+    })?;
     let mut em = emit::Emitter::new(flow, &plan, opts);
     let tree = plan.scope_tree();
     let dag = em.dag(&tree, &[], true);
@@ -107,21 +130,55 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         schema_version: "2.1.0".into(),
         sdk_version: format!("flowpack-{}", env!("CARGO_PKG_VERSION")),
     };
+    names::verify(&spec).map_err(|e| {
+        refuse(format!(
+            "the compiler produced an invalid KFP name ({e}); this is a flowpack bug, please report it with the flow"
+        ))
+    })?;
     let mut platform_execs = Map::new();
     for (s, step) in &flow.steps {
         if let Some(p) = platform(step) {
-            platform_execs.insert(format!("exec-{}", kfp_name(s)), p);
+            platform_execs.insert(format!("exec-{}", em.names.step(s)), p);
         }
     }
-    let pipeline = serde_json::to_value(&spec).expect("the IR serializes");
-    let platform = (!platform_execs.is_empty()).then(
-        || json!({"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform_execs}}}}),
-    );
-    Ok(Compiled { pipeline, platform })
+    Ok((spec, platform_execs))
 }
+
+/// Checks that `flow` (already validated) compiles for KFP, without a store or a package:
+/// the plan and the emitter run dry. `Err` says what KFP cannot carry and what to do.
+///
+/// Parameters enter every step the same way and no KFP rule refuses one (validation holds
+/// their names to identifiers, every type maps to a KFP type), so a flow with more than
+/// [`CHECKED_PARAMETERS`] is checked with its first ones only: the dry compile costs
+/// steps × parameters, and `check` stays within its memory bound (docs/reliability.md).
+pub fn check(flow: &Flow) -> Result<(), CompileError> {
+    let opts = CompileOptions {
+        package: Digest::of(b"flowpack check"),
+        store_url: "s3://flowpack-check/dry-run".into(),
+        command: "flowpack".into(),
+    };
+    if flow.parameters.len() <= CHECKED_PARAMETERS {
+        return build(flow, &opts).map(|_| ());
+    }
+    let mut fewer = flow.clone();
+    fewer.parameters = std::mem::take(&mut fewer.parameters)
+        .into_iter()
+        .take(CHECKED_PARAMETERS)
+        .collect();
+    build(&fewer, &opts).map(|_| ())
+}
+
+/// How many parameters [`check`] compiles with.
+pub const CHECKED_PARAMETERS: usize = 64;
 
 /// Settings KFP cannot carry, and the service account rule.
 fn check_settings(flow: &Flow) -> Result<(), String> {
+    if let Some((kind, hook)) = flow.hooks().first() {
+        return Err(format!(
+            "exit hooks do not compile for KFP yet ({}: {hook}): run this flow with `flowpack run`, or remove the hook for KFP",
+            kind.key()
+        ));
+    }
     for (name, step) in &flow.steps {
         if step.settings.resources.gpu.is_some() && step.settings.resources.gpu_type.is_none() {
             return Err(format!(

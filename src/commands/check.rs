@@ -1,13 +1,27 @@
-//! `flowpack check FLOW`: validate and print the graph.
+//! `flowpack check FLOW`: validate and print the graph, and report what would keep the
+//! flow from compiling for KFP (a warning, or an error with `--target kfp`).
 
-use anyhow::Result;
+use std::io::Write;
+
+use anyhow::{Result, bail};
 use flowpack_core::Flow;
 use flowpack_core::flow::{Run, Transition};
 
-use crate::cli::CheckArgs;
+use crate::cli::{CheckArgs, Target};
 
 pub fn run(args: CheckArgs) -> Result<()> {
     let flow = Flow::load(&args.flow)?;
+    if let Err(e) = flowpack_kfp::check(&flow) {
+        let message = format!("for KFP: {}", e.reason);
+        if args.target == Some(Target::Kfp) {
+            bail!("{message}");
+        }
+        // Never eprintln!: a closed terminal (SIGHUP) makes it panic.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "warning: {message} (`flowpack run` runs it; `check --target kfp` fails on this)"
+        );
+    }
     if args.json {
         return super::print_json(&flow);
     }

@@ -638,11 +638,5 @@ pub fn is_artifact_name(s: &str) -> bool {
     parse::is_artifact_name(s)
 }
 
-/// How a step name becomes a KFP task name: `_` becomes `-`, as KFP task names must
-/// match `^[a-zA-Z0-9][-a-zA-Z0-9]*$`. Validation rejects flows where two names collide.
-pub fn kfp_name(step: &str) -> String {
-    step.replace('_', "-")
-}
-
 #[cfg(test)]
 mod tests;

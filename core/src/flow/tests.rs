@@ -252,10 +252,6 @@ error_case!(
     "name: x\nsteps:\n  start: {run: a, next: [a, b]}\n  a: {run: a, next: j, outputs: [model]}\n  b: {run: b, next: j, outputs: [model, extra]}\n  j: {run: j, join: true, next: end}\n  end: {run: c}\n"
 );
 error_case!(
-    kfp_name_collision,
-    "name: x\nsteps:\n  start: {run: a, next: train_a}\n  train_a: {run: a, next: train-a}\n  train-a: {run: b, next: end}\n  end: {run: c}\n"
-);
-error_case!(
     bad_step_name,
     "name: x\nsteps:\n  start: {run: a, next: 'bad.name'}\n  'bad.name': {run: b, next: end}\n  end: {run: c}\n"
 );

@@ -102,20 +102,9 @@ fn check_names_and_targets(c: &mut Checker) {
             );
         }
     }
-    let mut kfp: BTreeMap<String, &str> = BTreeMap::new();
     // "Did you mean" compares a name with every step: only for the first few unknown names.
     let mut hints = 0;
     for (name, step) in &flow.steps {
-        if let Some(other) = kfp.insert(kfp_name(name), name) {
-            c.err(
-                path!["steps", name],
-                true,
-                format!(
-                    "steps '{other}' and '{name}' both become KFP task '{}' ('_' maps to '-'): rename one",
-                    kfp_name(name)
-                ),
-            );
-        }
         for (target, at) in target_paths(name, step) {
             if !flow.steps.contains_key(&target) {
                 hints += 1;
