@@ -30,6 +30,9 @@ const MAX_NAME: usize = 116;
 pub(crate) struct Names {
     steps: BTreeMap<String, String>,
     loops: BTreeMap<String, String>,
+    /// The group around a loop nested directly in another loop's body (see
+    /// [`Emitter::nested_loop_task`]).
+    loop_groups: BTreeMap<String, String>,
     groups: BTreeMap<String, String>,
     cases: BTreeMap<(String, usize), String>,
 }
@@ -61,10 +64,15 @@ impl Names {
         };
         let (mut loops, mut groups, mut cases) =
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let mut loop_groups = BTreeMap::new();
         for s in &plan.order {
             match &flow.steps[s].next {
                 Transition::Foreach { .. } => {
                     loops.insert(s.clone(), fresh(format!("for-each-{}", steps[s])));
+                    if in_loop_body(plan, s) {
+                        loop_groups
+                            .insert(s.clone(), fresh(format!("for-each-{}-group", steps[s])));
+                    }
                 }
                 Transition::Switch { .. } => {
                     groups.insert(s.clone(), fresh(format!("{}-switch", steps[s])));
@@ -78,6 +86,7 @@ impl Names {
         Names {
             steps,
             loops,
+            loop_groups,
             groups,
             cases,
         }
@@ -113,11 +122,18 @@ fn path_of(plan: &Plan, step: &str) -> Vec<Node> {
     p
 }
 
+/// Whether `step` sits directly in a loop body's DAG (its innermost scope is a loop), so
+/// that a loop it opens is a [`Emitter::nested_loop_task`].
+fn in_loop_body(plan: &Plan, step: &str) -> bool {
+    matches!(plan.steps[step].scopes().last(), Some(Frame::Loop { .. }))
+}
+
 impl Names {
+    /// The task name of a node in the DAG that holds it (a nested loop: its group).
     fn node(&self, n: &Node) -> &str {
         match n {
             Node::Step(s) => &self.steps[s],
-            Node::Loop(s) => &self.loops[s],
+            Node::Loop(s) => self.loop_groups.get(s).unwrap_or(&self.loops[s]),
             Node::Group(s) => &self.groups[s],
             Node::Case(s, i) => &self.cases[&(s.clone(), *i)],
         }
@@ -225,8 +241,17 @@ impl<'a> Emitter<'a> {
         let mut groups: BTreeMap<String, Vec<&Scope>> = BTreeMap::new();
         for child in &scope.children {
             match &child.frame {
+                Some(Frame::Loop { step }) if own.is_some() => {
+                    let task = self.nested_loop_task(step, child, loops);
+                    dag.tasks.insert(self.names.loop_groups[step].clone(), task);
+                }
                 Some(Frame::Loop { step }) => {
-                    let task = self.loop_task(step, child, loops, root, own);
+                    let fk = self.names.step(step).to_string();
+                    let items = Input::TaskOutputParameter {
+                        producer_task: fk,
+                        output_parameter_key: "Output".into(),
+                    };
+                    let task = self.loop_task(step, child, loops, root, own, items);
                     dag.tasks.insert(self.names.loops[step].clone(), task);
                 }
                 Some(Frame::Case { step, .. }) => {
@@ -304,6 +329,7 @@ impl<'a> Emitter<'a> {
         );
     }
 
+    /// The loop over the foreach of `f`, whose list arrives as `items`.
     fn loop_task(
         &mut self,
         f: &str,
@@ -311,6 +337,7 @@ impl<'a> Emitter<'a> {
         loops: &[String],
         root: bool,
         own: Option<&str>,
+        items: Input,
     ) -> Task {
         let name = self.names.loops[f].clone();
         let fk = self.names.step(f).to_string();
@@ -318,16 +345,7 @@ impl<'a> Emitter<'a> {
         inner.push(f.to_string());
         let dag = self.dag(body, &inner, false);
         let mut given = self.common_inputs(loops, root, own);
-        given.insert(
-            channel(&fk),
-            (
-                ParamDef::of("LIST"),
-                Input::TaskOutputParameter {
-                    producer_task: fk.clone(),
-                    output_parameter_key: "Output".into(),
-                },
-            ),
-        );
+        given.insert(channel(&fk), (ParamDef::of("LIST"), items));
         let mut defs: BTreeMap<String, ParamDef> = given
             .iter()
             .map(|(k, (d, _))| (k.clone(), d.clone()))
@@ -346,6 +364,44 @@ impl<'a> Emitter<'a> {
                 input_parameter: channel(&fk),
             },
         });
+        task
+    }
+
+    /// A loop opened directly inside another loop's body, wrapped in a group (a sub-DAG
+    /// with no condition) that takes the enclosing items under their `-task-part` names.
+    ///
+    /// kfp.local (2.17) turns every input of a loop task that reads a `…-loop-item`
+    /// component input, and every task-output input, into the loop task's own item
+    /// (`create_parameter_loop_iteration_task_spec`): the inner loop of a nested foreach
+    /// got the inner index for every level (tasks 0.0, 1.1, 2.2). A plain group task is
+    /// not rewritten, so the loop task inside it reads only `-task-part` inputs of its
+    /// parent DAG. The backend runs both shapes alike; the group costs one sub-DAG.
+    fn nested_loop_task(&mut self, f: &str, body: &Scope, loops: &[String]) -> Task {
+        let name = self.names.loop_groups[f].clone();
+        let fk = self.names.step(f).to_string();
+        let mut given = self.common_inputs(loops, false, loops.last().map(String::as_str));
+        given.insert(
+            channel(&fk),
+            (
+                ParamDef::of("LIST"),
+                Input::TaskOutputParameter {
+                    producer_task: fk.clone(),
+                    output_parameter_key: "Output".into(),
+                },
+            ),
+        );
+        let defs: BTreeMap<String, ParamDef> = given
+            .iter()
+            .map(|(k, (d, _))| (k.clone(), d.clone()))
+            .collect();
+        let items = Input::ComponentInputParameter(channel(&fk));
+        let inner = self.loop_task(f, body, loops, false, None, items);
+        let mut dag = Dag::default();
+        dag.tasks.insert(self.names.loops[f].clone(), inner);
+        self.sub_component(&name, dag, defs);
+        let mut task = Task::new(&format!("comp-{name}"), &name);
+        task.caching_options = None;
+        task.inputs.parameters = given.into_iter().map(|(k, (_, i))| (k, i)).collect();
         task
     }
 
