@@ -23,6 +23,10 @@ use serde_json::{Value, json};
 use crate::ir::*;
 use crate::{CompileOptions, RESUME, RUN_ID};
 
+/// An exit hook's input holding the final status of the flow's group (KFP fills it;
+/// the step reads the run's status from the store instead).
+const STATUS: &str = "flowpack--status";
+
 /// The longest generated name: `comp-` + name + `-driver` stays within KFP's 128.
 const MAX_NAME: usize = 116;
 
@@ -33,6 +37,8 @@ pub(crate) struct Names {
     /// The group around a loop nested directly in another loop's body (see
     /// [`Emitter::nested_loop_task`]).
     loop_groups: BTreeMap<String, String>,
+    /// The group holding the flow's tasks when it has exit hooks (see [`Emitter::root_dag`]).
+    exit_handler: Option<String>,
     groups: BTreeMap<String, String>,
     cases: BTreeMap<(String, usize), String>,
 }
@@ -83,10 +89,12 @@ impl Names {
                 _ => {}
             }
         }
+        let exit_handler = (!flow.hooks().is_empty()).then(|| fresh("exit-handler-1".into()));
         Names {
             steps,
             loops,
             loop_groups,
+            exit_handler,
             groups,
             cases,
         }
@@ -224,6 +232,64 @@ impl<'a> Emitter<'a> {
             executors: BTreeMap::new(),
             deps,
         }
+    }
+
+    /// The pipeline's root DAG. Without exit hooks, the DAG of the scope tree. With them,
+    /// what KFP's compiler emits for `dsl.ExitHandler`: the flow's tasks in an
+    /// `exit-handler-1` sub-DAG, and each hook a root task after it with
+    /// `triggerPolicy.strategy: ALL_UPSTREAM_TASKS_COMPLETED` and a `TASK_FINAL_STATUS`
+    /// input on the group (which also makes kfp.local run it as an exit task). Two hooks
+    /// both follow the group, side by side: neither sees the other (the step reads the
+    /// run's status from the store, hooks left out).
+    pub(crate) fn root_dag(&mut self, tree: &Scope) -> Dag {
+        let Some(group) = self.names.exit_handler.clone() else {
+            return self.dag(tree, &[], true);
+        };
+        let body = self.dag(tree, &[], false);
+        let given = self.common_inputs(&[], true, None);
+        let defs = given
+            .iter()
+            .map(|(k, (d, _))| (k.clone(), d.clone()))
+            .collect();
+        self.sub_component(&group, body, defs);
+        let mut task = Task::new(&format!("comp-{group}"), &group);
+        task.caching_options = None;
+        task.inputs.parameters = given.into_iter().map(|(k, (_, i))| (k, i)).collect();
+        let mut dag = Dag::default();
+        dag.tasks.insert(group.clone(), task);
+        let hooks: Vec<String> = self
+            .flow
+            .hooks()
+            .iter()
+            .map(|(_, s)| s.to_string())
+            .collect();
+        for hook in hooks {
+            let mut task = self.step(&hook, &[], true, None);
+            task.dependent_tasks.insert(group.clone());
+            task.trigger_policy = Some(TriggerPolicy {
+                strategy: Some("ALL_UPSTREAM_TASKS_COMPLETED"),
+                ..TriggerPolicy::default()
+            });
+            task.inputs.parameters.insert(
+                STATUS.into(),
+                Input::TaskFinalStatus {
+                    producer_task: group.clone(),
+                },
+            );
+            let k = self.names.step(&hook).to_string();
+            let comp = self
+                .components
+                .get_mut(&format!("comp-{k}"))
+                .expect("step() registered the hook's component");
+            let mut def = ParamDef::of("TASK_FINAL_STATUS");
+            def.is_optional = Some(true);
+            comp.input_definitions
+                .get_or_insert_with(Definitions::default)
+                .parameters
+                .insert(STATUS.into(), def);
+            dag.tasks.insert(k, task);
+        }
+        dag
     }
 
     /// The DAG of `scope`, whose enclosing loops are `loops` (foreach steps, outermost
@@ -445,7 +511,11 @@ impl<'a> Emitter<'a> {
                 .map(|k| (k.clone(), Input::ComponentInputParameter(k.clone())))
                 .collect();
             task.trigger_policy = Some(TriggerPolicy {
-                condition: format!("inputs.parameter_values['{}'] == '{target}'", channel(&sk)),
+                condition: Some(format!(
+                    "inputs.parameter_values['{}'] == '{target}'",
+                    channel(&sk)
+                )),
+                ..TriggerPolicy::default()
             });
             group.tasks.insert(case_name, task);
         }
@@ -554,7 +624,9 @@ impl<'a> Emitter<'a> {
         );
         inv.image = Some(step.settings.image.clone());
         inv.task_parts = (0..depth).map(|d| placeholder(&task_part(d))).collect();
-        match &self.plan.steps[s].parents {
+        // An exit hook is in no scope of the plan and has no parents (contract C3).
+        let parents = self.plan.steps.get(s).map(|p| &p.parents);
+        match parents.unwrap_or(&Parents::None) {
             Parents::None => {}
             Parents::FromStore => inv.parents_from_store = true,
             Parents::Static(ps) => {

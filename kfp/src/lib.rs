@@ -86,7 +86,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
     let plan = Plan::of(flow).map_err(|e| refuse(e.reason))?;
     let mut em = emit::Emitter::new(flow, &plan, opts);
     let tree = plan.scope_tree();
-    let dag = em.dag(&tree, &[], true);
+    let dag = em.root_dag(&tree);
     let root = ir::Component {
         dag: Some(dag),
         input_definitions: Some(em.root_inputs()),
