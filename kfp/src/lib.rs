@@ -83,6 +83,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         reason,
     };
     check_settings(flow).map_err(refuse)?;
+    refuse_recursion(flow).map_err(refuse)?;
     let plan = Plan::of(flow).map_err(|e| refuse(e.reason))?;
     let mut em = emit::Emitter::new(flow, &plan, opts);
     let tree = plan.scope_tree();
@@ -118,6 +119,24 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         || json!({"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform_execs}}}}),
     );
     Ok(Compiled { pipeline, platform })
+}
+
+/// A recursive switch is refused: KFP's IR has no loop back. Unrolling it into nested
+/// condition sub-DAGs up to `max_visits` was measured with KFP's own compiler (a
+/// two-step loop nested with `dsl.If`): 29 KB for 10 visits, 1.1 MB for 100 (the
+/// default), growing faster than the visits since every level passes its channels down,
+/// with one more sub-DAG (and driver pod) per visit on the backend. So no unrolling.
+fn refuse_recursion(flow: &Flow) -> Result<(), String> {
+    let Some((switch, case, back)) = flow.recursive_cases().into_iter().next() else {
+        return Ok(());
+    };
+    Err(format!(
+        "switch '{switch}' is recursive: its case '{case}' leads back to '{back}'. A KFP v2 pipeline \
+         is a DAG with no recursion, and unrolling the loop max_visits {} times would nest as many \
+         condition sub-DAGs (about 1 MB of pipeline for 100). Run this flow with `flowpack run`, \
+         or for KFP loop inside one step, or make the rounds a foreach over a fixed list",
+        flow.visit_limit()
+    ))
 }
 
 /// Settings KFP cannot carry, and the service account rule.
