@@ -313,3 +313,75 @@ fn a_resumed_run_runs_its_hooks_again() {
         "succeeded"
     );
 }
+
+/// What a run's exit hooks saw: per hook task, its status and its artifacts as text; and
+/// the run's own status.
+fn hook_outcome(dir: &Path, run_id: &str) -> (String, Vec<(String, String, Vec<String>)>) {
+    let info = show(dir, run_id, &[]);
+    let hooks = ["alert/0", "cleanup/0"]
+        .into_iter()
+        .map(|t| {
+            let arts: Vec<String> = task(&info, t)["artifacts"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|name| {
+                    let step = t.split('/').next().unwrap();
+                    format!("{name}={}", artifact(dir, run_id, step, name).trim())
+                })
+                .collect();
+            (t.to_string(), status(&info, t), arts)
+        })
+        .collect();
+    (info["status"].as_str().unwrap().to_string(), hooks)
+}
+
+/// The one run in `dir` whose id starts with `prefix`.
+fn run_with_prefix(dir: &Path, prefix: &str) -> String {
+    let runs = json(&crate::util::flowpack_ok(dir, &["runs", "--json"]));
+    let ids: Vec<String> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["run"].as_str())
+        .filter(|r| r.starts_with(prefix))
+        .map(String::from)
+        .collect();
+    assert_eq!(ids.len(), 1, "{runs:#}");
+    ids[0].clone()
+}
+
+/// On KFP the hooks run after the flow's tasks (an `ExitHandler` over the flow), see the
+/// same status and failed tasks as in a local run, and an `on_failure` hook of a run that
+/// succeeded is skipped, as locally.
+#[test]
+fn hooks_run_on_kfp_after_the_flow_as_they_do_locally() {
+    for fail in ["true", "false"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write_tree(dir, &[("flow.yaml", FLOW)]);
+        let param = format!("fail={fail}");
+        let (ok, summary) = run(dir, "flow.yaml", &["--param", &param]);
+        assert_eq!(ok, fail == "false", "{summary:#}");
+        crate::util::flowpack_ok(dir, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
+        let pipeline = dir.join("pipeline.yaml");
+        crate::kfp::validate(&pipeline);
+        let (kfp_ok, text) = crate::kfp::run_local_status(dir, &pipeline, &[&param]);
+        assert_eq!(kfp_ok, fail == "false", "{text}");
+        let local = hook_outcome(dir, &run_with_prefix(dir, "local-"));
+        let kfp = hook_outcome(dir, &run_with_prefix(dir, "kfp-"));
+        assert_eq!(
+            local, kfp,
+            "fail={fail}: the local and the KFP run's hooks differ"
+        );
+        if fail == "true" {
+            assert_eq!(local.0, "failed");
+            assert!(
+                kfp.1[0].2.contains(&r#"failed=["b/0"]"#.to_string()),
+                "{kfp:?}"
+            );
+        } else {
+            assert_eq!(kfp.1[0].1, "skipped", "{kfp:?}");
+        }
+    }
+}

@@ -80,7 +80,6 @@ pub(crate) fn same_on_both(flow: &str, expect_tasks: &[&str]) {
 }
 
 #[test]
-#[ignore = "kfp.local gives every loop-item input inside a nested ParallelFor the innermost item (tasks 0.0, 1.1, 2.2 instead of 0.0..1.2); the IR is the SDK's shape for nested loops and passes validate_ir --strict; left open (issue 12)"]
 fn nested_foreach_runs_the_same_on_kfp() {
     same_on_both(
         "name: nested\nsteps:\n  start: {run: sh w.sh items 2, foreach: items, next: a}\n  a: {run: sh w.sh items 3, foreach: items, next: b}\n  b: {run: sh w.sh, next: j1}\n  j1: {run: sh w.sh, join: true, next: j2}\n  j2: {run: sh w.sh, join: true, next: end}\n  end: {run: sh w.sh}\n",
@@ -202,4 +201,29 @@ fn a_200_way_foreach_runs_under_kfp_local() {
         kfp.contains_key("j/0") && kfp.contains_key("end/0"),
         "{kfp:?}"
     );
+}
+
+/// A recursive switch runs locally but is refused by `compile` with an error that names
+/// the switch, the case and the step it leads back to, says why (KFP's IR is a DAG) and
+/// what to do.
+#[test]
+fn a_recursive_switch_is_refused_for_kfp_naming_the_switch_and_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let flow = "name: rounds\nmax_visits: 4\nsteps:\n  start: {run: sh w.sh, next: train}\n  train: {run: sh w.sh, next: decide}\n  decide: {run: sh w.sh choose done, switch: {on: pick, cases: {again: train, done: end}}}\n  end: {run: sh w.sh}\n";
+    write_tree(dir, &[("flow.yaml", flow), ("w.sh", W)]);
+    flowpack_ok(dir, &["run", "flow.yaml"]);
+    let out = crate::util::flowpack(dir, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "switch 'decide'",
+        "case 'again' leads back to 'train'",
+        "no recursion",
+        "max_visits 4",
+        "flowpack run",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!dir.join("pipeline.yaml").exists());
 }

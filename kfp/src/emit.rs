@@ -24,6 +24,10 @@ use crate::ir::*;
 use crate::names::Names;
 use crate::{CompileOptions, RESUME, RUN_ID};
 
+/// An exit hook's input holding the final status of the flow's group (KFP fills it;
+/// the step reads the run's status from the store instead).
+const STATUS: &str = "flowpack--status";
+
 /// A node of the DAG nesting: a step's task, a loop task, a switch group, or a case.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Node {
@@ -49,11 +53,18 @@ fn path_of(plan: &Plan, step: &str) -> Vec<Node> {
     p
 }
 
+/// Whether `step` sits directly in a loop body's DAG (its innermost scope is a loop), so
+/// that a loop it opens is a [`Emitter::nested_loop_task`].
+pub(crate) fn in_loop_body(plan: &Plan, step: &str) -> bool {
+    matches!(plan.steps[step].scopes().last(), Some(Frame::Loop { .. }))
+}
+
 impl Names {
+    /// The task name of a node in the DAG that holds it (a nested loop: its group).
     fn node(&self, n: &Node) -> &str {
         match n {
             Node::Step(s) => &self.steps[s],
-            Node::Loop(s) => &self.loops[s],
+            Node::Loop(s) => self.loop_groups.get(s).unwrap_or(&self.loops[s]),
             Node::Group(s) => &self.groups[s],
             Node::Case(s, i) => &self.cases[&(s.clone(), *i)],
         }
@@ -146,6 +157,64 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// The pipeline's root DAG. Without exit hooks, the DAG of the scope tree. With them,
+    /// what KFP's compiler emits for `dsl.ExitHandler`: the flow's tasks in an
+    /// `exit-handler-1` sub-DAG, and each hook a root task after it with
+    /// `triggerPolicy.strategy: ALL_UPSTREAM_TASKS_COMPLETED` and a `TASK_FINAL_STATUS`
+    /// input on the group (which also makes kfp.local run it as an exit task). Two hooks
+    /// both follow the group, side by side: neither sees the other (the step reads the
+    /// run's status from the store, hooks left out).
+    pub(crate) fn root_dag(&mut self, tree: &Scope) -> Dag {
+        let Some(group) = self.names.exit_handler.clone() else {
+            return self.dag(tree, &[], true);
+        };
+        let body = self.dag(tree, &[], false);
+        let given = self.common_inputs(&[], true, None);
+        let defs = given
+            .iter()
+            .map(|(k, (d, _))| (k.clone(), d.clone()))
+            .collect();
+        self.sub_component(&group, body, defs);
+        let mut task = Task::new(&format!("comp-{group}"), &group);
+        task.caching_options = None;
+        task.inputs.parameters = given.into_iter().map(|(k, (_, i))| (k, i)).collect();
+        let mut dag = Dag::default();
+        dag.tasks.insert(group.clone(), task);
+        let hooks: Vec<String> = self
+            .flow
+            .hooks()
+            .iter()
+            .map(|(_, s)| s.to_string())
+            .collect();
+        for hook in hooks {
+            let mut task = self.step(&hook, &[], true, None);
+            task.dependent_tasks.insert(group.clone());
+            task.trigger_policy = Some(TriggerPolicy {
+                strategy: Some("ALL_UPSTREAM_TASKS_COMPLETED"),
+                ..TriggerPolicy::default()
+            });
+            task.inputs.parameters.insert(
+                STATUS.into(),
+                Input::TaskFinalStatus {
+                    producer_task: group.clone(),
+                },
+            );
+            let k = self.names.step(&hook).to_string();
+            let comp = self
+                .components
+                .get_mut(&format!("comp-{k}"))
+                .expect("step() registered the hook's component");
+            let mut def = ParamDef::of("TASK_FINAL_STATUS");
+            def.is_optional = Some(true);
+            comp.input_definitions
+                .get_or_insert_with(Definitions::default)
+                .parameters
+                .insert(STATUS.into(), def);
+            dag.tasks.insert(k, task);
+        }
+        dag
+    }
+
     /// The DAG of `scope`, whose enclosing loops are `loops` (foreach steps, outermost
     /// first); registers every component inside.
     pub(crate) fn dag(&mut self, scope: &Scope, loops: &[String], root: bool) -> Dag {
@@ -161,8 +230,17 @@ impl<'a> Emitter<'a> {
         let mut groups: BTreeMap<String, Vec<&Scope>> = BTreeMap::new();
         for child in &scope.children {
             match &child.frame {
+                Some(Frame::Loop { step }) if own.is_some() => {
+                    let task = self.nested_loop_task(step, child, loops);
+                    dag.tasks.insert(self.names.loop_groups[step].clone(), task);
+                }
                 Some(Frame::Loop { step }) => {
-                    let task = self.loop_task(step, child, loops, root, own);
+                    let fk = self.names.step(step).to_string();
+                    let items = Input::TaskOutputParameter {
+                        producer_task: fk,
+                        output_parameter_key: "Output".into(),
+                    };
+                    let task = self.loop_task(step, child, loops, root, own, items);
                     dag.tasks.insert(self.names.loops[step].clone(), task);
                 }
                 Some(Frame::Case { step, .. }) => {
@@ -240,6 +318,7 @@ impl<'a> Emitter<'a> {
         );
     }
 
+    /// The loop over the foreach of `f`, whose list arrives as `items`.
     fn loop_task(
         &mut self,
         f: &str,
@@ -247,6 +326,7 @@ impl<'a> Emitter<'a> {
         loops: &[String],
         root: bool,
         own: Option<&str>,
+        items: Input,
     ) -> Task {
         let name = self.names.loops[f].clone();
         let fk = self.names.step(f).to_string();
@@ -254,16 +334,7 @@ impl<'a> Emitter<'a> {
         inner.push(f.to_string());
         let dag = self.dag(body, &inner, false);
         let mut given = self.common_inputs(loops, root, own);
-        given.insert(
-            channel(&fk),
-            (
-                ParamDef::of("LIST"),
-                Input::TaskOutputParameter {
-                    producer_task: fk.clone(),
-                    output_parameter_key: "Output".into(),
-                },
-            ),
-        );
+        given.insert(channel(&fk), (ParamDef::of("LIST"), items));
         let mut defs: BTreeMap<String, ParamDef> = given
             .iter()
             .map(|(k, (d, _))| (k.clone(), d.clone()))
@@ -282,6 +353,44 @@ impl<'a> Emitter<'a> {
                 input_parameter: channel(&fk),
             },
         });
+        task
+    }
+
+    /// A loop opened directly inside another loop's body, wrapped in a group (a sub-DAG
+    /// with no condition) that takes the enclosing items under their `-task-part` names.
+    ///
+    /// kfp.local (2.17) turns every input of a loop task that reads a `…-loop-item`
+    /// component input, and every task-output input, into the loop task's own item
+    /// (`create_parameter_loop_iteration_task_spec`): the inner loop of a nested foreach
+    /// got the inner index for every level (tasks 0.0, 1.1, 2.2). A plain group task is
+    /// not rewritten, so the loop task inside it reads only `-task-part` inputs of its
+    /// parent DAG. The backend runs both shapes alike; the group costs one sub-DAG.
+    fn nested_loop_task(&mut self, f: &str, body: &Scope, loops: &[String]) -> Task {
+        let name = self.names.loop_groups[f].clone();
+        let fk = self.names.step(f).to_string();
+        let mut given = self.common_inputs(loops, false, loops.last().map(String::as_str));
+        given.insert(
+            channel(&fk),
+            (
+                ParamDef::of("LIST"),
+                Input::TaskOutputParameter {
+                    producer_task: fk.clone(),
+                    output_parameter_key: "Output".into(),
+                },
+            ),
+        );
+        let defs: BTreeMap<String, ParamDef> = given
+            .iter()
+            .map(|(k, (d, _))| (k.clone(), d.clone()))
+            .collect();
+        let items = Input::ComponentInputParameter(channel(&fk));
+        let inner = self.loop_task(f, body, loops, false, None, items);
+        let mut dag = Dag::default();
+        dag.tasks.insert(self.names.loops[f].clone(), inner);
+        self.sub_component(&name, dag, defs);
+        let mut task = Task::new(&format!("comp-{name}"), &name);
+        task.caching_options = None;
+        task.inputs.parameters = given.into_iter().map(|(k, (_, i))| (k, i)).collect();
         task
     }
 
@@ -325,7 +434,11 @@ impl<'a> Emitter<'a> {
                 .map(|k| (k.clone(), Input::ComponentInputParameter(k.clone())))
                 .collect();
             task.trigger_policy = Some(TriggerPolicy {
-                condition: format!("inputs.parameter_values['{}'] == '{target}'", channel(&sk)),
+                condition: Some(format!(
+                    "inputs.parameter_values['{}'] == '{target}'",
+                    channel(&sk)
+                )),
+                ..TriggerPolicy::default()
             });
             group.tasks.insert(case_name, task);
         }
@@ -434,7 +547,9 @@ impl<'a> Emitter<'a> {
         );
         inv.image = Some(step.settings.image.clone());
         inv.task_parts = (0..depth).map(|d| placeholder(&task_part(d))).collect();
-        match &self.plan.steps[s].parents {
+        // An exit hook is in no scope of the plan and has no parents (contract C3).
+        let parents = self.plan.steps.get(s).map(|p| &p.parents);
+        match parents.unwrap_or(&Parents::None) {
             Parents::None => {}
             Parents::FromStore => inv.parents_from_store = true,
             Parents::Static(ps) => {

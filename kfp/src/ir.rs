@@ -190,6 +190,12 @@ pub enum Input {
         /// Its output.
         output_parameter_key: String,
     },
+    /// The final status of a sibling task (an exit task's view of the group it follows).
+    #[serde(rename_all = "camelCase")]
+    TaskFinalStatus {
+        /// The sibling.
+        producer_task: String,
+    },
 }
 
 /// `iteratorPolicy`.
@@ -233,10 +239,14 @@ pub struct RetryPolicy {
 }
 
 /// `triggerPolicy`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct TriggerPolicy {
-    /// A CEL condition.
-    pub condition: String,
+    /// A CEL condition (a switch case).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// `ALL_UPSTREAM_TASKS_COMPLETED` for an exit task (it runs whatever its upstream did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<&'static str>,
 }
 
 /// `deploymentSpec`.

@@ -98,9 +98,9 @@ pub(crate) struct Names {
     pub groups: BTreeMap<String, String>,
     /// (Switch step, target index) → its `…-case-<i>` task.
     pub cases: BTreeMap<(String, usize), String>,
-    /// The exit handler group, when the flow has exit hooks (for the `ExitHandler`
-    /// emission; exit hooks are refused for KFP until it lands).
-    #[allow(dead_code)]
+    /// Foreach step nested directly in a loop body → the group task around its loop.
+    pub loop_groups: BTreeMap<String, String>,
+    /// The exit handler group, when the flow has exit hooks.
     pub exit_handler: Option<String>,
 }
 
@@ -115,11 +115,16 @@ impl Names {
             .collect();
         let (mut loops, mut groups, mut cases) =
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let mut loop_groups = BTreeMap::new();
         for s in &plan.order {
             let k = &steps[s];
             match &flow.steps[s].next {
                 Transition::Foreach { .. } => {
                     loops.insert(s.clone(), claims.claim(&format!("for-each-{k}"), MAX_LOOP));
+                    if crate::emit::in_loop_body(plan, s) {
+                        let group = claims.claim(&format!("for-each-{k}-group"), MAX_KEY);
+                        loop_groups.insert(s.clone(), group);
+                    }
                 }
                 Transition::Switch { .. } => {
                     groups.insert(s.clone(), claims.claim(&format!("{k}-switch"), MAX_KEY));
@@ -137,6 +142,7 @@ impl Names {
             loops,
             groups,
             cases,
+            loop_groups,
             exit_handler,
         }
     }

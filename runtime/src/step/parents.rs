@@ -51,8 +51,11 @@ pub async fn find(
         Some((opener, Transition::Foreach { over, .. })) => {
             let n = foreach_len(lookup, opener, task, over).await?;
             let mut found = Vec::with_capacity(n);
+            // A join outside every loop is task `0` and its body tasks are `k`; inside a
+            // loop, task `0` is item 0 of the enclosing loop and its body tasks are `0.k`.
+            let top = here.depth() == 0;
             for k in 0..n {
-                let child = if task == "0" {
+                let child = if top {
                     k.to_string()
                 } else {
                     format!("{task}.{k}")
