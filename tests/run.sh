@@ -11,8 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_TESTS=208
-MIN_PYTESTS=77
+MIN_TESTS=290
+MIN_PYTESTS=80
 
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
   echo "tests/run.sh: installing podman, runc and debootstrap (Debian packages)" >&2
