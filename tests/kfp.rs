@@ -111,6 +111,7 @@ pub(crate) fn run_local_status(dir: &Path, pipeline: &Path, args: &[&str]) -> (b
         .current_dir(dir)
         .env("PATH", path)
         .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
+        .env_remove("FLOWPACK_STORE")
         .output()
         .unwrap();
     let text = format!(

@@ -156,36 +156,6 @@ fn resume_refuses_a_flow_whose_graph_no_longer_fits_the_reused_tasks() {
     );
 }
 
-/// kfp.local (host runner) as `crate::kfp::run_local` runs it, but the run may fail.
-fn kfp_local(dir: &Path, pipeline: &Path, args: &[String]) -> (bool, String) {
-    let bin_dir = Path::new(BIN).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new(crate::kfp::kfp_python())
-        .arg(crate::kfp::shared().join("local/run_local.py"))
-        .arg(pipeline)
-        .args(["--runner", "host", "--root"])
-        .arg(dir.join("kfp-local"))
-        .args(args)
-        .current_dir(dir)
-        .env("PATH", path)
-        .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
-        .env_remove("FLOWPACK_STORE")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ok =
-        out.status.success() && text.contains("finished with status") && !text.contains("FAILURE");
-    (ok, text)
-}
-
 fn ok_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     let out = flowpack(dir, args);
     assert!(
@@ -213,7 +183,7 @@ fn a_kfp_run_resumed_under_kfp_local_runs_only_the_failed_step_and_after() {
     let tmp = tempfile::tempdir().unwrap();
     write_tree(tmp.path(), &[("flow.yaml", FLOW), ("check.sh", BROKEN)]);
     let pipeline = compile(tmp.path());
-    let (ok, text) = kfp_local(tmp.path(), &pipeline, &[]);
+    let (ok, text) = crate::kfp::run_local_status(tmp.path(), &pipeline, &[]);
     assert!(!ok, "the broken check must fail the run:\n{text}");
     let runs = ok_json(tmp.path(), &["runs", "--json"]);
     let failed = runs[0]["run"].as_str().unwrap().to_string();
@@ -240,7 +210,11 @@ fn a_kfp_run_resumed_under_kfp_local_runs_only_the_failed_step_and_after() {
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let (ok, text) = kfp_local(tmp.path(), &pipeline, &args);
+    let (ok, text) = crate::kfp::run_local_status(
+        tmp.path(),
+        &pipeline,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert!(ok, "the resumed run failed:\n{text}");
     let runs = ok_json(tmp.path(), &["runs", "--json"]);
     let resumed = runs
