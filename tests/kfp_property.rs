@@ -14,13 +14,11 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::Command;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-use crate::kfp::{kfp_python, shared};
 use crate::util;
 
 /// A graph shape: one entry step and one exit step, whatever is between.
@@ -374,7 +372,10 @@ fn every_flow_check_accepts_compiles_to_a_pipeline_kfp_accepts() {
         }
     }
     if !compiled.is_empty() {
-        validate_all(&compiled, &mut failures);
+        let files: Vec<&std::path::Path> = compiled.iter().map(PathBuf::as_path).collect();
+        if let Err(text) = crate::kfp::validate_files(&files) {
+            failures.push(format!("validate_ir.py --strict:\n{text}"));
+        }
     }
     println!(
         "seed {seed}: {} of {cases} compiled, {refused} refused for KFP",
@@ -395,22 +396,4 @@ fn every_flow_check_accepts_compiles_to_a_pipeline_kfp_accepts() {
         failures.join("\n")
     );
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// Runs the validator once over every file; a rejected file becomes a failure.
-fn validate_all(files: &[PathBuf], failures: &mut Vec<String>) {
-    let out = Command::new(kfp_python())
-        .arg(shared().join("validate_ir.py"))
-        .args(files)
-        .arg("--strict")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() || text.contains("NOTE") {
-        failures.push(format!("validate_ir.py --strict:\n{text}"));
-    }
 }
