@@ -412,7 +412,10 @@ impl super::Task<'_> {
                 found.reference()
             ))
             .await;
-            return self.take_over(found, ReuseReason::Resume, None).await;
+            let route = self.route(&found).await?;
+            return self
+                .take_over(found, route, ReuseReason::Resume, None)
+                .await;
         }
         if !self.step().settings.cache {
             return Ok(false);
@@ -424,14 +427,15 @@ impl super::Task<'_> {
         }
         // The cache saves work; it never fails a task: a lookup that fails is a miss.
         match self.look_up(work).await {
-            Ok(Some((found, key))) => {
+            Ok(Some((found, route, key))) => {
                 self.log(&format!(
                     "step cache hit (key {}): the outputs of {} are reused, not run again",
                     key.short(),
                     found.reference()
                 ))
                 .await;
-                self.take_over(found, ReuseReason::Cache, Some(key)).await
+                self.take_over(found, route, ReuseReason::Cache, Some(key))
+                    .await
             }
             Ok(None) => Ok(false),
             Err(e) => {
@@ -449,7 +453,7 @@ impl super::Task<'_> {
     async fn look_up(
         &self,
         work: &super::Work<'_>,
-    ) -> Result<Option<(Found, Digest)>, RuntimeError> {
+    ) -> Result<Option<(Found, Route, Digest)>, RuntimeError> {
         let flow = &self.manifest.flow.name;
         let mut parents = Vec::new();
         for p in &self.args.parents {
@@ -471,15 +475,8 @@ impl super::Task<'_> {
         let stale = match lookup(&self.args.store, flow, &key).await? {
             Lookup::Hit(found) => {
                 // Its route is read before anything is committed: a failure here is a miss.
-                route_of(
-                    &self.args.store,
-                    &self.cache,
-                    self.step(),
-                    &found.artifacts,
-                    &found.reference(),
-                )
-                .await?;
-                return Ok(Some((found, key)));
+                let route = self.route(&found).await?;
+                return Ok(Some((found, route, key)));
             }
             Lookup::Miss => false,
             Lookup::Stale(what) => {
@@ -495,21 +492,27 @@ impl super::Task<'_> {
         Ok(None)
     }
 
-    /// Commits `found`'s namespace as this attempt's and writes the output parameters.
-    async fn take_over(
-        &self,
-        found: Found,
-        reason: ReuseReason,
-        key: Option<Digest>,
-    ) -> Result<bool, RuntimeError> {
-        let route = route_of(
+    /// Where `found` went (its foreach count, its switch case), read from its artifacts.
+    async fn route(&self, found: &Found) -> Result<Route, RuntimeError> {
+        route_of(
             &self.args.store,
             &self.cache,
             self.step(),
             &found.artifacts,
             &found.reference(),
         )
-        .await?;
+        .await
+    }
+
+    /// Commits `found`'s namespace as this attempt's and writes the output parameters
+    /// (`route`, read from `found`).
+    async fn take_over(
+        &self,
+        found: Found,
+        route: Route,
+        reason: ReuseReason,
+        key: Option<Digest>,
+    ) -> Result<bool, RuntimeError> {
         self.args
             .store
             .create_json(&format!("{}artifacts.json", self.prefix), &found.artifacts)
