@@ -829,7 +829,7 @@ fn logs_attempt_of_an_attempt_the_task_does_not_have_is_an_error() {
     let run = run["run"].as_str().unwrap();
     let out = flowpack(
         tmp.path(),
-        &["logs", &format!("{run}/start"), "--attempt", "2"],
+        &["logs", &format!("{run}/end"), "--attempt", "2"],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -841,9 +841,9 @@ fn logs_attempt_of_an_attempt_the_task_does_not_have_is_an_error() {
     // The attempt it has still prints.
     let text = flowpack_ok(
         tmp.path(),
-        &["logs", &format!("{run}/start"), "--attempt", "0"],
+        &["logs", &format!("{run}/end"), "--attempt", "0"],
     );
-    assert!(!text.is_empty());
+    assert!(text.contains("stdout Hello, flowpack!"), "{text}");
 }
 
 #[test]
@@ -923,7 +923,7 @@ fn fetch_takes_the_short_digest_run_prints() {
         }
         assert!(!tmp.path().join("never").exists());
     };
-    fail(&short[..6], &["at least 12"]);
+    fail(&short[..6], &["the first 12 hex digits"]);
     fail("ffffffffffff", &["no package", "ffffffffffff"]);
     // Another blob sharing the printed prefix makes it ambiguous: both are listed.
     let hex = &full["sha256:".len()..];
