@@ -1,5 +1,5 @@
-//! Reading runs back: run lists and status, a run's tasks, logs (also while they are
-//! written), artifacts; and `resume`, which starts a new run reusing the committed tasks
+//! Reading runs back: naming a run (`find_run_path`) or a package (`find_package`), run
+//! lists and status, a run's tasks, logs (also while they are written), artifacts; and `resume`, which starts a new run reusing the committed tasks
 //! of an old one by reference.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -138,13 +138,14 @@ pub async fn find_run_path(
         }
     }
     let named = match (with_flow, bare) {
-        (true, true) => format!("neither run '{}/{}' nor run '{}' is", parts[0], parts[1], parts[0]),
+        (true, true) => format!(
+            "neither run '{}/{}' nor run '{}' is",
+            parts[0], parts[1], parts[0]
+        ),
         (true, false) => format!("run '{}/{}' is not", parts[0], parts[1]),
         (false, true) => format!("run '{}' is not", parts[0]),
         (false, false) => {
-            return Err(RuntimeError::Invalid(format!(
-                "'{target}' must be {usage}"
-            )));
+            return Err(RuntimeError::Invalid(format!("'{target}' must be {usage}")));
         }
     };
     Err(RuntimeError::NotFound(format!(
@@ -160,9 +161,9 @@ pub async fn find_package(store: &Store, text: &str) -> Result<Digest, RuntimeEr
     use flowpack_core::digest::SHORT_HEX;
     let hex = text.strip_prefix("sha256:").unwrap_or(text);
     if hex.len() == 64 {
-        return format!("sha256:{hex}")
-            .parse()
-            .map_err(|e: flowpack_core::digest::DigestParseError| RuntimeError::Invalid(e.to_string()));
+        return format!("sha256:{hex}").parse().map_err(
+            |e: flowpack_core::digest::DigestParseError| RuntimeError::Invalid(e.to_string()),
+        );
     }
     if hex.len() < SHORT_HEX
         || hex.len() > 64
@@ -191,20 +192,25 @@ pub async fn find_package(store: &Store, text: &str) -> Result<Digest, RuntimeEr
         many => Err(RuntimeError::Invalid(format!(
             "'{text}' is ambiguous: {} blobs of the store start with it ({}); give more digits",
             many.len(),
-            many.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
 
 /// A step's retries in the run's package: how many attempts may follow the first, and
 /// the seconds between them (none for a step the package does not have).
-pub async fn retries(store: &Store, record: &RunRecord, step: &str) -> Result<(u32, u64), RuntimeError> {
+pub async fn retries(
+    store: &Store,
+    record: &RunRecord,
+    step: &str,
+) -> Result<(u32, u64), RuntimeError> {
     let manifest = flowpack_core::package::read_manifest(store, &record.package).await?;
-    Ok(manifest
-        .flow
-        .steps
-        .get(step)
-        .map_or((0, 0), |s| (s.settings.retry.times, s.settings.retry.delay_seconds)))
+    Ok(manifest.flow.steps.get(step).map_or((0, 0), |s| {
+        (s.settings.retry.times, s.settings.retry.delay_seconds)
+    }))
 }
 
 /// Every run in the store (of `flow`, when given), newest first.

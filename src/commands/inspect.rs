@@ -290,14 +290,15 @@ async fn follow(
         match (this, info.as_ref()) {
             (Some(x), _) => {
                 let over = ended(x);
-                if chunk == 0 {
-                    if let Some(p) = previous.take() {
-                        eprintln!(
-                            "--- attempt {attempt} (attempt {} {}) ---",
-                            p.record.attempt,
-                            status_text(p.record.status)
-                        );
-                    }
+                if chunk == 0
+                    && let Some(p) = previous.take()
+                {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "--- attempt {attempt} (attempt {} {}) ---",
+                        p.record.attempt,
+                        status_text(p.record.status)
+                    );
                 }
                 // Read after the record said the attempt ended: nothing is written after.
                 chunk = print_chunks(store, record, task, attempt, chunk, json).await?;
@@ -313,7 +314,10 @@ async fn follow(
                 }
             }
             (None, Some(i)) if only.is_some() => {
-                if i.attempts.last().is_some_and(|l| ended(l) && final_after(l, retries)) {
+                if i.attempts
+                    .last()
+                    .is_some_and(|l| ended(l) && final_after(l, retries))
+                {
                     bail!(
                         "task {task} of run {run} has no attempt {attempt}: {}",
                         attempts_text(i)
@@ -322,7 +326,8 @@ async fn follow(
             }
             (None, _) => {
                 if waiting.is_some_and(|w: std::time::Instant| w.elapsed() > patience) {
-                    eprintln!(
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
                         "attempt {attempt} of task {task} did not start within {}s of the \
                          last one's end: the run stopped",
                         patience.as_secs()
