@@ -204,6 +204,10 @@ pub struct RunsArgs {
 pub struct ClientArgs {
     #[command(flatten)]
     pub store: StoreArg,
+    /// Print the URL of the store (as resolved: a local store as its absolute folder) and
+    /// exit: how the Python package learns the default store without a rule of its own.
+    #[arg(long)]
+    pub print_store: bool,
 }
 
 #[derive(Debug, Args)]
@@ -219,12 +223,12 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// RUN/STEP or RUN/STEP/TASK (task 0 by default).
+    /// RUN/STEP or RUN/STEP/TASK (task 0 by default); RUN may be written FLOW/RUN.
     pub target: String,
-    /// The attempt (default: the newest).
+    /// The attempt (default: the newest; with --follow, every attempt from the first).
     #[arg(long, value_name = "N")]
     pub attempt: Option<u32>,
-    /// Keep printing new lines until the task ends.
+    /// Keep printing new lines until the task is final, across its retries.
     #[arg(short, long)]
     pub follow: bool,
     #[command(flatten)]
@@ -242,7 +246,7 @@ pub enum ArtifactsCommand {
 
 #[derive(Debug, Args)]
 pub struct ArtifactGetArgs {
-    /// RUN/STEP/NAME (task 0) or RUN/STEP/TASK/NAME.
+    /// RUN/STEP/NAME (task 0) or RUN/STEP/TASK/NAME; RUN may be written FLOW/RUN.
     pub target: String,
     /// Where to write it (a file, or a folder for folder artifacts). Default: ./NAME;
     /// `-` writes a file artifact to stdout.
@@ -257,7 +261,7 @@ pub struct ArtifactGetArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// The run to resume.
+    /// The run to resume (RUN or FLOW/RUN).
     pub run: String,
     /// Run again from this step (default: the steps that failed); tasks before it are reused.
     #[arg(long, value_name = "STEP")]
@@ -374,7 +378,8 @@ pub struct StepArgs {
 pub struct StoreArg {
     /// The store: a folder, file://, s3://BUCKET/PREFIX[?endpoint=URL&region=R&path_style=true],
     /// gs://BUCKET/PREFIX or az://CONTAINER/PREFIX[?account=A]. Default: FLOWPACK_STORE, else
-    /// the folder .flowpack/ beside the flow file (the current folder for commands without one).
+    /// the nearest .flowpack/ folder from the current folder upward (run, push and compile
+    /// make ./.flowpack when there is none; reading commands never make one).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 }
@@ -431,7 +436,8 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// The package: sha256:<64 hex>.
+    /// The package: sha256:<64 hex>, or its first 12 or more hex digits (as `run` and `push`
+    /// print them).
     pub package: String,
     #[command(flatten)]
     pub store: StoreArg,

@@ -36,7 +36,7 @@ fn check_json_is_the_normalized_flow() {
 }
 
 #[test]
-fn push_defaults_to_the_folder_beside_the_flow_file_and_honours_flowpack_store() {
+fn push_defaults_to_the_store_of_the_current_folder_and_honours_flowpack_store() {
     let tmp = tempfile::tempdir().unwrap();
     write_tree(
         tmp.path(),
@@ -49,11 +49,13 @@ fn push_defaults_to_the_folder_beside_the_flow_file_and_honours_flowpack_store()
         tmp.path(),
         &["push", "proj/flow.yaml", "--version-name", "v1"],
     );
+    // No store above: `./.flowpack` of the folder push ran in, not beside the flow file.
     assert!(
         tmp.path()
-            .join("proj/.flowpack/v1/flows/demo/versions/v1.json")
+            .join(".flowpack/v1/flows/demo/versions/v1.json")
             .is_file()
     );
+    assert!(!tmp.path().join("proj/.flowpack").exists());
     insta::assert_snapshot!(redact(&out, tmp.path()).replace(|c: char| c.is_ascii_digit(), "N"));
 
     let other = tmp.path().join("elsewhere");

@@ -343,7 +343,8 @@ if step == "join":
     open(os.path.join(out, "total"), "w").write(str(total))
 "#;
 
-/// Runs WHERE_FLOW with `--containers` on `store` ("": the default store beside the flow),
+/// Runs WHERE_FLOW with `--containers` on `store` ("": the default store, `./.flowpack` of the
+/// flow's folder where it runs),
 /// with a relative cache folder: paths reach the containers made absolute.
 fn run_where(store: &str) -> (String, String, PathBuf) {
     let tmp = tempfile::tempdir().unwrap().keep();
@@ -373,7 +374,7 @@ fn run_where(store: &str) -> (String, String, PathBuf) {
 
 #[test]
 fn run_containers_runs_every_task_in_its_image_on_a_local_folder_store() {
-    // The embedded default: .flowpack/ beside the flow file, named relatively.
+    // The embedded default: ./.flowpack of the folder `run` is typed in (the flow's here).
     let store = "";
     let (run, stderr, dir) = run_where(store);
     // SAFETY: getuid cannot fail and touches no memory.

@@ -590,3 +590,356 @@ fn two_runs_of_one_flow_at_once_both_succeed() {
     let runs = json(&flowpack_ok(tmp.path(), &["runs", "hello", "--json"]));
     assert_eq!(runs.as_array().unwrap().len(), 2);
 }
+
+// ---------------------------------------------------------------------------------------
+// Where runs are (docs/configuration.md "The default store"), and the reading commands'
+// edges: `logs --follow` across retries, `--attempt`, FLOW/RUN, short package digests.
+
+/// Asserts that no folder from `dir` up holds a `.flowpack`: the tests below place stores
+/// by the upward search, so a stray one above the temp folder would make them lie.
+fn assert_no_store_above(dir: &Path) {
+    for d in dir.ancestors() {
+        assert!(
+            !d.join(".flowpack").exists(),
+            "{} exists: remove it, it hides the default-store tests' own stores",
+            d.join(".flowpack").display()
+        );
+    }
+}
+
+/// The `flowpack …` commands in `text`: every hint, cut at `;`, `,`, `)` or the line's end.
+fn hints(text: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut rest = line;
+        while let Some(at) = rest.find("flowpack ") {
+            let tail = &rest[at + "flowpack ".len()..];
+            let end = tail.find([';', ',', ')', '`']).unwrap_or(tail.len());
+            let words: Vec<String> = tail[..end].split_whitespace().map(String::from).collect();
+            if words.first().is_some_and(|w| {
+                ["show", "logs", "resume", "artifacts", "runs", "fetch"].contains(&w.as_str())
+            }) {
+                out.push(words);
+            }
+            rest = &tail[end..];
+        }
+    }
+    out
+}
+
+#[test]
+fn the_hints_run_prints_work_verbatim_from_where_run_was_typed_and_below() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().canonicalize().unwrap();
+    assert_no_store_above(&top);
+    let marker = top.join("broken");
+    std::fs::write(&marker, "").unwrap();
+    write_tree(
+        &top,
+        &[
+            (
+                "proj/flow.yaml",
+                &format!(
+                    "name: hinted\nsteps:\n  start: {{run: 'echo made > $FLOWPACK_OUTPUT_DIR/thing; echo started', next: middle}}\n  middle: {{run: 'test ! -e {}', next: end}}\n  end: {{run: 'true'}}\n",
+                    marker.display()
+                ),
+            ),
+            ("sub/deeper/.keep", ""),
+        ],
+    );
+    // `run` from the folder above the flow's: the store is made here, not beside the flow.
+    let out = run_flow(&top, &["proj/flow.yaml"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(top.join(".flowpack").is_dir(), "{printed}");
+    assert!(!top.join("proj/.flowpack").exists(), "{printed}");
+    let hinted = hints(&printed);
+    let commands: Vec<&str> = hinted.iter().map(|h| h[0].as_str()).collect();
+    assert!(
+        commands.contains(&"show") && commands.contains(&"resume"),
+        "run prints where to look: {printed}"
+    );
+    std::fs::remove_file(&marker).unwrap();
+    for dir in [top.clone(), top.join("sub/deeper")] {
+        for hint in &hinted {
+            let args: Vec<&str> = hint.iter().map(String::as_str).collect();
+            let out = flowpack(&dir, &args);
+            assert!(
+                out.status.success(),
+                "`flowpack {}` in {}: {}",
+                hint.join(" "),
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            !dir.join(".flowpack").exists() || dir == top,
+            "a hint made a store"
+        );
+    }
+    // The other reading commands find it from below too.
+    let run = hinted.iter().find(|h| h[0] == "show").unwrap()[1].clone();
+    let below = top.join("sub/deeper");
+    let logs = flowpack_ok(&below, &["logs", &format!("{run}/start")]);
+    assert!(logs.contains("stdout started"), "{logs}");
+    assert_eq!(
+        flowpack_ok(
+            &below,
+            &["artifacts", "get", &format!("{run}/start/thing"), "-o", "-"]
+        ),
+        "made\n"
+    );
+    let runs = json(&flowpack_ok(&below, &["runs", "--json"]));
+    assert_eq!(
+        runs.as_array().unwrap().len(),
+        3,
+        "the run and its two resumes"
+    );
+    assert!(!below.join(".flowpack").exists() && !top.join("sub/.flowpack").exists());
+}
+
+#[test]
+fn reading_commands_without_a_store_say_so_and_create_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    assert_no_store_above(dir);
+    for args in [
+        vec!["runs"],
+        vec!["runs", "--json"],
+        vec!["show", "local-x"],
+        vec!["logs", "local-x/start"],
+        vec!["artifacts", "get", "local-x/start/thing"],
+        vec!["resume", "local-x"],
+        vec!["fetch", "sha256:0123456789ab", "-o", "out"],
+    ] {
+        let out = flowpack(dir, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "no flowpack store found in {} or any parent folder",
+                dir.display()
+            )) && stderr.contains("--store")
+                && stderr.contains("FLOWPACK_STORE"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!dir.join(".flowpack").exists(), "{args:?} made a store");
+    }
+    // A folder named by --store that does not exist is not made by a reading command.
+    let out = flowpack(dir, &["runs", "--store", "nowhere"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nowhere"), "{stderr}");
+    assert!(!dir.join("nowhere").exists());
+    // A `.flowpack` that is not a folder is named, not searched past.
+    std::fs::write(dir.join(".flowpack"), "").unwrap();
+    write_tree(
+        dir,
+        &[(
+            "flow.yaml",
+            "name: nowhere\nsteps:\n  start: {run: 'true', next: end}\n  end: {run: 'true'}\n",
+        )],
+    );
+    std::fs::create_dir(dir.join("below")).unwrap();
+    for args in [vec!["runs"], vec!["push", "../flow.yaml"]] {
+        let out = flowpack(&dir.join("below"), &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&dir.join(".flowpack").display().to_string())
+                && stderr.contains("not a folder"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn logs_follow_goes_on_across_a_retry_until_the_task_is_final() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("failed-once");
+    write_tree(
+        tmp.path(),
+        &[(
+            "flow.yaml",
+            &format!(
+                "name: retried\nsteps:\n  start: {{run: 'if [ -e {m} ]; then echo second-try; exit 0; fi; touch {m}; echo first-try; sleep 2; exit 1', next: end, retry: {{times: 2, delay: 2s}}}}\n  end: {{run: 'true'}}\n",
+                m = marker.display()
+            ),
+        )],
+    );
+    let mut run = Command::new(BIN)
+        .args(["run", "flow.yaml"])
+        .current_dir(tmp.path())
+        .env("FLOWPACK_CACHE_DIR", tmp.path().join(".test-cache"))
+        .env_remove("FLOWPACK_STORE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `run RUN of flow …` comes on stderr before any task starts.
+    let mut stderr = std::io::BufReader::new(run.stderr.take().unwrap());
+    let id = loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(n > 0, "run ended before naming its run");
+        if let Some(rest) = line.strip_prefix("run local-") {
+            break format!("local-{}", rest.split_whitespace().next().unwrap());
+        }
+    };
+    let drain = std::thread::spawn(move || std::io::Read::read_to_end(&mut stderr, &mut vec![]));
+    let started = Instant::now();
+    while !flowpack(tmp.path(), &["show", &id]).status.success() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no run record");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let followed = Command::new(BIN)
+        .args(["logs", &format!("{id}/start"), "--follow"])
+        .current_dir(tmp.path())
+        .env_remove("FLOWPACK_STORE")
+        .output()
+        .unwrap();
+    assert!(run.wait().unwrap().success());
+    drain.join().unwrap().unwrap();
+    let text = String::from_utf8_lossy(&followed.stdout);
+    let notes = String::from_utf8_lossy(&followed.stderr);
+    assert!(followed.status.success(), "{notes}");
+    let (a, b) = (
+        text.find("stdout first-try")
+            .unwrap_or_else(|| panic!("{text}")),
+        text.find("stdout second-try")
+            .unwrap_or_else(|| panic!("follow stopped at the first attempt:\n{text}")),
+    );
+    assert!(a < b, "{text}");
+    assert!(notes.contains("attempt 1"), "a separator names it: {notes}");
+    assert!(
+        !text.contains("attempt 1 "),
+        "separators go to stderr: {text}"
+    );
+}
+
+#[test]
+fn logs_attempt_of_an_attempt_the_task_does_not_have_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_example("hello", tmp.path());
+    let run = run_ok(tmp.path(), &["flow.yaml"]);
+    let run = run["run"].as_str().unwrap();
+    let out = flowpack(
+        tmp.path(),
+        &["logs", &format!("{run}/end"), "--attempt", "2"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no attempt 2") && stderr.contains("it has attempt 0"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    // The attempt it has still prints.
+    let text = flowpack_ok(
+        tmp.path(),
+        &["logs", &format!("{run}/end"), "--attempt", "0"],
+    );
+    assert!(text.contains("stdout Hello, flowpack!"), "{text}");
+}
+
+#[test]
+fn flow_slash_run_names_a_run_everywhere_a_run_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_example("hello", tmp.path());
+    let run = run_ok(tmp.path(), &["flow.yaml", "--param", "times=2"]);
+    let run = run["run"].as_str().unwrap();
+    let full = format!("hello/{run}");
+    let bare = flowpack_ok(tmp.path(), &["logs", &format!("{run}/end")]);
+    for target in [format!("{full}/end"), format!("{full}/end/0")] {
+        assert_eq!(
+            flowpack_ok(tmp.path(), &["logs", &target]),
+            bare,
+            "{target}"
+        );
+    }
+    for target in [
+        format!("{full}/greet/greetings.txt"),
+        format!("{full}/greet/0/greetings.txt"),
+    ] {
+        assert_eq!(
+            flowpack_ok(tmp.path(), &["artifacts", "get", &target, "-o", "-"]),
+            "Hello, flowpack!\n".repeat(2),
+            "{target}"
+        );
+    }
+    assert_eq!(show(tmp.path(), &full, &[])["record"]["run"], run);
+    // A flow that has no such run is named as such.
+    let out = flowpack(tmp.path(), &["logs", &format!("other/{run}/end")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("other") && stderr.contains("flowpack runs"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn fetch_takes_the_short_digest_run_prints() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_example("hello", tmp.path());
+    let out = run_flow(tmp.path(), &["flow.yaml"], &[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // `run … (package 0123456789ab) in …`
+    let short = stderr
+        .split("(package ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap_or_else(|| panic!("{stderr}"))
+        .to_string();
+    let full = json(&flowpack_ok(
+        tmp.path(),
+        &["fetch", &short, "-o", "a", "--json"],
+    ))["package"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(full.starts_with(&format!("sha256:{short}")), "{full}");
+    for (given, dir) in [
+        (format!("sha256:{short}"), "b"),
+        (full[..30].to_string(), "c"),
+    ] {
+        let got = json(&flowpack_ok(
+            tmp.path(),
+            &["fetch", &given, "-o", dir, "--json"],
+        ));
+        assert_eq!(got["package"], full.as_str(), "{given}");
+    }
+    let fail = |given: &str, want: &[&str]| {
+        let out = flowpack(tmp.path(), &["fetch", given, "-o", "never"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{given}: {stderr}");
+        for w in want {
+            assert!(stderr.contains(w), "{given}: no '{w}' in {stderr}");
+        }
+        assert!(!tmp.path().join("never").exists());
+    };
+    fail(&short[..6], &["the first 12 hex digits"]);
+    fail("ffffffffffff", &["no package", "ffffffffffff"]);
+    // Another blob sharing the printed prefix makes it ambiguous: both are listed.
+    let hex = &full["sha256:".len()..];
+    let twin = format!("{}{}", &hex[..12], "0".repeat(52));
+    let twin = if twin == hex {
+        format!("{}{}", &hex[..12], "1".repeat(52))
+    } else {
+        twin
+    };
+    std::fs::write(
+        tmp.path()
+            .join(format!(".flowpack/v1/blobs/sha256/{}/{twin}", &hex[..2])),
+        "",
+    )
+    .unwrap();
+    fail(&short, &["ambiguous", hex, &twin]);
+    // The full digest still works.
+    flowpack_ok(tmp.path(), &["fetch", &full, "-o", "d"]);
+}

@@ -10,6 +10,10 @@ use std::str::FromStr;
 use aws_lc_rs::digest::{Context, SHA256};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// How many hex digits [`Digest::short`] prints, and the fewest that name a package
+/// (`flowpack fetch` resolves such a prefix against the store).
+pub const SHORT_HEX: usize = 12;
+
 /// A SHA-256 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest([u8; 32]);
@@ -32,9 +36,9 @@ impl Digest {
         hex::encode(self.0)
     }
 
-    /// The first 12 hex digits, for messages meant for people.
+    /// The first [`SHORT_HEX`] (12) hex digits, for messages meant for people.
     pub fn short(&self) -> String {
-        self.hex()[..12].to_string()
+        self.hex()[..SHORT_HEX].to_string()
     }
 }
 

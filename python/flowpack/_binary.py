@@ -80,16 +80,15 @@ def run(args: Sequence[str], *, input: bytes | None = None) -> bytes:
 
 
 def default_store() -> str:
-    """The store a command uses when none is named: ``$FLOWPACK_STORE``, else the nearest
-    ``.flowpack`` folder from the current folder upward, else ``./.flowpack``.
+    """The store a reading command uses when none is named, as the binary resolves it (the
+    one rule, docs/configuration.md "The default store"): ``$FLOWPACK_STORE``, else the
+    nearest ``.flowpack`` folder from the current folder upward. A local store comes back
+    as its absolute folder.
 
     Flows run from one folder share it, so a second flow (or a notebook) started there sees
     the first one's runs, as Metaflow's ``.metaflow`` folder works.
+
+    Raises:
+        BinaryError: there is no store (the message says where the binary looked).
     """
-    if os.environ.get("FLOWPACK_STORE"):
-        return os.environ["FLOWPACK_STORE"]
-    here = Path.cwd()
-    for folder in (here, *here.parents):
-        if (folder / ".flowpack").is_dir():
-            return str(folder / ".flowpack")
-    return str(here / ".flowpack")
+    return run(["client", "--print-store"]).decode().strip()

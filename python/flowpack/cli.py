@@ -13,8 +13,9 @@ line into the ``flowpack`` binary's (:func:`translate`) and replaces this proces
 ``trigger [--NAME VALUE]``  ``flowpack trigger FLOW --param NAME=VALUE …``
 ==========================  ==================================================
 
-Without ``--store`` the store is :func:`flowpack.default_store` (``$FLOWPACK_STORE``, else the
-nearest ``.flowpack/`` upward, else ``./.flowpack``), so flows run from one folder share it.
+Without ``--store`` no store is passed: the binary resolves it by its one rule
+(``$FLOWPACK_STORE``, else the nearest ``.flowpack/`` upward; ``run``, ``push`` and ``compile``
+make ``./.flowpack`` when there is none), so flows run from one folder share it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from ._binary import BinaryError, binary, default_store
+from ._binary import BinaryError, binary
 from ._binary import run as run_binary
 from .exception import FlowpackException
 from .flowspec import flow_parameters
@@ -105,11 +106,17 @@ def _param_value(p: Parameter, value: str) -> str:
     return value
 
 
-def _latest_run(flow_name: str, store: str) -> str:
-    out = run_binary(["runs", flow_name, "--json", "--store", store])
+def _store_args(store: str | None) -> list[str]:
+    """``--store STORE`` when one was given; else nothing, and the binary finds the store."""
+    return ["--store", store] if store else []
+
+
+def _latest_run(flow_name: str, store: str | None) -> str:
+    out = run_binary(["runs", flow_name, "--json", *_store_args(store)])
     runs = json.loads(out or b"[]")
     if not runs:
-        raise UsageError(f"flow {flow_name} has no runs in {store} to resume")
+        where = store or "the store"
+        raise UsageError(f"flow {flow_name} has no runs in {where} to resume")
     return str(runs[0]["run"])
 
 
@@ -178,16 +185,15 @@ def translate(flow_cls: type, flow_file: str, argv: list[str]) -> list[str]:
                 out += ["--from", positional[0]]
             else:
                 run_id = positional[0]
-        store = store or default_store()
         run_id = run_id or _latest_run(flow_cls.__name__, store)
         # The current flow file: the resumed run runs the code as it is now.
-        return ["resume", run_id, flow_path, *out, "--store", store]
+        return ["resume", run_id, flow_path, *out, *_store_args(store)]
     if positional:
         raise UsageError(f"{command}: unexpected argument {positional[0]!r}")
     if command == "show":
         return ["check", flow_path]
     if command in _WITH_STORE:
-        out += ["--store", store or default_store()]
+        out += _store_args(store)
     return [command, flow_path, *out]
 
 

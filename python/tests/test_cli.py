@@ -21,6 +21,7 @@ def foreach_flow() -> type:
 
 
 def test_run_maps_parameters_and_store(foreach_flow: type, tmp_path: Path) -> None:
+    # No --store: none is passed, and the binary resolves the store by its one rule.
     os.environ["FLOWPACK_STORE"] = str(tmp_path / "store")
     try:
         args = translate(foreach_flow, "paramflow.py", ["run", "--greeting", "hey", "--json"])
@@ -28,15 +29,7 @@ def test_run_maps_parameters_and_store(foreach_flow: type, tmp_path: Path) -> No
     finally:
         del os.environ["FLOWPACK_STORE"]
     path = os.path.abspath("paramflow.py")
-    assert args == [
-        "run",
-        path,
-        "--param",
-        "greeting=hey",
-        "--json",
-        "--store",
-        str(tmp_path / "store"),
-    ]
+    assert args == ["run", path, "--param", "greeting=hey", "--json"]
     assert args2 == ["run", path, "--param", "greeting=yo", "--store", "s"]
 
 

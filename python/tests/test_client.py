@@ -220,6 +220,18 @@ def test_default_store_is_the_nearest_flowpack_folder(tmp_path: Path, monkeypatc
     assert flowpack.default_store() == str(tmp_path / ".flowpack")
 
 
+def test_without_a_store_the_client_says_so_and_creates_none(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("FLOWPACK_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    if any((d / ".flowpack").exists() for d in (tmp_path, *tmp_path.parents)):
+        pytest.fail("a .flowpack above the test folder hides this test's point: remove it")
+    with pytest.raises(flowpack.client.BinaryError, match="no flowpack store found in"):
+        Flow("HelloFlow")
+    with pytest.raises(flowpack.client.BinaryError, match="no flowpack store found in"):
+        get_metadata()
+    assert not (tmp_path / ".flowpack").exists()
+
+
 def test_namespace_is_global_only() -> None:
     assert namespace(None) is None
     with pytest.raises(ValueError, match="flowpack has no namespaces"):

@@ -1,11 +1,14 @@
-//! Reading runs back: run lists and status, a run's tasks, logs (also while they are
-//! written), artifacts; and `resume`, which starts a new run reusing the committed tasks
+//! Reading runs back: naming a run (`find_run_path`) or a package (`find_package`), run
+//! lists and status, a run's tasks, logs (also while they are written), artifacts; and `resume`, which starts a new run reusing the committed tasks
 //! of an old one by reference.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use flowpack_core::Digest;
 use flowpack_core::flow::Flow;
-use flowpack_core::run::{ArtifactRef, Artifacts, RunRecord, TaskRecord, TaskRef, TaskStatus};
+use flowpack_core::run::{
+    ArtifactRef, Artifacts, RunRecord, TaskRecord, TaskRef, TaskStatus, is_run_id,
+};
 use flowpack_core::store::{Store, layout};
 use serde::Serialize;
 
@@ -89,23 +92,125 @@ pub struct RunInfo {
 
 /// The flow a run belongs to and its record; `run` may be `FLOW/RUN` or just `RUN`.
 pub async fn find_run(store: &Store, run: &str) -> Result<RunRecord, RuntimeError> {
-    if let Some((flow, id)) = run.split_once('/') {
-        return Ok(store.get_json(&layout::run_record(flow, id)).await?);
-    }
-    for flow in store.list_dirs(&layout::runs()).await? {
+    Ok(find_run_path(store, run, 0..=0, "RUN or FLOW/RUN").await?.0)
+}
+
+/// The run named at the start of `target` — `RUN/…` or `FLOW/RUN/…` — and the parts after
+/// it, of which there may be as many as `rest` says: the one parser of every command that
+/// names a run (`show`, `logs`, `artifacts get`, `resume`, `trigger --resume`, the client).
+/// `FLOW/RUN` is taken when that run record exists (one read), else the first part is
+/// looked up as a run id in every flow. `usage` is the form the error shows for a target
+/// of no fitting shape.
+pub async fn find_run_path(
+    store: &Store,
+    target: &str,
+    rest: std::ops::RangeInclusive<usize>,
+    usage: &str,
+) -> Result<(RunRecord, Vec<String>), RuntimeError> {
+    use flowpack_core::name::{self, NameKind};
+    let parts: Vec<&str> = target.split('/').collect();
+    let after = |n: usize| parts[n..].iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let with_flow = parts.len() >= 2
+        && rest.contains(&(parts.len() - 2))
+        && name::check(NameKind::Flow, parts[0]).is_ok()
+        && is_run_id(parts[1]);
+    let bare = rest.contains(&(parts.len() - 1)) && is_run_id(parts[0]);
+    if with_flow {
         match store
-            .get_json::<RunRecord>(&layout::run_record(&flow, run))
+            .get_json::<RunRecord>(&layout::run_record(parts[0], parts[1]))
             .await
         {
-            Ok(r) => return Ok(r),
-            Err(e) if e.is_not_found() => continue,
+            Ok(r) => return Ok((r, after(2))),
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Err(RuntimeError::Invalid(format!(
-        "run '{run}' is not in the store {}: `flowpack runs` lists the runs there",
+    if bare {
+        for flow in store.list_dirs(&layout::runs()).await? {
+            match store
+                .get_json::<RunRecord>(&layout::run_record(&flow, parts[0]))
+                .await
+            {
+                Ok(r) => return Ok((r, after(1))),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let named = match (with_flow, bare) {
+        (true, true) => format!(
+            "neither run '{}/{}' nor run '{}' is",
+            parts[0], parts[1], parts[0]
+        ),
+        (true, false) => format!("run '{}/{}' is not", parts[0], parts[1]),
+        (false, true) => format!("run '{}' is not", parts[0]),
+        (false, false) => {
+            return Err(RuntimeError::Invalid(format!("'{target}' must be {usage}")));
+        }
+    };
+    Err(RuntimeError::NotFound(format!(
+        "{named} in the store {}: `flowpack runs` lists the runs there",
         store.url()
     )))
+}
+
+/// The package that `text` names: `sha256:<64 hex>`, or a prefix of its hex digits (with
+/// or without `sha256:`) at least as long as [`Digest::short`] prints, matched against the
+/// blobs of the store. A prefix that several blobs start with is an error naming them.
+pub async fn find_package(store: &Store, text: &str) -> Result<Digest, RuntimeError> {
+    use flowpack_core::digest::SHORT_HEX;
+    let hex = text.strip_prefix("sha256:").unwrap_or(text);
+    if hex.len() == 64 {
+        return format!("sha256:{hex}").parse().map_err(
+            |e: flowpack_core::digest::DigestParseError| RuntimeError::Invalid(e.to_string()),
+        );
+    }
+    if hex.len() < SHORT_HEX
+        || hex.len() > 64
+        || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(RuntimeError::Invalid(format!(
+            "'{text}' is not a package: give sha256:<64 hex digits>, or at least the first \
+             {SHORT_HEX} hex digits (as `run` and `push` print them)"
+        )));
+    }
+    let found: Vec<Digest> = store
+        .list(&layout::blob_folder(hex))
+        .await?
+        .iter()
+        .filter_map(|k| k.rsplit('/').next())
+        .filter(|name| name.starts_with(hex))
+        .filter_map(|name| format!("sha256:{name}").parse().ok())
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(RuntimeError::NotFound(format!(
+            "no package in the store {} starts with {hex}: `flowpack runs --json` and \
+             `flowpack push` show the packages",
+            store.url()
+        ))),
+        many => Err(RuntimeError::Invalid(format!(
+            "'{text}' is ambiguous: {} blobs of the store start with it ({}); give more digits",
+            many.len(),
+            many.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// A step's retries in the run's package: how many attempts may follow the first, and
+/// the seconds between them (none for a step the package does not have).
+pub async fn retries(
+    store: &Store,
+    record: &RunRecord,
+    step: &str,
+) -> Result<(u32, u64), RuntimeError> {
+    let manifest = flowpack_core::package::read_manifest(store, &record.package).await?;
+    Ok(manifest.flow.steps.get(step).map_or((0, 0), |s| {
+        (s.settings.retry.times, s.settings.retry.delay_seconds)
+    }))
 }
 
 /// Every run in the store (of `flow`, when given), newest first.

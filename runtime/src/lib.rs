@@ -28,6 +28,9 @@ pub enum RuntimeError {
     /// The arguments or the flow do not fit together.
     #[error("{0}")]
     Invalid(String),
+    /// A run, task or package the store does not have (the text says which, and where).
+    #[error("{0}")]
+    NotFound(String),
     /// flowpack itself went wrong (a panic, caught so the task still reports).
     #[error("flowpack failed unexpectedly (a bug): {0}")]
     Bug(String),

@@ -11,7 +11,7 @@ use crate::settings;
 
 pub async fn run(args: CompileArgs) -> Result<()> {
     let flow = Flow::load(&args.flow)?;
-    let store = settings::store(args.store.store.as_deref(), &settings::flow_dir(&args.flow))?;
+    let store = settings::store(args.store.store.as_deref(), settings::Access::Write)?;
     let (package, yaml) = push_and_compile(&args.flow, &flow, &store, &args.command).await?;
     if args.output.as_os_str() == "-" {
         out!("{yaml}");

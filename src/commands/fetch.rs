@@ -28,14 +28,14 @@ struct FetchedLayer {
 }
 
 pub async fn run(args: FetchArgs) -> Result<()> {
-    let digest: Digest = args.package.parse()?;
-    let store = settings::store(args.store.store.as_deref(), std::path::Path::new("."))?;
+    let store = settings::store(args.store.store.as_deref(), settings::Access::Read)?;
     if args.output.exists() {
         anyhow::bail!(
             "{} exists already: choose a new folder",
             args.output.display()
         );
     }
+    let digest = flowpack_runtime::inspect::find_package(&store, &args.package).await?;
     let manifest = read_manifest(&store, &digest).await?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;

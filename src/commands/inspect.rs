@@ -2,23 +2,24 @@
 //! hidden `client`, which answers the same reads for the Python Client API over stdin/stdout.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use flowpack_core::digest::Digest;
-use flowpack_core::run::{ArtifactKind, TaskRef, is_task_id};
+use flowpack_core::run::{ArtifactKind, RunRecord, TaskRef, TaskStatus, is_task_id};
 use flowpack_core::store::StoreError;
 use flowpack_runtime::RuntimeError;
-use flowpack_runtime::inspect::{self, RunInfo};
+use flowpack_runtime::inspect::{self, Attempt, RunInfo, TaskInfo};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
 
 use crate::cli::{ArtifactGetArgs, ClientArgs, LogsArgs, RunsArgs, ShowArgs};
 use crate::settings;
 
+/// Every command here only reads: none creates a store.
 fn store(flag: Option<&str>) -> Result<flowpack_core::store::Store> {
-    settings::store(flag, Path::new("."))
+    settings::store(flag, settings::Access::Read)
 }
 
 fn status_text<T: Serialize>(s: T) -> String {
@@ -157,63 +158,183 @@ fn print_run(info: &RunInfo) -> Result<()> {
     Ok(())
 }
 
-/// `RUN/STEP[/TASK]` into its parts.
-fn parse_task_target(target: &str) -> Result<(String, TaskRef)> {
-    let parts: Vec<&str> = target.split('/').collect();
-    let (run, step, task) = match parts.as_slice() {
-        [run, step] => (*run, *step, "0"),
-        [run, step, task] => (*run, *step, *task),
-        _ => bail!("'{target}' must be RUN/STEP or RUN/STEP/TASK"),
-    };
+/// The form of a task target, as errors show it.
+const TASK_TARGET: &str = "RUN/STEP[/TASK] or FLOW/RUN/STEP[/TASK]";
+
+/// A task id given on the command line, checked.
+fn task_ref(step: &str, task: &str) -> Result<TaskRef> {
     if !is_task_id(task) {
         bail!("'{task}' is not a task id: use 0, or foreach indices like 3 or 3.1");
     }
-    Ok((
-        run.to_string(),
-        TaskRef {
-            step: step.into(),
-            task: task.into(),
-        },
-    ))
+    Ok(TaskRef {
+        step: step.into(),
+        task: task.into(),
+    })
+}
+
+/// `[FLOW/]RUN/STEP[/TASK]`: the run's record and the task (task 0 when not given).
+async fn find_task(
+    store: &flowpack_core::store::Store,
+    target: &str,
+) -> Result<(RunRecord, TaskRef)> {
+    let (record, rest) = inspect::find_run_path(store, target, 1..=2, TASK_TARGET).await?;
+    let task = match rest.as_slice() {
+        [step] => task_ref(step, "0")?,
+        [step, task] => task_ref(step, task)?,
+        _ => unreachable!("find_run_path leaves 1 or 2 parts"),
+    };
+    Ok((record, task))
+}
+
+/// "it has attempts 0, 1" (or "attempt 0", or "no attempt yet").
+fn attempts_text(info: &TaskInfo) -> String {
+    let n: Vec<String> = info
+        .attempts
+        .iter()
+        .map(|a| a.record.attempt.to_string())
+        .collect();
+    match n.len() {
+        0 => "it has no attempt yet".into(),
+        1 => format!("it has attempt {}", n[0]),
+        _ => format!("it has attempts {}", n.join(", ")),
+    }
+}
+
+/// Whether nothing more will happen to a task after `last`, its newest attempt, which has
+/// ended: it succeeded (or was reused or skipped), was stopped, or had no retry left.
+fn final_after(last: &Attempt, retries: u32) -> bool {
+    let status = last.record.status;
+    last.committed
+        || status.is_success()
+        || matches!(status, TaskStatus::Skipped | TaskStatus::Terminated)
+        || last.record.attempt >= retries
+}
+
+/// Whether an attempt has ended: it finished, or its runner is gone (`lost`).
+fn ended(a: &Attempt) -> bool {
+    a.record.finished_at.is_some() || a.record.status == TaskStatus::Lost
+}
+
+/// Prints the log chunks of `attempt` from `from`; returns the number of chunks there.
+async fn print_chunks(
+    store: &flowpack_core::store::Store,
+    record: &RunRecord,
+    task: &TaskRef,
+    attempt: u32,
+    from: usize,
+    json: bool,
+) -> Result<usize> {
+    let (text, n) = inspect::read_logs(store, record, task, attempt, from).await?;
+    let mut out = crate::output::stdout();
+    for line in text.lines() {
+        if json {
+            let mut v = log_line(line);
+            v["attempt"] = attempt.into();
+            writeln!(out, "{v}")?;
+        } else {
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()?;
+    Ok(n)
 }
 
 pub async fn logs(a: LogsArgs) -> Result<()> {
     let store = store(a.store.store.as_deref())?;
-    let (run, task) = parse_task_target(&a.target)?;
-    let record = inspect::find_run(&store, &run).await?;
-    let mut chunk = 0;
-    let mut out = crate::output::stdout();
-    loop {
-        let info = inspect::load_task(&store, &record, &task).await?;
-        let t = info.as_ref();
-        let attempt = match (a.attempt, t.and_then(|t| t.attempts.last())) {
-            (Some(n), _) => Some(n),
-            (None, Some(last)) => Some(last.record.attempt),
-            (None, None) => None,
+    let (record, task) = find_task(&store, &a.target).await?;
+    let run = &record.run;
+    if !a.follow {
+        let info = inspect::load_task(&store, &record, &task)
+            .await?
+            .with_context(|| format!("run {run} has no task {task} (yet)"))?;
+        let attempt = match a.attempt {
+            Some(n) if info.attempts.iter().any(|x| x.record.attempt == n) => n,
+            Some(n) => bail!(
+                "task {task} of run {run} has no attempt {n}: {}",
+                attempts_text(&info)
+            ),
+            None => match info.attempts.last() {
+                Some(last) => last.record.attempt,
+                None => bail!("run {run} has no task {task} (yet)"),
+            },
         };
-        let finished = t
-            .and_then(|t| {
-                t.attempts
-                    .iter()
-                    .find(|x| Some(x.record.attempt) == attempt)
-            })
-            .is_some_and(|x| x.record.finished_at.is_some());
-        if let Some(attempt) = attempt {
-            let (text, n) = inspect::read_logs(&store, &record, &task, attempt, chunk).await?;
-            chunk = n;
-            for line in text.lines() {
-                if a.json {
-                    writeln!(out, "{}", log_line(line))?;
-                } else {
-                    writeln!(out, "{line}")?;
+        print_chunks(&store, &record, &task, attempt, 0, a.json).await?;
+        return Ok(());
+    }
+    follow(&store, &record, &task, a.attempt, a.json).await
+}
+
+/// `logs --follow`: prints the attempts of a task in order — only `only` when given, else
+/// every attempt from the first — as their chunks arrive, until the task is final. Between
+/// a failed attempt and its retry it waits the step's retry delay and three heartbeat
+/// periods for the next attempt; a runner that stopped in between starts none.
+async fn follow(
+    store: &flowpack_core::store::Store,
+    record: &RunRecord,
+    task: &TaskRef,
+    only: Option<u32>,
+    json: bool,
+) -> Result<()> {
+    let (retries, delay) = inspect::retries(store, record, &task.step).await?;
+    let patience = Duration::from_secs(delay) + 3 * flowpack_runtime::step::HEARTBEAT_EVERY;
+    let run = &record.run;
+    let mut attempt = only.unwrap_or(0);
+    let mut chunk = 0;
+    let mut previous: Option<Attempt> = None;
+    let mut waiting = None;
+    loop {
+        let info = inspect::load_task(store, record, task).await?;
+        let this = info
+            .as_ref()
+            .and_then(|i| i.attempts.iter().find(|x| x.record.attempt == attempt));
+        match (this, info.as_ref()) {
+            (Some(x), _) => {
+                let over = ended(x);
+                if chunk == 0
+                    && let Some(p) = previous.take()
+                {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "--- attempt {attempt} (attempt {} {}) ---",
+                        p.record.attempt,
+                        status_text(p.record.status)
+                    );
+                }
+                // Read after the record said the attempt ended: nothing is written after.
+                chunk = print_chunks(store, record, task, attempt, chunk, json).await?;
+                if over {
+                    if only.is_some() || final_after(x, retries) {
+                        return Ok(());
+                    }
+                    previous = Some(x.clone());
+                    attempt += 1;
+                    chunk = 0;
+                    waiting = Some(std::time::Instant::now());
+                    continue;
                 }
             }
-            out.flush()?;
-        } else if !a.follow {
-            bail!("run {run} has no task {task} (yet)");
-        }
-        if !a.follow || finished {
-            return Ok(());
+            (None, Some(i)) if only.is_some() => {
+                if i.attempts
+                    .last()
+                    .is_some_and(|l| ended(l) && final_after(l, retries))
+                {
+                    bail!(
+                        "task {task} of run {run} has no attempt {attempt}: {}",
+                        attempts_text(i)
+                    );
+                }
+            }
+            (None, _) => {
+                if waiting.is_some_and(|w: std::time::Instant| w.elapsed() > patience) {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "attempt {attempt} of task {task} did not start within {}s of the \
+                         last one's end: the run stopped",
+                        patience.as_secs()
+                    );
+                    return Ok(());
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -221,27 +342,19 @@ pub async fn logs(a: LogsArgs) -> Result<()> {
 
 pub async fn artifact_get(a: ArtifactGetArgs) -> Result<()> {
     let store = store(a.store.store.as_deref())?;
-    let parts: Vec<&str> = a.target.split('/').collect();
-    let (run, task, name) = match parts.as_slice() {
-        [run, step, name] => (
-            *run,
-            TaskRef {
-                step: step.to_string(),
-                task: "0".into(),
-            },
-            *name,
-        ),
-        [run, step, task, name] if is_task_id(task) => (
-            *run,
-            TaskRef {
-                step: step.to_string(),
-                task: task.to_string(),
-            },
-            *name,
-        ),
-        _ => bail!("'{}' must be RUN/STEP/NAME or RUN/STEP/TASK/NAME", a.target),
+    let (record, rest) = inspect::find_run_path(
+        &store,
+        &a.target,
+        2..=3,
+        "RUN/STEP[/TASK]/NAME or FLOW/RUN/STEP[/TASK]/NAME",
+    )
+    .await?;
+    let run = &record.run;
+    let (task, name) = match rest.as_slice() {
+        [step, name] => (task_ref(step, "0")?, name.as_str()),
+        [step, task, name] => (task_ref(step, task)?, name.as_str()),
+        _ => unreachable!("find_run_path leaves 2 or 3 parts"),
     };
-    let record = inspect::find_run(&store, run).await?;
     let (attempt, arts) =
         flowpack_runtime::step::committed(&store, &record.flow, &record.run, &task)
             .await?
@@ -374,6 +487,7 @@ fn is_not_found(e: &anyhow::Error) -> bool {
         c.downcast_ref::<StoreError>()
             .is_some_and(StoreError::is_not_found)
             || matches!(c.downcast_ref::<RuntimeError>(), Some(RuntimeError::Store(s)) if s.is_not_found())
+            || matches!(c.downcast_ref::<RuntimeError>(), Some(RuntimeError::NotFound(_)))
     })
 }
 
@@ -384,6 +498,10 @@ fn is_not_found(e: &anyhow::Error) -> bool {
 /// 1,000 process starts and store connections.
 pub async fn client(a: ClientArgs) -> Result<()> {
     let store = store(a.store.store.as_deref())?;
+    if a.print_store {
+        outln!("{}", store.url());
+        return Ok(());
+    }
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
         if line.trim().is_empty() {

@@ -159,10 +159,7 @@ async fn resume_spec(
     run: &str,
     params: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<ResumeSpec> {
-    let store = crate::settings::store(
-        a.store.store.as_deref(),
-        &crate::settings::flow_dir(&a.flow),
-    )?;
+    let store = crate::settings::store(a.store.store.as_deref(), crate::settings::Access::Read)?;
     let record = inspect::find_run(&store, run).await?;
     if record.flow != flow.name {
         bail!(

@@ -15,7 +15,7 @@ pub async fn run(args: PushArgs) -> Result<()> {
     if args.kfp.kfp_url.is_some() {
         super::schedule::check_flow_schedule(&flow)?;
     }
-    let store = settings::store(args.store.store.as_deref(), &settings::flow_dir(&args.flow))?;
+    let store = settings::store(args.store.store.as_deref(), settings::Access::Write)?;
     let version = args
         .version_name
         .clone()

@@ -53,10 +53,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let params = super::key_values(&args.params, "--param")?;
     // Check parameters before anything is pushed.
     flowpack_runtime::step::resolve_params(&flow, &params)?;
-    let store = settings::store(
-        args.exec.store.store.as_deref(),
-        &settings::flow_dir(&args.flow),
-    )?;
+    let store = settings::store(args.exec.store.store.as_deref(), settings::Access::Write)?;
     let cache_dir = settings::cache_dir()?;
     let launcher = launcher(&args.exec, &store, &cache_dir).await?;
     let package = push_current(&args.flow, &flow, &store, &cache_dir, args.exec.json).await?;
@@ -87,11 +84,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
 }
 
 pub async fn resume(args: ResumeArgs) -> Result<()> {
-    let beside = args
-        .flow
-        .as_deref()
-        .map_or_else(|| std::path::PathBuf::from("."), settings::flow_dir);
-    let store = settings::store(args.exec.store.store.as_deref(), &beside)?;
+    // The run to resume must be in the store: it is looked up, never created.
+    let store = settings::store(args.exec.store.store.as_deref(), settings::Access::Read)?;
     let cache_dir = settings::cache_dir()?;
     let launcher = launcher(&args.exec, &store, &cache_dir).await?;
     let record = inspect::find_run(&store, &args.run).await?;

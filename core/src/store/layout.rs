@@ -79,7 +79,13 @@ pub const FORMAT_VERSION: &str = "v1";
 /// The key of the blob named `d`.
 pub fn blob(d: &Digest) -> String {
     let hex = d.hex();
-    format!("{FORMAT_VERSION}/blobs/sha256/{}/{hex}", &hex[..2])
+    format!("{}{hex}", blob_folder(&hex))
+}
+
+/// The folder of the blobs whose hex digest starts with the first two digits of `hex`
+/// (at least two lowercase hex digits).
+pub fn blob_folder(hex: &str) -> String {
+    format!("{FORMAT_VERSION}/blobs/sha256/{}/", &hex[..2])
 }
 
 /// The folder of a flow's version pointers.
