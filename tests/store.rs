@@ -256,3 +256,237 @@ async fn missing_objects_name_their_key(kind: Kind) {
         "{err}"
     );
 }
+
+/// `flowpack ARGS` in `cwd` with only `env` (and PATH) set: no credentials or endpoint
+/// from this process, HOME an empty folder. Returns the output and its stdout and stderr
+/// joined.
+fn flowpack_env(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let home = cwd.join("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = std::process::Command::new(crate::util::BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("FLOWPACK_CACHE_DIR", cwd.join(".test-cache"))
+        .envs(env.iter().copied())
+        .output()
+        .expect("run flowpack");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A folder holding a flow to push.
+fn flow_folder() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::util::write_tree(
+        tmp.path(),
+        &[
+            ("flow.yaml", crate::util::LINEAR_FLOW),
+            ("main.py", "print('hi')\n"),
+        ],
+    );
+    tmp
+}
+
+/// The test credentials .cargo/config.toml gives moto (which accepts any).
+fn test_keys() -> [(&'static str, String); 2] {
+    ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        .map(|k| (k, std::env::var(k).expect("set by .cargo/config.toml")))
+}
+
+#[test]
+fn the_standard_aws_variables_reach_an_http_endpoint() {
+    // Before: "builder error: URL scheme is not allowed" (AWS_ALLOW_HTTP was dropped).
+    let m = crate::util::moto();
+    let endpoint = format!("http://{}:{}", m.host, m.port);
+    let url = crate::util::s3_store("p");
+    let bucket = url["s3://".len()..].split('/').next().unwrap().to_string();
+    let [(k, key), (s, secret)] = test_keys();
+    let store = format!("s3://{bucket}/env-only");
+    let tmp = flow_folder();
+    for allow_http in [Some("true"), None] {
+        let mut env = vec![
+            (k, key.as_str()),
+            (s, secret.as_str()),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+        ];
+        if let Some(a) = allow_http {
+            env.push(("AWS_ALLOW_HTTP", a));
+        }
+        let (ok, text) = flowpack_env(
+            tmp.path(),
+            &["push", "flow.yaml", "--store", &store, "--json"],
+            &env,
+        );
+        assert!(ok, "AWS_ALLOW_HTTP={allow_http:?}: {text}");
+        let (ok, text) = flowpack_env(tmp.path(), &["runs", "--store", &store], &env);
+        assert!(ok && text.contains("no runs in"), "{text}");
+    }
+    // The push went where AWS_ENDPOINT_URL points: the URL with the endpoint sees it.
+    let seen = Store::open(&format!("s3://{bucket}/env-only?endpoint={endpoint}")).unwrap();
+    let keys = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(seen.list("v1/blobs"))
+        .unwrap();
+    assert!(!keys.is_empty());
+}
+
+#[test]
+fn no_credentials_says_where_flowpack_looked_and_how_to_fix_it() {
+    // Before: "PUT http://169.254.169.254/latest/api/token … 403" or a connection error.
+    let tmp = flow_folder();
+    let store = crate::util::s3_store("p");
+    // The metadata endpoint is a closed local port: a machine off EC2.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metadata = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    for args in [
+        vec!["runs", "--store", &store],
+        vec!["push", "flow.yaml", "--store", &store],
+    ] {
+        let started = std::time::Instant::now();
+        let (ok, text) = flowpack_env(tmp.path(), &args, &[("AWS_METADATA_ENDPOINT", &metadata)]);
+        assert!(!ok, "{text}");
+        for part in [
+            "no AWS credentials found for s3://",
+            "AWS_ACCESS_KEY_ID with AWS_SECRET_ACCESS_KEY",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            &format!("instance metadata service at {metadata}"),
+            "does not read ~/.aws/credentials or AWS_PROFILE",
+            "aws configure export-credentials",
+        ] {
+            assert!(text.contains(part), "{args:?}: no {part:?} in {text}");
+        }
+        assert!(!text.contains("/latest/api/token"), "{text}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // The AWS SDKs' switch: no request at all.
+    let started = std::time::Instant::now();
+    let (ok, text) = flowpack_env(
+        tmp.path(),
+        &["runs", "--store", &store],
+        &[("AWS_EC2_METADATA_DISABLED", "true")],
+    );
+    assert!(
+        !ok && text.contains("AWS_EC2_METADATA_DISABLED is true"),
+        "{text}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn refusals_of_an_s3_store_say_what_to_check_and_never_show_a_secret() {
+    // Before: "403 Forbidden:" with nothing after it, and the raw XML of moto's answer.
+    let a = crate::util::moto_auth::auth_moto();
+    let tmp = flow_folder();
+    let wrong_secret = "wrongSECRET/of+the-test0000000000000000";
+    let store = a.url(&a.bucket);
+    let missing = a.url("no-such-bucket");
+    let runs = |url: &str| {
+        vec!["runs", "--store", url]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let push = |url: &str| {
+        vec!["push", "flow.yaml", "--store", url]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    // (key id, secret, command, what the message must hold)
+    let cases: Vec<(&str, &str, Vec<String>, Vec<&str>)> = vec![
+        (
+            &a.key_id,
+            wrong_secret,
+            runs(&store),
+            vec![
+                "LIST p/v1/runs/ was refused by",
+                "the secret does not match the key id: check AWS_SECRET_ACCESS_KEY (the secret of AWS_ACCESS_KEY_ID)",
+                "SignatureDoesNotMatch, HTTP 403",
+            ],
+        ),
+        (
+            &a.key_id,
+            wrong_secret,
+            push(&store),
+            vec![
+                "HEAD p/v1/blobs/",
+                "a HEAD answer has no body",
+                "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                "HTTP 403",
+            ],
+        ),
+        (
+            "AKIANOSUCHKEY0000000",
+            wrong_secret,
+            runs(&store),
+            vec![
+                "the store does not know this key id: check AWS_ACCESS_KEY_ID",
+                "InvalidAccessKeyId, HTTP 403",
+            ],
+        ),
+        (
+            &a.key_id,
+            &a.secret,
+            runs(&missing),
+            vec![
+                "the bucket or container 'no-such-bucket' named in s3://no-such-bucket/p",
+                "create it or fix the URL",
+                "LIST p/v1/runs/: NoSuchBucket, HTTP 404",
+            ],
+        ),
+        (
+            &a.key_id,
+            &a.secret,
+            push(&missing),
+            vec![
+                "the bucket or container 'no-such-bucket'",
+                "NoSuchBucket, HTTP 404",
+            ],
+        ),
+        (
+            &a.denied_key_id,
+            &a.denied_secret,
+            runs(&store),
+            vec![
+                "the credentials lack permission for LIST on checked/p/v1/runs/: grant s3:ListBucket",
+                "AccessDenied, HTTP 403",
+            ],
+        ),
+    ];
+    for (key_id, secret, args, parts) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, text) = flowpack_env(
+            tmp.path(),
+            &[&args[..], &["-vv"]].concat(),
+            &[
+                ("AWS_ACCESS_KEY_ID", key_id),
+                ("AWS_SECRET_ACCESS_KEY", secret),
+            ],
+        );
+        assert!(!ok, "{args:?}: {text}");
+        for part in parts {
+            assert!(text.contains(part), "{args:?}: no {part:?} in {text}");
+        }
+        assert!(
+            !text.contains("<Error>") && !text.contains("<?xml"),
+            "{text}"
+        );
+        for s in [secret, wrong_secret, &a.secret, &a.denied_secret] {
+            assert!(!text.contains(s), "a secret is shown: {text}");
+        }
+    }
+}

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod moto_auth;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
