@@ -1,5 +1,8 @@
 //! The store suite: every test runs on the local folder store, on S3 (moto) and on Azure
-//! Blob Storage (Azurite).
+//! Blob Storage (Azurite); on GCS (fake-gcs-server) the tests that need no write through
+//! object_store run, and [`gcs_reads_blobs_verified_and_lists_them`] reads objects the
+//! emulator's own upload API stored (docs/configuration.md, "GCS emulator", says why). Then the errors a user sees
+//! through real commands: AWS's standard variables, no credentials, refusals.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -42,30 +45,38 @@ async fn read_all(store: &Store, d: Digest, size: u64) -> Result<Vec<u8>, StoreE
 }
 
 macro_rules! on_every_store {
-    ($($name:ident),* $(,)?) => {
-        mod local {
+    (reads: [$($read:ident),* $(,)?], writes: [$($write:ident),* $(,)?] $(,)?) => {
+        on_every_store!(@all local Local, $($read,)* $($write,)*);
+        on_every_store!(@all s3 S3, $($read,)* $($write,)*);
+        on_every_store!(@all azure Azure, $($read,)* $($write,)*);
+        /// GCS runs the tests that need no write through object_store; the write tests
+        /// are ignored with the reason, never passed silently.
+        mod gcs {
             $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() { super::$name(crate::util::Kind::Local).await })*
+            async fn $read() { super::$read(crate::util::Kind::Gcs).await })*
+            $(#[tokio::test(flavor = "multi_thread")]
+            #[ignore = "fake-gcs-server answers object_store's XML PUT and multipart POST with 400 invalid uploadType (docs/configuration.md)"]
+            async fn $write() { super::$write(crate::util::Kind::Gcs).await })*
         }
-        mod s3 {
+    };
+    (@all $module:ident $kind:ident, $($name:ident,)*) => {
+        mod $module {
             $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() { super::$name(crate::util::Kind::S3).await })*
-        }
-        mod azure {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() { super::$name(crate::util::Kind::Azure).await })*
+            async fn $name() { super::$name(crate::util::Kind::$kind).await })*
         }
     };
 }
 
 on_every_store!(
-    small_blobs_are_stored_once,
-    large_blobs_go_up_in_parts_and_read_back_verified,
-    a_flipped_byte_is_detected_and_names_the_key,
-    truncated_and_oversized_blobs_are_refused,
-    json_documents_are_create_only,
-    concurrent_writers_of_one_blob_all_succeed,
-    missing_objects_name_their_key,
+    reads: [missing_objects_name_their_key],
+    writes: [
+        small_blobs_are_stored_once,
+        large_blobs_go_up_in_parts_and_read_back_verified,
+        a_flipped_byte_is_detected_and_names_the_key,
+        truncated_and_oversized_blobs_are_refused,
+        json_documents_are_create_only,
+        concurrent_writers_of_one_blob_all_succeed,
+    ],
 );
 
 async fn small_blobs_are_stored_once(kind: Kind) {
@@ -255,6 +266,51 @@ async fn missing_objects_name_their_key(kind: Kind) {
         err.to_string().contains(&store.full_key(&layout::blob(&d))),
         "{err}"
     );
+}
+
+/// Stores `body` at `key` of the bucket of the gs:// URL `url` through the emulator's JSON
+/// upload API (object_store's XML PUT is what it cannot take).
+fn gcs_seed(url: &str, key: &str, body: &[u8]) {
+    let bucket = url["gs://".len()..].split('/').next().unwrap();
+    // Keys are letters, digits, '-', '_', '.' and '/'.
+    let name = key.replace('/', "%2F");
+    let resp = crate::util::gcs_request(
+        "POST",
+        &format!("/upload/storage/v1/b/{bucket}/o?uploadType=media&name={name}"),
+        "application/octet-stream",
+        body,
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "upload {key}: {resp}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcs_reads_blobs_verified_and_lists_them() {
+    let url = crate::util::gcs_store("root/prefix");
+    let store = Store::open(&url).unwrap();
+    let content = noise(300_000, 13);
+    let d = Digest::of(&content);
+    assert_eq!(store.stat_blob(&d).await.unwrap(), None);
+    let compressed = flowpack_core::store::compress_bytes(&content);
+    let key = store.full_key(&layout::blob(&d));
+    gcs_seed(&url, &key, &compressed);
+    assert_eq!(
+        store.stat_blob(&d).await.unwrap(),
+        Some(compressed.len() as u64)
+    );
+    assert_eq!(store.get_blob_bytes(&d, 1 << 20).await.unwrap(), content);
+    assert!(read_all(&store, d, content.len() as u64).await.unwrap() == content);
+    assert_eq!(store.list("v1/blobs").await.unwrap(), vec![layout::blob(&d)]);
+    let shard = layout::blob(&d);
+    let shard_dir = shard.rsplit_once('/').unwrap().0;
+    let (parent, name) = shard_dir.rsplit_once('/').unwrap();
+    assert_eq!(store.list_dirs(parent).await.unwrap(), vec![name.to_string()]);
+    // A blob whose bytes are not its digest's: refused, naming the key.
+    let other = Digest::of(b"other");
+    let other_key = store.full_key(&layout::blob(&other));
+    gcs_seed(&url, &other_key, &compressed);
+    let err = read_all(&store, other, content.len() as u64).await.unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains(&other_key), "{err}");
 }
 
 /// `flowpack ARGS` in `cwd` with only `env` (and PATH) set: no credentials or endpoint
