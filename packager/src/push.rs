@@ -10,7 +10,7 @@ use flowpack_core::{Digest, Flow};
 use serde::Serialize;
 
 use crate::layer;
-use crate::tree::{self, Listing, Rules};
+use crate::tree::{self, LeftOut, Listing, Rules};
 use crate::{PushError, env};
 
 /// Receives progress; the CLI draws it, tests ignore it. Every method has a no-op default.
@@ -86,6 +86,8 @@ pub struct PushReport {
     pub manifest_uploaded: bool,
     /// Things left out.
     pub warnings: Vec<String>,
+    /// Folders of the code tree left out by default (Python environments), by path.
+    pub left_out: Vec<LeftOut>,
     /// Wall time of the push.
     #[serde(serialize_with = "secs")]
     pub seconds: Duration,
@@ -142,6 +144,10 @@ pub async fn push(
         .collect();
     let mut listing = tree::list(&code_root, Rules::Code, &exclude)?;
     warnings.append(&mut listing.warnings);
+    let left_out = std::mem::take(&mut listing.left_out);
+    if !left_out.is_empty() {
+        warnings.push(left_out_message(&left_out));
+    }
     let (layer, report) = push_layer(LayerKind::Code, listing, opts, reporter).await?;
     layers.push(layer);
     reports.push(report);
@@ -203,8 +209,25 @@ pub async fn push(
         reused_bytes,
         manifest_uploaded,
         warnings,
+        left_out,
         seconds: started.elapsed(),
     })
+}
+
+/// One message for every folder left out of the code tree: which, why, and how to pack
+/// one anyway.
+fn left_out_message(left_out: &[LeftOut]) -> String {
+    let list: Vec<String> = left_out
+        .iter()
+        .map(|l| format!("{} ({})", l.path, l.reason))
+        .collect();
+    format!(
+        "left out of the code layer: {}. A Python environment belongs in the env layer \
+         (`env:` in the flow, docs/flow.md); to pack a folder anyway, add a negation such as \
+         `!/{}/` to .flowpackignore",
+        list.join(", "),
+        left_out[0].path
+    )
 }
 
 /// Writes the version pointer `version` of `flow` -> `package` (create-only; accepted

@@ -3,17 +3,24 @@
 //! The code tree honours `.gitignore` and `.flowpackignore` files inside it (not those of
 //! parent folders or the user's global git config, so the same tree lists the same on
 //! every machine) and always leaves out `.git/`, `.flowpack/`, `__pycache__/`, `*.pyc` and
-//! `.DS_Store`. Env trees are listed whole but for the Python caches. Symlinks are kept
+//! `.DS_Store`. Python environments in the code tree — a folder holding `pyvenv.cfg` (a
+//! virtual environment, whatever its name) and a `site-packages` folder — are left out by
+//! default and reported in [`Listing::left_out`]; a negation (`!/.venv/`) in a
+//! `.flowpackignore` packs one anyway. Both rules read only the tree, so a tree lists the
+//! same everywhere. Env trees are listed whole but for the Python caches. Symlinks are kept
 //! when they point inside the tree and left out, with a warning, when they leave it;
 //! sockets, fifos and device files are refused.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use flowpack_core::Digest;
 use flowpack_core::archive::{Entry, EntryKind, check_link_target};
 use ignore::WalkBuilder;
+use ignore::gitignore::GitignoreBuilder;
+use serde::Serialize;
 
 use crate::PushError;
 
@@ -31,6 +38,34 @@ pub enum Rules {
     All,
 }
 
+/// Why a folder of a code tree was left out by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeftOutReason {
+    /// It holds `pyvenv.cfg`: a Python virtual environment.
+    Venv,
+    /// It is named `site-packages`: installed Python packages.
+    SitePackages,
+}
+
+impl std::fmt::Display for LeftOutReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Venv => "a Python virtual environment: it holds pyvenv.cfg",
+            Self::SitePackages => "installed Python packages",
+        })
+    }
+}
+
+/// A folder of a code tree left out by default (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeftOut {
+    /// Its path in the tree, `/`-separated.
+    pub path: String,
+    /// Why.
+    pub reason: LeftOutReason,
+}
+
 /// A listed tree: its entries (unsorted) and what was left out with a warning.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -38,6 +73,8 @@ pub struct Listing {
     pub entries: Vec<Entry>,
     /// Messages about what was left out.
     pub warnings: Vec<String>,
+    /// Folders of a code tree left out by default, by path.
+    pub left_out: Vec<LeftOut>,
     /// A digest of every entry's path, kind and file metadata (size, mtime, ctime, inode,
     /// device, mode, link target): equal fingerprints mean the layer is unchanged, as
     /// git's index assumes. None when a file changed within [`RACY_WINDOW`] of the listing,
@@ -71,14 +108,34 @@ pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, P
             .add_custom_ignore_filename(".flowpackignore");
     }
     let exclude: Vec<PathBuf> = exclude.to_vec();
+    let left_out = Arc::new(Mutex::new(Vec::new()));
+    let (seen, walk_root) = (Arc::clone(&left_out), root.to_path_buf());
+    // Runs after the ignore rules: a folder they already leave out is not reported.
     wb.filter_entry(move |e| {
         if rules == Rules::All {
             return true;
         }
         let name = e.file_name().to_string_lossy();
-        !(ALWAYS_EXCLUDED.contains(&name.as_ref())
+        if ALWAYS_EXCLUDED.contains(&name.as_ref())
             || name.ends_with(".pyc")
-            || exclude.iter().any(|x| x == e.path()))
+            || exclude.iter().any(|x| x == e.path())
+        {
+            return false;
+        }
+        if rules == Rules::Code
+            && e.depth() > 0
+            && e.file_type().is_some_and(|t| t.is_dir())
+            && let Some(reason) = python_env_reason(e.path(), &name)
+            && !negated(&walk_root, e.path())
+        {
+            let rel = e.path().strip_prefix(&walk_root).unwrap_or(e.path());
+            seen.lock().expect("left-out lock").push(LeftOut {
+                path: rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"),
+                reason,
+            });
+            return false;
+        }
+        true
     });
     let mut out = Listing::default();
     let started = SystemTime::now();
@@ -177,6 +234,8 @@ pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, P
         ));
         out.entries.push(Entry { path: rel, kind });
     }
+    out.left_out = std::mem::take(&mut *left_out.lock().expect("left-out lock"));
+    out.left_out.sort_by(|a, b| a.path.cmp(&b.path));
     if !racy {
         records.sort();
         let mut h = flowpack_core::digest::Hasher::new();
@@ -189,6 +248,40 @@ pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, P
         out.fingerprint = Some(h.finish());
     }
     Ok(out)
+}
+
+/// Why the folder `dir` (named `name`) is a Python environment, if it is one.
+fn python_env_reason(dir: &Path, name: &str) -> Option<LeftOutReason> {
+    if name == "site-packages" {
+        Some(LeftOutReason::SitePackages)
+    } else if dir.join("pyvenv.cfg").is_file() {
+        Some(LeftOutReason::Venv)
+    } else {
+        None
+    }
+}
+
+/// Whether a `.flowpackignore` between `root` and the folder `dir` whitelists `dir` (a
+/// `!` pattern); the nearest file with a matching pattern decides, as git's rules do.
+/// Called only for the rare folders that are Python environments.
+fn negated(root: &Path, dir: &Path) -> bool {
+    let mut at = dir.parent();
+    while let Some(d) = at.filter(|d| d.starts_with(root)) {
+        let file = d.join(".flowpackignore");
+        if file.is_file() {
+            let mut b = GitignoreBuilder::new(d);
+            // An unreadable pattern file was already reported by the walk's own reading.
+            let _ = b.add(&file);
+            if let Ok(gi) = b.build() {
+                let m = gi.matched(dir, true);
+                if !m.is_none() {
+                    return m.is_whitelist();
+                }
+            }
+        }
+        at = d.parent();
+    }
+    false
 }
 
 #[cfg(unix)]
