@@ -321,6 +321,44 @@ fn python_environments_in_the_code_tree_are_left_out_and_named() {
 }
 
 #[test]
+fn an_unusually_large_code_layer_names_its_largest_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("flow");
+    write_tree(&dir, &FILES);
+    // 12 MiB in one file, deep in a folder: past the 10 MiB threshold.
+    std::fs::create_dir_all(dir.join("data/raw")).unwrap();
+    std::fs::write(dir.join("data/raw/big.bin"), vec![7u8; 12 << 20]).unwrap();
+    let store = tmp.path().join("store");
+    let (files, report, stderr) = push_and_list(&dir, &store);
+    assert!(files.contains(&"data/raw/big.bin".to_string()), "still packed");
+    // Said on stderr: the size, the largest paths (a folder holding mostly one file is
+    // shown as that file) and what to do.
+    for said in [
+        "the code layer is unusually large",
+        "data/raw/big.bin 12.0 MiB",
+        "lib 30 B (3 entries)",
+        ".flowpackignore",
+    ] {
+        assert!(stderr.contains(said), "{said:?} not in:\n{stderr}");
+    }
+    // And as data in --json.
+    let large = &report["large_code_layer"];
+    assert!(large["bytes"].as_u64().unwrap() > 12 << 20, "{large}");
+    let largest = large["largest"].as_array().unwrap();
+    assert_eq!(largest[0]["path"], "data/raw/big.bin", "{large}");
+    assert_eq!(largest[0]["bytes"], 12 << 20);
+    let lib = largest.iter().find(|l| l["path"] == "lib").expect("lib listed");
+    assert_eq!((lib["bytes"].as_u64(), lib["entries"].as_u64()), (Some(30), Some(3)));
+    assert!(largest.len() <= 5);
+
+    // A usual tree says nothing.
+    std::fs::remove_dir_all(dir.join("data")).unwrap();
+    let (_, report, stderr) = push_and_list(&dir, &store);
+    assert!(report["large_code_layer"].is_null(), "{report}");
+    assert!(!stderr.contains("unusually large"), "{stderr}");
+}
+
+#[test]
 fn special_files_are_refused_with_a_message() {
     let tmp = tempfile::tempdir().unwrap();
     write_tree(tmp.path(), &FILES);
