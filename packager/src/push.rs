@@ -10,7 +10,8 @@ use flowpack_core::{Digest, Flow};
 use serde::Serialize;
 
 use crate::layer;
-use crate::tree::{self, LeftOut, Listing, Rules};
+use crate::tree::{self, LeftOut, Largest, Listing, Rules};
+use crate::human_bytes;
 use crate::{PushError, env};
 
 /// Receives progress; the CLI draws it, tests ignore it. Every method has a no-op default.
@@ -64,6 +65,72 @@ pub struct LayerReport {
     pub steps: Vec<String>,
 }
 
+/// A code layer past either threshold is unusually large: hand-written code rarely is, and
+/// data, models, build output and environments (which belong in the store or the env layer)
+/// usually are. Measured on the listed files, before compression.
+pub const LARGE_CODE_BYTES: u64 = 10 << 20;
+/// See [`LARGE_CODE_BYTES`]: entries are files, folders and links.
+pub const LARGE_CODE_ENTRIES: u64 = 2_000;
+/// How many of the largest paths an unusually large code layer names.
+const LARGEST_SHOWN: usize = 5;
+
+/// An unusually large code layer (see [`LARGE_CODE_BYTES`]) and what makes it so.
+#[derive(Clone, Debug, Serialize)]
+pub struct LargeLayer {
+    /// Bytes of file content in it.
+    pub bytes: u64,
+    /// Entries in it.
+    pub entries: u64,
+    /// Its largest paths, folders aggregated (`tree::largest`), largest first.
+    pub largest: Vec<Largest>,
+}
+
+impl LargeLayer {
+    /// The layer's figures when `listing` is past a threshold.
+    fn of(listing: &Listing) -> Option<Self> {
+        let bytes = listing
+            .entries
+            .iter()
+            .map(|e| match e.kind {
+                flowpack_core::archive::EntryKind::File { size, .. } => size,
+                _ => 0,
+            })
+            .sum();
+        let entries = listing.entries.len() as u64;
+        (bytes > LARGE_CODE_BYTES || entries > LARGE_CODE_ENTRIES).then(|| Self {
+            bytes,
+            entries,
+            largest: tree::largest(&listing.entries, LARGEST_SHOWN),
+        })
+    }
+
+    /// What to tell the user.
+    fn message(&self) -> String {
+        let paths: Vec<String> = self
+            .largest
+            .iter()
+            .map(|l| {
+                let inside = if l.entries > 0 {
+                    format!(" ({} entries)", l.entries)
+                } else {
+                    String::new()
+                };
+                format!("{} {}{inside}", l.path, human_bytes(l.bytes))
+            })
+            .collect();
+        format!(
+            "the code layer is unusually large: {} in {} entries (more than {} or {} entries). \
+             Largest: {}. If these are data, models, build output or an environment, list them \
+             in .flowpackignore (data belongs in the store, packages in the env layer)",
+            human_bytes(self.bytes),
+            self.entries,
+            human_bytes(LARGE_CODE_BYTES),
+            LARGE_CODE_ENTRIES,
+            paths.join(", ")
+        )
+    }
+}
+
 /// What a push did.
 #[derive(Clone, Debug, Serialize)]
 pub struct PushReport {
@@ -88,6 +155,8 @@ pub struct PushReport {
     pub warnings: Vec<String>,
     /// Folders of the code tree left out by default (Python environments), by path.
     pub left_out: Vec<LeftOut>,
+    /// The code layer's figures when it is unusually large, else None.
+    pub large_code_layer: Option<LargeLayer>,
     /// Wall time of the push.
     #[serde(serialize_with = "secs")]
     pub seconds: Duration,
@@ -147,6 +216,10 @@ pub async fn push(
     let left_out = std::mem::take(&mut listing.left_out);
     if !left_out.is_empty() {
         warnings.push(left_out_message(&left_out));
+    }
+    let large_code_layer = LargeLayer::of(&listing);
+    if let Some(l) = &large_code_layer {
+        warnings.push(l.message());
     }
     let (layer, report) = push_layer(LayerKind::Code, listing, opts, reporter).await?;
     layers.push(layer);
@@ -210,6 +283,7 @@ pub async fn push(
         manifest_uploaded,
         warnings,
         left_out,
+        large_code_layer,
         seconds: started.elapsed(),
     })
 }

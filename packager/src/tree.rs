@@ -82,6 +82,106 @@ pub struct Listing {
     pub fingerprint: Option<Digest>,
 }
 
+/// A path of a tree with what it holds: a file's size, or a folder's total and its count
+/// of entries (files, folders and links below it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Largest {
+    /// The path in the tree, `/`-separated.
+    pub path: String,
+    /// Bytes of file content at or below it.
+    pub bytes: u64,
+    /// Entries below it (0 for a file).
+    pub entries: u64,
+}
+
+/// A folder is shown as its one child when that child holds this share of its bytes.
+const DOMINANT_SHARE: f64 = 0.8;
+
+/// The `n` paths of `entries` that hold the most bytes, folders aggregated: the top-level
+/// paths, where a folder holding mostly ([`DOMINANT_SHARE`]) one child is shown as that
+/// child, and a folder is split into its children while fewer than `n` paths are shown.
+/// Largest first (ties by path).
+pub fn largest(entries: &[Entry], n: usize) -> Vec<Largest> {
+    use std::collections::BTreeMap;
+    #[derive(Default)]
+    struct Node {
+        bytes: u64,
+        entries: u64,
+        dir: bool,
+        children: Vec<String>,
+    }
+    let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+    nodes.insert(String::new(), Node::default());
+    for e in entries {
+        let (size, dir) = match &e.kind {
+            EntryKind::File { size, .. } => (*size, false),
+            EntryKind::Dir => (0, true),
+            EntryKind::Symlink { .. } => (0, false),
+        };
+        let node = nodes.entry(e.path.clone()).or_default();
+        node.bytes += size;
+        node.dir |= dir;
+        let mut at = e.path.as_str();
+        loop {
+            let parent = at.rfind('/').map_or("", |i| &at[..i]);
+            let p = nodes.entry(parent.to_string()).or_default();
+            p.dir = true;
+            p.bytes += size;
+            p.entries += 1;
+            if at == e.path {
+                p.children.push(e.path.clone());
+            }
+            if parent.is_empty() {
+                break;
+            }
+            at = parent;
+        }
+    }
+    let by_size = |nodes: &BTreeMap<String, Node>, v: &mut Vec<String>| {
+        v.sort_by(|a, b| nodes[b].bytes.cmp(&nodes[a].bytes).then(a.cmp(b)));
+    };
+    let mut shown = nodes[""].children.clone();
+    loop {
+        by_size(&nodes, &mut shown);
+        let top = &shown[..shown.len().min(n)];
+        // A folder that is mostly one child: show the child.
+        let dominated = top.iter().enumerate().find_map(|(i, p)| {
+            let node = &nodes[p];
+            node.children
+                .iter()
+                .find(|c| node.bytes > 0 && nodes[*c].bytes as f64 >= DOMINANT_SHARE * node.bytes as f64)
+                .map(|c| (i, c.clone()))
+        });
+        if let Some((i, child)) = dominated {
+            shown[i] = child;
+            continue;
+        }
+        // Room for more: split the largest folder that has children.
+        if shown.len() < n
+            && let Some(i) = shown
+                .iter()
+                .position(|p| !nodes[p].children.is_empty())
+        {
+            let folder = shown.remove(i);
+            shown.extend(nodes[&folder].children.iter().cloned());
+            continue;
+        }
+        break;
+    }
+    shown.truncate(n);
+    shown
+        .into_iter()
+        .map(|p| {
+            let node = &nodes[&p];
+            Largest {
+                bytes: node.bytes,
+                entries: node.entries,
+                path: p,
+            }
+        })
+        .collect()
+}
+
 /// Files modified this recently are not trusted to show a later change in their metadata.
 pub const RACY_WINDOW: Duration = Duration::from_secs(2);
 
