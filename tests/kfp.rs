@@ -270,6 +270,69 @@ fn what_kfp_cannot_carry_is_an_error_never_dropped() {
     }
 }
 
+/// A pipeline whose pods could not reach its store or images is refused by `compile` and
+/// `push --kfp-url`, naming each and what to do, unless `--allow-local` says it is meant
+/// for this machine; a store and images pods can reach need no flag.
+#[test]
+fn compile_refuses_a_store_or_image_only_this_machine_has_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_tree(dir, &[("flow.yaml", util::LINEAR_FLOW)]);
+    let refused = |args: &[&str], wants: &[&str]| {
+        let out = flowpack(dir, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        for want in wants {
+            assert!(stderr.contains(want), "{args:?}: {want:?} not in:\n{stderr}");
+        }
+        assert!(!dir.join("p.yaml").exists());
+    };
+    let folder = dir.join(".flowpack").display().to_string();
+    let wants = [
+        "pods could not reach",
+        &format!("the store {folder} is a folder on this machine"),
+        "--store s3://",
+        "the image localhost/flowpack-python:3.11 (steps end, start)",
+        "registry",
+        "--allow-local",
+    ];
+    refused(&["compile", "flow.yaml", "-o", "p.yaml"], &wants);
+    // push --kfp-url deploys: refused before anything is pushed or sent.
+    refused(
+        &["push", "flow.yaml", "--kfp-url", "http://127.0.0.1:9"],
+        &wants,
+    );
+    assert!(
+        !dir.join(".flowpack/v1/blobs").exists(),
+        "nothing was pushed"
+    );
+    // An endpoint on the loopback is this machine too.
+    write_tree(
+        dir,
+        &[("flow.yaml", &util::LINEAR_FLOW.replace("name: demo", "name: demo\nimage: registry.example.com/flowpack-python:3.11"))],
+    );
+    let loopback = "s3://bucket/p?endpoint=http://127.0.0.1:9000";
+    refused(
+        &["compile", "flow.yaml", "-o", "p.yaml", "--store", loopback],
+        &["endpoint http://127.0.0.1:9000 is this machine", "--allow-local"],
+    );
+
+    // The opt-in compiles the same flow.
+    write_tree(dir, &[("flow.yaml", util::LINEAR_FLOW)]);
+    flowpack_ok(dir, &["compile", "flow.yaml", "-o", "p.yaml", "--allow-local"]);
+    validate(&dir.join("p.yaml"));
+    std::fs::remove_file(dir.join("p.yaml")).unwrap();
+
+    // A registry image and a store on this machine's routable address: no flag needed.
+    write_tree(
+        dir,
+        &[("flow.yaml", &util::LINEAR_FLOW.replace("name: demo", "name: demo\nimage: registry.example.com/flowpack-python:3.11"))],
+    );
+    let store = util::s3_store_on(util::moto_routable(), "p");
+    flowpack_ok(dir, &["compile", "flow.yaml", "-o", "p.yaml", "--store", &store]);
+    assert!(dir.join("p.yaml").exists());
+}
+
 /// The shape of examples/train without its scikit-learn: a split whose one branch fans out
 /// over a list and joins, then a join of both branches.
 const LOOP_FLOW: &str = r#"name: loop-demo
