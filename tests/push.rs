@@ -227,7 +227,13 @@ fn ignore_rules_and_symlinks_shape_the_code_layer() {
 fn push_and_list(dir: &Path, store: &Path) -> (Vec<String>, serde_json::Value, String) {
     let out = flowpack(
         dir,
-        &["push", "flow.yaml", "--store", store.to_str().unwrap(), "--json"],
+        &[
+            "push",
+            "flow.yaml",
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{stderr}");
@@ -305,7 +311,10 @@ fn python_environments_in_the_code_tree_are_left_out_and_named() {
     assert_eq!(left_out, [".venv", "tools/py311", "vendor/site-packages"]);
 
     // `run` packs the same tree and says it once too.
-    let out = flowpack(&dir, &["run", "flow.yaml", "--store", store.to_str().unwrap()]);
+    let out = flowpack(
+        &dir,
+        &["run", "flow.yaml", "--store", store.to_str().unwrap()],
+    );
     let run_err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{run_err}");
     assert_eq!(run_err.matches("left out").count(), 1, "{run_err}");
@@ -313,8 +322,14 @@ fn python_environments_in_the_code_tree_are_left_out_and_named() {
     // A negation in .flowpackignore packs a folder anyway; the others stay out.
     std::fs::write(dir.join(".flowpackignore"), "!/tools/py311/\n").unwrap();
     let (files, report, stderr) = push_and_list(&dir, &store);
-    assert!(files.contains(&"tools/py311/pyvenv.cfg".to_string()), "{files:?}");
-    assert!(files.contains(&"tools/py311/lib/x.py".to_string()), "{files:?}");
+    assert!(
+        files.contains(&"tools/py311/pyvenv.cfg".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"tools/py311/lib/x.py".to_string()),
+        "{files:?}"
+    );
     assert!(!files.iter().any(|f| f.starts_with(".venv")), "{files:?}");
     assert!(!stderr.contains("tools/py311"), "{stderr}");
     assert_eq!(report["left_out"].as_array().unwrap().len(), 2);
@@ -330,7 +345,10 @@ fn an_unusually_large_code_layer_names_its_largest_paths() {
     std::fs::write(dir.join("data/raw/big.bin"), vec![7u8; 12 << 20]).unwrap();
     let store = tmp.path().join("store");
     let (files, report, stderr) = push_and_list(&dir, &store);
-    assert!(files.contains(&"data/raw/big.bin".to_string()), "still packed");
+    assert!(
+        files.contains(&"data/raw/big.bin".to_string()),
+        "still packed"
+    );
     // Said on stderr: the size, the largest paths (a folder holding mostly one file is
     // shown as that file) and what to do.
     for said in [
@@ -347,8 +365,14 @@ fn an_unusually_large_code_layer_names_its_largest_paths() {
     let largest = large["largest"].as_array().unwrap();
     assert_eq!(largest[0]["path"], "data/raw/big.bin", "{large}");
     assert_eq!(largest[0]["bytes"], 12 << 20);
-    let lib = largest.iter().find(|l| l["path"] == "lib").expect("lib listed");
-    assert_eq!((lib["bytes"].as_u64(), lib["entries"].as_u64()), (Some(30), Some(3)));
+    let lib = largest
+        .iter()
+        .find(|l| l["path"] == "lib")
+        .expect("lib listed");
+    assert_eq!(
+        (lib["bytes"].as_u64(), lib["entries"].as_u64()),
+        (Some(30), Some(3))
+    );
     assert!(largest.len() <= 5);
 
     // A usual tree says nothing.

@@ -9,9 +9,9 @@ use flowpack_core::store::{Created, Put, Store, layout};
 use flowpack_core::{Digest, Flow};
 use serde::Serialize;
 
-use crate::layer;
-use crate::tree::{self, LeftOut, Largest, Listing, Rules};
 use crate::human_bytes;
+use crate::layer;
+use crate::tree::{self, Largest, LeftOut, Listing, Rules};
 use crate::{PushError, env};
 
 /// Receives progress; the CLI draws it, tests ignore it. Every method has a no-op default.

@@ -149,7 +149,9 @@ pub fn largest(entries: &[Entry], n: usize) -> Vec<Largest> {
             let node = &nodes[p];
             node.children
                 .iter()
-                .find(|c| node.bytes > 0 && nodes[*c].bytes as f64 >= DOMINANT_SHARE * node.bytes as f64)
+                .find(|c| {
+                    node.bytes > 0 && nodes[*c].bytes as f64 >= DOMINANT_SHARE * node.bytes as f64
+                })
                 .map(|c| (i, c.clone()))
         });
         if let Some((i, child)) = dominated {
@@ -158,9 +160,7 @@ pub fn largest(entries: &[Entry], n: usize) -> Vec<Largest> {
         }
         // Room for more: split the largest folder that has children.
         if shown.len() < n
-            && let Some(i) = shown
-                .iter()
-                .position(|p| !nodes[p].children.is_empty())
+            && let Some(i) = shown.iter().position(|p| !nodes[p].children.is_empty())
         {
             let folder = shown.remove(i);
             shown.extend(nodes[&folder].children.iter().cloned());
@@ -230,7 +230,9 @@ pub fn list(root: &Path, rules: Rules, exclude: &[PathBuf]) -> Result<Listing, P
         {
             let rel = e.path().strip_prefix(&walk_root).unwrap_or(e.path());
             seen.lock().expect("left-out lock").push(LeftOut {
-                path: rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"),
+                path: rel
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/"),
                 reason,
             });
             return false;
