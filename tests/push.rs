@@ -333,6 +333,18 @@ fn python_environments_in_the_code_tree_are_left_out_and_named() {
     assert!(!files.iter().any(|f| f.starts_with(".venv")), "{files:?}");
     assert!(!stderr.contains("tools/py311"), "{stderr}");
     assert_eq!(report["left_out"].as_array().unwrap().len(), 2);
+
+    // The flow's own env folder in the tree is the env layer: out of the code layer, unsaid.
+    std::fs::write(
+        dir.join("flow.yaml"),
+        format!("{LINEAR_FLOW}env: {{path: vendor/site-packages}}\n"),
+    )
+    .unwrap();
+    let (files, report, stderr) = push_and_list(&dir, &store);
+    assert!(!files.iter().any(|f| f.contains("requests")), "{files:?}");
+    assert!(!stderr.contains("vendor/site-packages"), "{stderr}");
+    assert_eq!(report["left_out"][0]["path"], ".venv", "{report}");
+    assert_eq!(report["layers"].as_array().unwrap().len(), 2, "{report}");
 }
 
 #[test]

@@ -213,7 +213,16 @@ pub async fn push(
         .collect();
     let mut listing = tree::list(&code_root, Rules::Code, &exclude)?;
     warnings.append(&mut listing.warnings);
-    let left_out = std::mem::take(&mut listing.left_out);
+    // The flow's env folder, when it sits in the code tree, is packed as the env layer:
+    // left out of the code layer like any other environment, but not worth a word.
+    let env_dir = match &flow.env {
+        Some(EnvSpec::Path { path }) => std::fs::canonicalize(base.join(path)).ok(),
+        _ => None,
+    };
+    let left_out: Vec<LeftOut> = std::mem::take(&mut listing.left_out)
+        .into_iter()
+        .filter(|l| env_dir.as_deref() != Some(code_root.join(&l.path).as_path()))
+        .collect();
     if !left_out.is_empty() {
         warnings.push(left_out_message(&left_out));
     }
