@@ -391,3 +391,71 @@ fn is_executable(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o111 != 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, size: u64) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File {
+                source: PathBuf::new(),
+                size,
+                executable: false,
+            },
+        }
+    }
+
+    fn dir(path: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::Dir,
+        }
+    }
+
+    fn shown(entries: &[Entry], n: usize) -> Vec<(String, u64, u64)> {
+        largest(entries, n)
+            .into_iter()
+            .map(|l| (l.path, l.bytes, l.entries))
+            .collect()
+    }
+
+    #[test]
+    fn folders_are_aggregated_and_a_dominant_child_is_shown_instead() {
+        let entries = [
+            dir("data"),
+            dir("data/raw"),
+            file("data/raw/big.bin", 900),
+            file("data/raw/small.bin", 10),
+            dir("src"),
+            file("src/a.py", 60),
+            file("src/b.py", 40),
+            file("flow.yaml", 5),
+        ];
+        // data is mostly data/raw, which is mostly big.bin; src has no dominant child.
+        assert_eq!(
+            shown(&entries, 2),
+            [("data/raw/big.bin".into(), 900, 0), ("src".into(), 100, 2)]
+        );
+    }
+
+    #[test]
+    fn a_single_top_level_folder_is_split_while_there_is_room() {
+        let entries = [
+            dir("pkg"),
+            file("pkg/a.py", 50),
+            file("pkg/b.py", 30),
+            file("pkg/c.py", 20),
+        ];
+        assert_eq!(
+            shown(&entries, 5),
+            [
+                ("pkg/a.py".into(), 50, 0),
+                ("pkg/b.py".into(), 30, 0),
+                ("pkg/c.py".into(), 20, 0)
+            ]
+        );
+        assert!(largest(&[], 5).is_empty());
+    }
+}
