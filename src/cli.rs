@@ -70,6 +70,18 @@ pub struct CompileArgs {
     /// The flowpack command inside the step images.
     #[arg(long, value_name = "CMD", default_value = "flowpack")]
     pub command: String,
+    #[command(flatten)]
+    pub local: AllowLocal,
+}
+
+/// The opt-in to a pipeline only this machine can run.
+#[derive(Debug, Args)]
+pub struct AllowLocal {
+    /// Compile even when the store (a folder, a loopback endpoint) or a step's image
+    /// (localhost/…) is on this machine only, which a cluster's pods cannot reach: for KFP's
+    /// local orchestrator, or a cluster that mounts the folder or has the image preloaded.
+    #[arg(long)]
+    pub allow_local: bool,
 }
 
 #[derive(Debug, Args)]
@@ -429,6 +441,8 @@ pub struct PushArgs {
     pub rebuild_env: bool,
     #[command(flatten)]
     pub kfp: KfpArgs,
+    #[command(flatten)]
+    pub local: AllowLocal,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,

@@ -4,7 +4,8 @@
 //! `flowpack run --containers` runs flows in containers through the podman CLI.
 //!
 //! Podman here needs the settings of `../shared/containers/containers.conf` (runc, low
-//! ulimits); the tests write their own copies and never touch podman's global config.
+//! ulimits; a dev-only resource of the team beside the repository); the tests write their
+//! own copies and never touch podman's global config.
 //! tests/run.sh installs podman, runc and debootstrap.
 
 use std::path::{Path, PathBuf};
@@ -247,7 +248,13 @@ fn kfps_orchestrator_runs_the_train_example_with_every_task_in_a_container() {
     fp_ok(
         tmp.path(),
         &store,
-        &["compile", "flow.yaml", "-o", "pipeline.yaml"],
+        &[
+            "compile",
+            "flow.yaml",
+            "-o",
+            "pipeline.yaml",
+            "--allow-local",
+        ],
     );
     let yaml = std::fs::read_to_string(tmp.path().join("pipeline.yaml")).unwrap();
     assert!(yaml.contains(&format!("image: {PYTHON_IMAGE}")), "{yaml}");

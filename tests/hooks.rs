@@ -363,7 +363,16 @@ fn hooks_run_on_kfp_after_the_flow_as_they_do_locally() {
         let param = format!("fail={fail}");
         let (ok, summary) = run(dir, "flow.yaml", &["--param", &param]);
         assert_eq!(ok, fail == "false", "{summary:#}");
-        crate::util::flowpack_ok(dir, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
+        crate::util::flowpack_ok(
+            dir,
+            &[
+                "compile",
+                "flow.yaml",
+                "-o",
+                "pipeline.yaml",
+                "--allow-local",
+            ],
+        );
         let pipeline = dir.join("pipeline.yaml");
         crate::kfp::validate(&pipeline);
         let (kfp_ok, text) = crate::kfp::run_local_status(dir, &pipeline, &[&param]);

@@ -21,6 +21,9 @@ pub fn kfp_python() -> PathBuf {
     p
 }
 
+/// The team's KFP development resources beside the repository (`validate_ir.py`, the
+/// kfp.local driver `local/run_local.py`, KFP's swagger): a dev-only folder, not part of the
+/// repository; docs/kubeflow.md says what each is and what a user has instead.
 pub fn shared() -> PathBuf {
     util::workspace().join("../shared/kfp")
 }
@@ -72,7 +75,17 @@ fn fp(dir: &Path, store: Option<&str>, args: &[&str]) -> String {
 }
 
 fn compile(dir: &Path, store: Option<&str>) -> PathBuf {
-    fp(dir, store, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
+    fp(
+        dir,
+        store,
+        &[
+            "compile",
+            "flow.yaml",
+            "-o",
+            "pipeline.yaml",
+            "--allow-local",
+        ],
+    );
     dir.join("pipeline.yaml")
 }
 
@@ -270,6 +283,93 @@ fn what_kfp_cannot_carry_is_an_error_never_dropped() {
     }
 }
 
+/// A pipeline whose pods could not reach its store or images is refused by `compile` and
+/// `push --kfp-url`, naming each and what to do, unless `--allow-local` says it is meant
+/// for this machine; a store and images pods can reach need no flag.
+#[test]
+fn compile_refuses_a_store_or_image_only_this_machine_has_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_tree(dir, &[("flow.yaml", util::LINEAR_FLOW)]);
+    let refused = |args: &[&str], wants: &[&str]| {
+        let out = flowpack(dir, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        for want in wants {
+            assert!(
+                stderr.contains(want),
+                "{args:?}: {want:?} not in:\n{stderr}"
+            );
+        }
+        assert!(!dir.join("p.yaml").exists());
+    };
+    let folder = dir.join(".flowpack").display().to_string();
+    let wants = [
+        "pods could not reach",
+        &format!("the store {folder} is a folder on this machine"),
+        "--store s3://",
+        "the image localhost/flowpack-python:3.11 (steps end, start)",
+        "registry",
+        "--allow-local",
+    ];
+    refused(&["compile", "flow.yaml", "-o", "p.yaml"], &wants);
+    // push --kfp-url deploys: refused before anything is pushed or sent.
+    refused(
+        &["push", "flow.yaml", "--kfp-url", "http://127.0.0.1:9"],
+        &wants,
+    );
+    assert!(
+        !dir.join(".flowpack/v1/blobs").exists(),
+        "nothing was pushed"
+    );
+    // An endpoint on the loopback is this machine too.
+    write_tree(
+        dir,
+        &[(
+            "flow.yaml",
+            &util::LINEAR_FLOW.replace(
+                "name: demo",
+                "name: demo\nimage: registry.example.com/flowpack-python:3.11",
+            ),
+        )],
+    );
+    let loopback = "s3://bucket/p?endpoint=http://127.0.0.1:9000";
+    refused(
+        &["compile", "flow.yaml", "-o", "p.yaml", "--store", loopback],
+        &[
+            "endpoint http://127.0.0.1:9000 is this machine",
+            "--allow-local",
+        ],
+    );
+
+    // The opt-in compiles the same flow.
+    write_tree(dir, &[("flow.yaml", util::LINEAR_FLOW)]);
+    flowpack_ok(
+        dir,
+        &["compile", "flow.yaml", "-o", "p.yaml", "--allow-local"],
+    );
+    validate(&dir.join("p.yaml"));
+    std::fs::remove_file(dir.join("p.yaml")).unwrap();
+
+    // A registry image and a store on this machine's routable address: no flag needed.
+    write_tree(
+        dir,
+        &[(
+            "flow.yaml",
+            &util::LINEAR_FLOW.replace(
+                "name: demo",
+                "name: demo\nimage: registry.example.com/flowpack-python:3.11",
+            ),
+        )],
+    );
+    let store = util::s3_store_on(util::moto_routable(), "p");
+    flowpack_ok(
+        dir,
+        &["compile", "flow.yaml", "-o", "p.yaml", "--store", &store],
+    );
+    assert!(dir.join("p.yaml").exists());
+}
+
 /// The shape of examples/train without its scikit-learn: a split whose one branch fans out
 /// over a list and joins, then a join of both branches.
 const LOOP_FLOW: &str = r#"name: loop-demo
@@ -445,7 +545,14 @@ fn push_trigger_status_and_terminate_speak_the_kfp_api() {
         );
         (out.status.code(), stdout, stderr)
     };
-    let (code, stdout, stderr) = run(&["push", "flow.yaml", "--version-name", "v1", "--json"]);
+    let (code, stdout, stderr) = run(&[
+        "push",
+        "flow.yaml",
+        "--version-name",
+        "v1",
+        "--json",
+        "--allow-local",
+    ]);
     assert_eq!(code, Some(0), "{stderr}");
     let pushed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert!(pushed["kfp"]["pipeline_version_id"].is_string(), "{pushed}");
@@ -523,7 +630,13 @@ fn the_train_example_compiles_validates_and_runs_under_kfps_orchestrator() {
     util::flowpack_uv_ok(
         tmp.path(),
         &tmp.path().join(".test-cache"),
-        &["compile", "flow.yaml", "-o", "pipeline.yaml"],
+        &[
+            "compile",
+            "flow.yaml",
+            "-o",
+            "pipeline.yaml",
+            "--allow-local",
+        ],
     );
     let pipeline = tmp.path().join("pipeline.yaml");
     validate(&pipeline);

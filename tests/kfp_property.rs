@@ -355,6 +355,7 @@ fn every_flow_check_accepts_compiles_to_a_pipeline_kfp_accepts() {
             &case_dir,
             &[
                 "compile",
+                "--allow-local",
                 "flow.yaml",
                 "-o",
                 "pipeline.yaml",

@@ -67,7 +67,16 @@ pub(crate) fn same_on_both(flow: &str, expect_tasks: &[&str]) {
     let dir = tmp.path();
     write_tree(dir, &[("flow.yaml", flow), ("w.sh", W)]);
     flowpack_ok(dir, &["run", "flow.yaml"]);
-    flowpack_ok(dir, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
+    flowpack_ok(
+        dir,
+        &[
+            "compile",
+            "flow.yaml",
+            "-o",
+            "pipeline.yaml",
+            "--allow-local",
+        ],
+    );
     let pipeline = dir.join("pipeline.yaml");
     validate(&pipeline);
     run_local(dir, &pipeline, &[]);
@@ -165,6 +174,7 @@ fn a_wide_foreach_compiles_to_the_same_size_as_a_narrow_one() {
             tmp.path(),
             &[
                 "compile",
+                "--allow-local",
                 "flow.yaml",
                 "-o",
                 "p.yaml",
@@ -188,7 +198,16 @@ fn a_200_way_foreach_runs_under_kfp_local() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_tree(dir, &[("flow.yaml", &wide(200)), ("w.sh", W)]);
-    flowpack_ok(dir, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
+    flowpack_ok(
+        dir,
+        &[
+            "compile",
+            "flow.yaml",
+            "-o",
+            "pipeline.yaml",
+            "--allow-local",
+        ],
+    );
     let started = Instant::now();
     run_local(dir, &dir.join("pipeline.yaml"), &[]);
     eprintln!(
@@ -213,7 +232,16 @@ fn a_recursive_switch_is_refused_for_kfp_naming_the_switch_and_why() {
     let flow = "name: rounds\nmax_visits: 4\nsteps:\n  start: {run: sh w.sh, next: train}\n  train: {run: sh w.sh, next: decide}\n  decide: {run: sh w.sh choose done, switch: {on: pick, cases: {again: train, done: end}}}\n  end: {run: sh w.sh}\n";
     write_tree(dir, &[("flow.yaml", flow), ("w.sh", W)]);
     flowpack_ok(dir, &["run", "flow.yaml"]);
-    let out = crate::util::flowpack(dir, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
+    let out = crate::util::flowpack(
+        dir,
+        &[
+            "compile",
+            "flow.yaml",
+            "-o",
+            "pipeline.yaml",
+            "--allow-local",
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [

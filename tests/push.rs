@@ -222,6 +222,178 @@ fn ignore_rules_and_symlinks_shape_the_code_layer() {
     );
 }
 
+/// Pushes `dir`'s flow to `store` with `--json`, fetches the package and returns the code
+/// layer's files (sorted), the JSON report and stderr.
+fn push_and_list(dir: &Path, store: &Path) -> (Vec<String>, serde_json::Value, String) {
+    let out = flowpack(
+        dir,
+        &[
+            "push",
+            "flow.yaml",
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fetched = dir.parent().unwrap().join("fetched");
+    let _ = std::fs::remove_dir_all(&fetched);
+    flowpack_ok(
+        dir,
+        &[
+            "fetch",
+            report["package"].as_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "-o",
+            fetched.to_str().unwrap(),
+        ],
+    );
+    let mut files = util::walk(&fetched.join("code"));
+    files.sort();
+    (files, report, stderr)
+}
+
+#[test]
+fn python_environments_in_the_code_tree_are_left_out_and_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("flow");
+    write_tree(&dir, &FILES);
+    write_tree(
+        &dir,
+        &[
+            (".venv/pyvenv.cfg", "home = /usr/bin\n"),
+            (".venv/lib/python3.11/site-packages/numpy/__init__.py", "x"),
+            (".venv/bin/python", "x"),
+            // A venv under any name: pyvenv.cfg is what makes one.
+            ("tools/py311/pyvenv.cfg", "home = /usr/bin\n"),
+            ("tools/py311/lib/x.py", "x"),
+            ("tools/build.py", "print('kept')\n"),
+            // A bare site-packages (pip install --target, a copied env).
+            ("vendor/site-packages/requests/__init__.py", "x"),
+            ("vendor/own.py", "kept"),
+        ],
+    );
+    let store = tmp.path().join("store");
+    let (files, report, stderr) = push_and_list(&dir, &store);
+    assert_eq!(
+        files,
+        [
+            "README.md",
+            "flow.yaml",
+            "lib/data/table.csv",
+            "lib/util.py",
+            "main.py",
+            "tools/build.py",
+            "vendor/own.py"
+        ],
+        "{stderr}"
+    );
+    // Said once, naming each folder, why, and how to pack one anyway.
+    assert_eq!(stderr.matches("left out").count(), 1, "{stderr}");
+    for said in [
+        ".venv (a Python virtual environment: it holds pyvenv.cfg)",
+        "tools/py311 (a Python virtual environment: it holds pyvenv.cfg)",
+        "vendor/site-packages (installed Python packages)",
+        "!/.venv/",
+        ".flowpackignore",
+    ] {
+        assert!(stderr.contains(said), "{said:?} not in:\n{stderr}");
+    }
+    let left_out: Vec<&str> = report["left_out"]
+        .as_array()
+        .expect("left_out in --json")
+        .iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(left_out, [".venv", "tools/py311", "vendor/site-packages"]);
+
+    // `run` packs the same tree and says it once too.
+    let out = flowpack(
+        &dir,
+        &["run", "flow.yaml", "--store", store.to_str().unwrap()],
+    );
+    let run_err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{run_err}");
+    assert_eq!(run_err.matches("left out").count(), 1, "{run_err}");
+
+    // A negation in .flowpackignore packs a folder anyway; the others stay out.
+    std::fs::write(dir.join(".flowpackignore"), "!/tools/py311/\n").unwrap();
+    let (files, report, stderr) = push_and_list(&dir, &store);
+    assert!(
+        files.contains(&"tools/py311/pyvenv.cfg".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"tools/py311/lib/x.py".to_string()),
+        "{files:?}"
+    );
+    assert!(!files.iter().any(|f| f.starts_with(".venv")), "{files:?}");
+    assert!(!stderr.contains("tools/py311"), "{stderr}");
+    assert_eq!(report["left_out"].as_array().unwrap().len(), 2);
+
+    // The flow's own env folder in the tree is the env layer: out of the code layer, unsaid.
+    std::fs::write(
+        dir.join("flow.yaml"),
+        format!("{LINEAR_FLOW}env: {{path: vendor/site-packages}}\n"),
+    )
+    .unwrap();
+    let (files, report, stderr) = push_and_list(&dir, &store);
+    assert!(!files.iter().any(|f| f.contains("requests")), "{files:?}");
+    assert!(!stderr.contains("vendor/site-packages"), "{stderr}");
+    assert_eq!(report["left_out"][0]["path"], ".venv", "{report}");
+    assert_eq!(report["layers"].as_array().unwrap().len(), 2, "{report}");
+}
+
+#[test]
+fn an_unusually_large_code_layer_names_its_largest_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("flow");
+    write_tree(&dir, &FILES);
+    // 12 MiB in one file, deep in a folder: past the 10 MiB threshold.
+    std::fs::create_dir_all(dir.join("data/raw")).unwrap();
+    std::fs::write(dir.join("data/raw/big.bin"), vec![7u8; 12 << 20]).unwrap();
+    let store = tmp.path().join("store");
+    let (files, report, stderr) = push_and_list(&dir, &store);
+    assert!(
+        files.contains(&"data/raw/big.bin".to_string()),
+        "still packed"
+    );
+    // Said on stderr: the size, the largest paths (a folder holding mostly one file is
+    // shown as that file) and what to do.
+    for said in [
+        "the code layer is unusually large",
+        "data/raw/big.bin 12.0 MiB",
+        "lib 30 B (3 entries)",
+        ".flowpackignore",
+    ] {
+        assert!(stderr.contains(said), "{said:?} not in:\n{stderr}");
+    }
+    // And as data in --json.
+    let large = &report["large_code_layer"];
+    assert!(large["bytes"].as_u64().unwrap() > 12 << 20, "{large}");
+    let largest = large["largest"].as_array().unwrap();
+    assert_eq!(largest[0]["path"], "data/raw/big.bin", "{large}");
+    assert_eq!(largest[0]["bytes"], 12 << 20);
+    let lib = largest
+        .iter()
+        .find(|l| l["path"] == "lib")
+        .expect("lib listed");
+    assert_eq!(
+        (lib["bytes"].as_u64(), lib["entries"].as_u64()),
+        (Some(30), Some(3))
+    );
+    assert!(largest.len() <= 5);
+
+    // A usual tree says nothing.
+    std::fs::remove_dir_all(dir.join("data")).unwrap();
+    let (_, report, stderr) = push_and_list(&dir, &store);
+    assert!(report["large_code_layer"].is_null(), "{report}");
+    assert!(!stderr.contains("unusually large"), "{stderr}");
+}
+
 #[test]
 fn special_files_are_refused_with_a_message() {
     let tmp = tempfile::tempdir().unwrap();

@@ -280,7 +280,13 @@ fn the_python_train_example_compiles_validates_runs_under_kfp_local_and_reads_ba
     util::flowpack_uv_ok(
         tmp.path(),
         &tmp.path().join(".test-cache"),
-        &["compile", "train.py", "-o", "pipeline.yaml"],
+        &[
+            "compile",
+            "train.py",
+            "-o",
+            "pipeline.yaml",
+            "--allow-local",
+        ],
     );
     let pipeline: PathBuf = tmp.path().join("pipeline.yaml");
     validate(&pipeline);

@@ -167,7 +167,16 @@ fn ok_json(dir: &Path, args: &[&str]) -> serde_json::Value {
 }
 
 fn compile(dir: &Path) -> std::path::PathBuf {
-    let out = flowpack(dir, &["compile", "flow.yaml", "-o", "pipeline.yaml"]);
+    let out = flowpack(
+        dir,
+        &[
+            "compile",
+            "flow.yaml",
+            "-o",
+            "pipeline.yaml",
+            "--allow-local",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -282,7 +291,7 @@ fn trigger_resume_creates_a_kfp_run_the_api_allows() {
             .output()
             .unwrap()
     };
-    let out = with_kfp(&["push", "flow.yaml", "--json"]);
+    let out = with_kfp(&["push", "flow.yaml", "--json", "--allow-local"]);
     assert!(
         out.status.success(),
         "{}",

@@ -294,7 +294,14 @@ fn push_deploys_the_flows_own_schedule_and_refuses_one_it_cannot() {
     let (code, stdout, stderr) = fp(
         dir,
         &url,
-        &["push", "flow.yaml", "--version-name", "v1", "--json"],
+        &[
+            "push",
+            "flow.yaml",
+            "--version-name",
+            "v1",
+            "--json",
+            "--allow-local",
+        ],
         &[],
     );
     assert_eq!(code, Some(0), "{stderr}");

@@ -111,7 +111,13 @@ async fn no_credential_or_secret_value_appears_in_any_output_record_or_file() {
     outs.run(
         dir,
         &store,
-        &["compile", "flow.yaml", "-o", "pipeline.yaml"],
+        &[
+            "compile",
+            "flow.yaml",
+            "-o",
+            "pipeline.yaml",
+            "--allow-local",
+        ],
     );
     // Failure paths: a missing bucket, an unreachable KFP, a bad token's target.
     let missing = store.replace("s3://t", "s3://missing-t");
@@ -124,6 +130,7 @@ async fn no_credential_or_secret_value_appears_in_any_output_record_or_file() {
             "flow.yaml",
             "--kfp-url",
             "http://127.0.0.1:9",
+            "--allow-local",
             "-vv",
         ],
     );
@@ -276,7 +283,13 @@ fn store_urls_with_credentials_are_refused_and_never_printed() {
     let commands: [&[&str]; 6] = [
         &["push", "flow.yaml", "-vv"],
         &["run", "flow.yaml", "--json", "-vv"],
-        &["compile", "flow.yaml", "-o", "pipeline.yaml"],
+        &[
+            "compile",
+            "flow.yaml",
+            "-o",
+            "pipeline.yaml",
+            "--allow-local",
+        ],
         &["runs", "-vv"],
         &["fetch", &zero, "-o", "out"],
         &["step", "--package", &zero, "--run", "r1", "--step", "start"],

@@ -1,5 +1,7 @@
 //! A client of the KFP v2beta1 REST API: the calls `push --kfp-url`, `trigger`, `status`,
-//! `terminate` and `schedule`/`schedules` (recurring runs) need (`../shared/kfp/api/ENDPOINTS.md`). Errors carry the HTTP status,
+//! `terminate` and `schedule`/`schedules` (recurring runs) need, as KFP's swagger
+//! (`backend/api/v2beta1/swagger/kfp_api_single_file.swagger.json` in KFP's repository)
+//! defines them; the tests serve that swagger with Prism. Errors carry the HTTP status,
 //! an excerpt of the body and what to check; the bearer token is never printed.
 
 use std::time::Duration;

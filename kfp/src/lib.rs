@@ -12,15 +12,18 @@
 //! (`emit.rs`) into the typed IR of [`ir`]; every shape `flowpack run` runs compiles (see
 //! `docs/kubeflow.md`). Settings KFP cannot carry are refused with an error, never dropped;
 //! [`check`] runs the same compile dry, so `flowpack check` reports what `compile` would refuse.
+//! [`reach`] refuses a pipeline whose store or images only this machine has.
 #![deny(missing_docs)]
 
 pub mod client;
 mod emit;
 pub mod ir;
 mod names;
+pub mod reach;
 pub mod schedule;
 
 pub use emit::param_type;
+pub use reach::{MachineOnly, machine_only, refuse_machine_only};
 
 use std::collections::BTreeMap;
 

@@ -3,8 +3,8 @@
 //!
 //! KFP's backend turns them into Argo template and task names, which must match
 //! `^[a-zA-Z0-9][-a-zA-Z0-9]*$` and stay within 128 characters *including* what the backend
-//! derives from them (KFP 2.17, `backend/src/v2/compiler/argocompiler`, as encoded in
-//! `../shared/kfp/validate_ir.py`):
+//! derives from them (KFP 2.17, `backend/src/v2/compiler/argocompiler` in KFP's repository;
+//! the tests' IR validator, a development resource outside this repository, encodes it too):
 //! - a task key `T` gets a `T-driver` task: `T` ≤ 121;
 //! - a component `C` gets `C-driver` plus a 40-character hash in its templates: `C` ≤ 81,
 //!   so a name `K` with component `comp-K` has `K` ≤ [`MAX_KEY`] (76);

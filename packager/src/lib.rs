@@ -16,8 +16,25 @@ pub mod tree;
 use std::path::PathBuf;
 
 pub use push::{
-    LayerReport, PushOptions, PushReport, Reporter, default_version_name, push, record_version,
+    LARGE_CODE_BYTES, LARGE_CODE_ENTRIES, LargeLayer, LayerReport, PushOptions, PushReport,
+    Reporter, default_version_name, push, record_version,
 };
+
+/// A byte count for people: `0 B`, `4.2 KiB`, `20.1 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
 
 use flowpack_core::archive::ArchiveError;
 use flowpack_core::store::StoreError;

@@ -9,8 +9,9 @@ use flowpack_core::store::{Created, Put, Store, layout};
 use flowpack_core::{Digest, Flow};
 use serde::Serialize;
 
+use crate::human_bytes;
 use crate::layer;
-use crate::tree::{self, Listing, Rules};
+use crate::tree::{self, Largest, LeftOut, Listing, Rules};
 use crate::{PushError, env};
 
 /// Receives progress; the CLI draws it, tests ignore it. Every method has a no-op default.
@@ -64,6 +65,72 @@ pub struct LayerReport {
     pub steps: Vec<String>,
 }
 
+/// A code layer past either threshold is unusually large: hand-written code rarely is, and
+/// data, models, build output and environments (which belong in the store or the env layer)
+/// usually are. Measured on the listed files, before compression.
+pub const LARGE_CODE_BYTES: u64 = 10 << 20;
+/// See [`LARGE_CODE_BYTES`]: entries are files, folders and links.
+pub const LARGE_CODE_ENTRIES: u64 = 2_000;
+/// How many of the largest paths an unusually large code layer names.
+const LARGEST_SHOWN: usize = 5;
+
+/// An unusually large code layer (see [`LARGE_CODE_BYTES`]) and what makes it so.
+#[derive(Clone, Debug, Serialize)]
+pub struct LargeLayer {
+    /// Bytes of file content in it.
+    pub bytes: u64,
+    /// Entries in it.
+    pub entries: u64,
+    /// Its largest paths, folders aggregated (`tree::largest`), largest first.
+    pub largest: Vec<Largest>,
+}
+
+impl LargeLayer {
+    /// The layer's figures when `listing` is past a threshold.
+    fn of(listing: &Listing) -> Option<Self> {
+        let bytes = listing
+            .entries
+            .iter()
+            .map(|e| match e.kind {
+                flowpack_core::archive::EntryKind::File { size, .. } => size,
+                _ => 0,
+            })
+            .sum();
+        let entries = listing.entries.len() as u64;
+        (bytes > LARGE_CODE_BYTES || entries > LARGE_CODE_ENTRIES).then(|| Self {
+            bytes,
+            entries,
+            largest: tree::largest(&listing.entries, LARGEST_SHOWN),
+        })
+    }
+
+    /// What to tell the user.
+    fn message(&self) -> String {
+        let paths: Vec<String> = self
+            .largest
+            .iter()
+            .map(|l| {
+                let inside = if l.entries > 0 {
+                    format!(" ({} entries)", l.entries)
+                } else {
+                    String::new()
+                };
+                format!("{} {}{inside}", l.path, human_bytes(l.bytes))
+            })
+            .collect();
+        format!(
+            "the code layer is unusually large: {} in {} entries (more than {} or {} entries). \
+             Largest: {}. If these are data, models, build output or an environment, list them \
+             in .flowpackignore (data belongs in the store, packages in the env layer)",
+            human_bytes(self.bytes),
+            self.entries,
+            human_bytes(LARGE_CODE_BYTES),
+            LARGE_CODE_ENTRIES,
+            paths.join(", ")
+        )
+    }
+}
+
 /// What a push did.
 #[derive(Clone, Debug, Serialize)]
 pub struct PushReport {
@@ -86,6 +153,10 @@ pub struct PushReport {
     pub manifest_uploaded: bool,
     /// Things left out.
     pub warnings: Vec<String>,
+    /// Folders of the code tree left out by default (Python environments), by path.
+    pub left_out: Vec<LeftOut>,
+    /// The code layer's figures when it is unusually large, else None.
+    pub large_code_layer: Option<LargeLayer>,
     /// Wall time of the push.
     #[serde(serialize_with = "secs")]
     pub seconds: Duration,
@@ -142,6 +213,23 @@ pub async fn push(
         .collect();
     let mut listing = tree::list(&code_root, Rules::Code, &exclude)?;
     warnings.append(&mut listing.warnings);
+    // The flow's env folder, when it sits in the code tree, is packed as the env layer:
+    // left out of the code layer like any other environment, but not worth a word.
+    let env_dir = match &flow.env {
+        Some(EnvSpec::Path { path }) => std::fs::canonicalize(base.join(path)).ok(),
+        _ => None,
+    };
+    let left_out: Vec<LeftOut> = std::mem::take(&mut listing.left_out)
+        .into_iter()
+        .filter(|l| env_dir.as_deref() != Some(code_root.join(&l.path).as_path()))
+        .collect();
+    if !left_out.is_empty() {
+        warnings.push(left_out_message(&left_out));
+    }
+    let large_code_layer = LargeLayer::of(&listing);
+    if let Some(l) = &large_code_layer {
+        warnings.push(l.message());
+    }
     let (layer, report) = push_layer(LayerKind::Code, listing, opts, reporter).await?;
     layers.push(layer);
     reports.push(report);
@@ -203,8 +291,26 @@ pub async fn push(
         reused_bytes,
         manifest_uploaded,
         warnings,
+        left_out,
+        large_code_layer,
         seconds: started.elapsed(),
     })
+}
+
+/// One message for every folder left out of the code tree: which, why, and how to pack
+/// one anyway.
+fn left_out_message(left_out: &[LeftOut]) -> String {
+    let list: Vec<String> = left_out
+        .iter()
+        .map(|l| format!("{} ({})", l.path, l.reason))
+        .collect();
+    format!(
+        "left out of the code layer: {}. A Python environment belongs in the env layer \
+         (`env:` in the flow, docs/flow.md); to pack a folder anyway, add a negation such as \
+         `!/{}/` to .flowpackignore",
+        list.join(", "),
+        left_out[0].path
+    )
 }
 
 /// Writes the version pointer `version` of `flow` -> `package` (create-only; accepted

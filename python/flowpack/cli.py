@@ -55,9 +55,16 @@ _OPTIONS: dict[str, dict[str, bool]] = {
         "--rebuild-env": False,
         "--kfp-url": True,
         "--kfp-namespace": True,
+        "--allow-local": False,
         "--json": False,
     },
-    "compile": {"--store": True, "--output": True, "-o": True, "--command": True},
+    "compile": {
+        "--store": True,
+        "--output": True,
+        "-o": True,
+        "--command": True,
+        "--allow-local": False,
+    },
     "trigger": {
         "--experiment": True,
         "--version-name": True,

@@ -12,6 +12,7 @@ use crate::settings;
 pub async fn run(args: CompileArgs) -> Result<()> {
     let flow = Flow::load(&args.flow)?;
     let store = settings::store(args.store.store.as_deref(), settings::Access::Write)?;
+    check_for_cluster(&flow, &store, args.local.allow_local)?;
     let (package, yaml) = push_and_compile(&args.flow, &flow, &store, &args.command).await?;
     if args.output.as_os_str() == "-" {
         out!("{yaml}");
@@ -24,6 +25,20 @@ pub async fn run(args: CompileArgs) -> Result<()> {
             package.short(),
             store.url()
         );
+    }
+    Ok(())
+}
+
+/// Before anything is pushed for KFP (`compile`, `push --kfp-url`): the flow compiles,
+/// and, unless `allow_local`, its pods can reach its store and images (`flowpack_kfp::reach`).
+pub fn check_for_cluster(
+    flow: &Flow,
+    store: &flowpack_core::store::Store,
+    allow_local: bool,
+) -> Result<()> {
+    flowpack_kfp::check(flow)?;
+    if !allow_local {
+        flowpack_kfp::refuse_machine_only(flow, store)?;
     }
     Ok(())
 }

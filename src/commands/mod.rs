@@ -11,6 +11,7 @@ mod schedule;
 pub mod step;
 
 use anyhow::Result;
+pub(crate) use flowpack_packager::human_bytes as bytes;
 
 use crate::cli::{Cli, Command};
 
@@ -40,22 +41,6 @@ pub async fn run(cli: Cli) -> Result<()> {
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
-}
-
-/// A byte count for people: `0 B`, `4.2 KiB`, `20.1 MiB`.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 /// Splits `NAME=VALUE` arguments.

@@ -16,6 +16,9 @@ pub async fn run(args: PushArgs) -> Result<()> {
         super::schedule::check_flow_schedule(&flow)?;
     }
     let store = settings::store(args.store.store.as_deref(), settings::Access::Write)?;
+    if args.kfp.kfp_url.is_some() {
+        super::compile::check_for_cluster(&flow, &store, args.local.allow_local)?;
+    }
     let version = args
         .version_name
         .clone()
