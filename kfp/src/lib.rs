@@ -20,7 +20,7 @@ pub mod ir;
 mod names;
 pub mod schedule;
 
-pub use emit::param_type;
+pub use emit::{param_type, runtime_value};
 
 use std::collections::BTreeMap;
 

@@ -135,16 +135,14 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
         package.short(),
         done.len()
     );
-    // The origin's values of the parameters the flow still has.
+    // The origin's values of the parameters the flow still has, as the text each type
+    // reads back to the stored value (a json parameter's string stays a JSON string).
     let params = record
         .parameters
         .iter()
-        .filter(|(k, _)| flow.parameters.contains_key(*k))
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().map_or_else(|| v.to_string(), String::from),
-            )
+        .filter_map(|(k, v)| {
+            let p = flow.parameters.get(k)?;
+            Some((k.clone(), p.ty.to_text(v)))
         })
         .collect();
     execute(
