@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod containers;
 mod crashes;
+mod exit_codes;
 mod faults;
 mod hooks;
 mod hostile_archives;

@@ -251,9 +251,26 @@ async fn execute(opts: RunOptions, json: bool) -> Result<()> {
             );
         }
     }
+    if let Some(signal) = summary.stopped_by {
+        return Err(Stopped {
+            code: flowpack_runtime::step::StopSignals::exit_code(signal),
+            message: format!("run {run_id} stopped by {signal}"),
+        }
+        .into());
+    }
     if summary.succeeded {
         Ok(())
     } else {
         anyhow::bail!("run {run_id} failed")
     }
+}
+
+/// A run (or resume) a stop signal ended: `flowpack` exits 128 + the signal's number
+/// (130 for SIGINT), as a shell reports a command the signal stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Stopped {
+    /// The process exit code.
+    pub code: u8,
+    message: String,
 }
