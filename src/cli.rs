@@ -365,7 +365,7 @@ pub struct StepArgs {
     /// A parameter value, NAME=VALUE (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
-    /// Where to write a KFP output parameter, NAME=PATH: task, foreach or switch.
+    /// Where to write a KFP output parameter, NAME=PATH: task, foreach, switch or branch.
     #[arg(long = "output-param", value_name = "NAME=PATH")]
     pub output_params: Vec<String>,
     /// A parameter as two arguments, NAME VALUE (KFP placeholders fill whole arguments).

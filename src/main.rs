@@ -24,7 +24,15 @@ fn main() -> ExitCode {
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let code = if !e.use_stderr() {
+                0
+            } else if is_step() {
+                // `flowpack step`'s own failures are 125, bad arguments too: its other
+                // codes are the child's (docs/runtime.md, "Exit codes").
+                flowpack_runtime::step::EXIT_STEP_ERROR as u8
+            } else {
+                EXIT_USAGE
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -55,9 +63,20 @@ fn main() -> ExitCode {
                     shown = text;
                 }
             }
-            ExitCode::from(EXIT_FAILURE)
+            let code = e
+                .downcast_ref::<commands::run::Stopped>()
+                .map_or(EXIT_FAILURE, |s| s.code);
+            ExitCode::from(code)
         }
     }
+}
+
+/// Whether the command line is `flowpack [-v…] step …` (read before clap accepted it).
+fn is_step() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .find(|a| !a.to_string_lossy().starts_with('-'))
+        .is_some_and(|a| a == "step")
 }
 
 fn init_tracing(verbose: u8) {

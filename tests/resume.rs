@@ -331,3 +331,117 @@ fn trigger_resume_creates_a_kfp_run_the_api_allows() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A flow with a parameter of every type; `end` fails until `check.sh` is fixed.
+const TYPED: &str = "name: typed\n\
+parameters:\n\
+\x20 j_str: {type: json}\n\
+\x20 j_num_text: {type: json}\n\
+\x20 j_obj: {type: json}\n\
+\x20 j_null: {type: json}\n\
+\x20 s_num: {type: string}\n\
+\x20 s_empty: {type: string}\n\
+\x20 s_quoted: {type: string}\n\
+\x20 i: {type: int}\n\
+\x20 f: {type: float}\n\
+\x20 b: {type: bool}\n\
+steps:\n\
+\x20 start: {run: 'cp $FLOWPACK_PARAMS $FLOWPACK_OUTPUT_DIR/seen.json', next: end}\n\
+\x20 end: {run: 'cp $FLOWPACK_PARAMS $FLOWPACK_OUTPUT_DIR/seen_end.json; sh check.sh'}\n";
+
+/// `--param` values of every type, and the typed values the run must hold.
+fn typed_params() -> (Vec<String>, serde_json::Value) {
+    let given = [
+        ("j_str", r#""abc""#),
+        ("j_num_text", r#""42""#),
+        ("j_obj", r#"{"a": [1, "x y"], "q": "say \"hi\""}"#),
+        ("j_null", "null"),
+        ("s_num", "007"),
+        ("s_empty", ""),
+        ("s_quoted", r#"it's "quoted", with  spaces "#),
+        ("i", "-3"),
+        ("f", "2.5"),
+        ("b", "true"),
+    ];
+    let args = given
+        .iter()
+        .flat_map(|(k, v)| ["--param".to_string(), format!("{k}={v}")])
+        .collect();
+    let typed = serde_json::json!({
+        "j_str": "abc", "j_num_text": "42", "j_obj": {"a": [1, "x y"], "q": "say \"hi\""},
+        "j_null": null, "s_num": "007", "s_empty": "",
+        "s_quoted": "it's \"quoted\", with  spaces ", "i": -3, "f": 2.5, "b": true,
+    });
+    (args, typed)
+}
+
+#[test]
+fn resume_carries_every_parameter_type_as_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &[("flow.yaml", TYPED), ("check.sh", BROKEN)]);
+    let (params, typed) = typed_params();
+    let mut args = vec!["run", "flow.yaml", "--json"];
+    args.extend(params.iter().map(String::as_str));
+    let out = flowpack(tmp.path(), &args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failed = run_id(&out);
+    assert_eq!(
+        show(tmp.path(), &failed, &[])["record"]["parameters"],
+        typed
+    );
+
+    std::fs::write(tmp.path().join("check.sh"), "true\n").unwrap();
+    let out = flowpack(tmp.path(), &["resume", &failed, "flow.yaml", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed = run_id(&out);
+    let info = show(tmp.path(), &resumed, &[]);
+    assert_eq!(info["record"]["parameters"], typed, "{info:#}");
+    assert_eq!(
+        task(&info, "start/0")["attempts"][0]["record"]["status"],
+        "reused"
+    );
+    // The task that ran again saw the same values.
+    let seen = crate::util::flowpack_ok(
+        tmp.path(),
+        &[
+            "artifacts",
+            "get",
+            &format!("{resumed}/end/0/seen_end.json"),
+            "-o",
+            "-",
+        ],
+    );
+    assert_eq!(json(&seen), typed);
+
+    // `trigger --resume` sends the stored values as KFP's run request carries them: a json
+    // parameter without a default is a STRING input holding JSON text, which the pod's step
+    // parses back; the others as themselves.
+    let request = ok_json(
+        tmp.path(),
+        &["trigger", "flow.yaml", "--resume", &failed, "--dry-run"],
+    );
+    let mut expected = typed.as_object().unwrap().clone();
+    for k in ["j_str", "j_num_text", "j_obj", "j_null"] {
+        expected[k] = serde_json::Value::String(typed[k].to_string());
+    }
+    let sent = request["parameters"].as_object().unwrap();
+    for (k, v) in &expected {
+        assert_eq!(&sent[k], v, "{k}: {request:#}");
+    }
+    // A fresh trigger sends given values the same way.
+    let mut args = vec!["trigger", "flow.yaml", "--dry-run"];
+    args.extend(params.iter().map(String::as_str));
+    let request = ok_json(tmp.path(), &args);
+    for (k, v) in &expected {
+        assert_eq!(&request["parameters"][k], v, "{k}: {request:#}");
+    }
+}

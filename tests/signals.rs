@@ -501,10 +501,15 @@ fn a_signal_while_the_child_runs_stops_its_process_group_within_the_grace_period
 }
 
 #[test]
-fn flowpack_run_stops_its_steps_on_term_and_on_a_closed_terminal() {
-    // TERM to `flowpack run` alone (kill PID), and HUP to its whole process group (what
-    // a closed terminal sends).
-    for (signal, group) in [(libc::SIGTERM, false), (libc::SIGHUP, true)] {
+fn flowpack_run_stops_its_steps_on_term_int_and_a_closed_terminal() {
+    // TERM and INT to `flowpack run` alone (kill PID: its steps do not get the signal), and
+    // HUP to its whole process group (what a closed terminal sends). `run` exits 128 + the
+    // signal, as a shell reports a command a signal stopped.
+    for (signal, group) in [
+        (libc::SIGTERM, false),
+        (libc::SIGINT, false),
+        (libc::SIGHUP, true),
+    ] {
         let what = format!(
             "signal {signal} to the {}",
             if group { "group" } else { "run" }
@@ -536,8 +541,12 @@ fn flowpack_run_stops_its_steps_on_term_and_on_a_closed_terminal() {
             gone(sleep_pid),
             "{what}: the step's command outlived the run"
         );
-        assert_eq!(out.status.code(), Some(1), "{what}");
+        assert_eq!(out.status.code(), Some(128 + signal), "{what}");
         let summary = json(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            summary["tasks"][0]["status"], "terminated",
+            "{what}: {summary:#}"
+        );
         let info = show(tmp.path(), summary["run"].as_str().unwrap(), &[]);
         let rec = &task(&info, "start/0")["attempts"][0]["record"];
         assert_eq!(rec["status"], "terminated", "{what}: {rec:#}");

@@ -9,6 +9,7 @@ mod client;
 mod containers;
 mod crashes;
 mod docs;
+mod exit_codes;
 mod faults;
 mod hooks;
 mod hostile_archives;

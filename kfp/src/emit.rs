@@ -90,6 +90,17 @@ pub fn param_type(t: ParamType, default: Option<&Value>) -> &'static str {
     }
 }
 
+/// A parameter's value as a KFP run request carries it (`trigger`, `schedule`, the
+/// pipeline's defaults): as itself, except a json parameter of KFP type STRING, whose value
+/// is its JSON text (`"abc"` quoted, an object as text), which the step parses back.
+pub fn runtime_value(t: ParamType, default: Option<&Value>, value: &Value) -> Value {
+    if t == ParamType::Json && param_type(t, default) == "STRING" {
+        Value::String(value.to_string())
+    } else {
+        value.clone()
+    }
+}
+
 fn placeholder(name: &str) -> String {
     format!("{{{{$.inputs.parameters['{name}']}}}}")
 }
@@ -594,10 +605,7 @@ impl<'a> Emitter<'a> {
         for (p, spec) in &self.flow.parameters {
             let mut def = ParamDef::of(param_type(spec.ty, spec.default.as_ref()));
             if let Some(d) = &spec.default {
-                def.default_value = Some(match (def.parameter_type, d) {
-                    ("STRING", _) if spec.ty == ParamType::Json => Value::String(d.to_string()),
-                    _ => d.clone(),
-                });
+                def.default_value = Some(runtime_value(spec.ty, Some(d), d));
                 def.is_optional = Some(true);
             }
             def.description = spec.help.clone();

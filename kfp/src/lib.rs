@@ -22,7 +22,7 @@ mod names;
 pub mod reach;
 pub mod schedule;
 
-pub use emit::param_type;
+pub use emit::{param_type, runtime_value};
 pub use reach::{MachineOnly, machine_only, refuse_machine_only};
 
 use std::collections::BTreeMap;

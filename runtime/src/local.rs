@@ -102,6 +102,9 @@ pub struct RunSummary {
     pub tasks: Vec<TaskSummary>,
     /// Wall seconds.
     pub seconds: f64,
+    /// The stop signal that ended the run early (`SIGINT`, `SIGTERM`, `SIGHUP`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -302,6 +305,8 @@ pub async fn run(
         podman.prepare_images(flow).await?;
     }
     let shared = Arc::new(Shared {
+        store: opts.store.clone(),
+        record,
         flow: flow.clone(),
         store_url: opts.store.url().to_string(),
         package: opts.package,
@@ -393,6 +398,7 @@ pub async fn run(
         succeeded: !failed && reached_end,
         tasks: summaries,
         seconds: started.elapsed().as_secs_f64(),
+        stopped_by: if interrupted { stop.pending() } else { None },
     })
 }
 
@@ -434,6 +440,9 @@ async fn run_hooks(
 }
 
 struct Shared {
+    store: Store,
+    /// The run's record: where its tasks' records are.
+    record: RunRecord,
     flow: Flow,
     store_url: String,
     package: Digest,
@@ -471,7 +480,42 @@ fn resolved_python(flow: &Flow) -> Option<std::ffi::OsString> {
     (out.status.success() && std::path::Path::new(path).is_absolute()).then(|| path.into())
 }
 
+/// The status of an attempt that wrote no record (the step stopped, or failed, before it
+/// claimed one): stopped when a stop signal came, else failed.
+fn unrecorded(stop: &StopSignals) -> TaskStatus {
+    if stop.pending().is_some() {
+        TaskStatus::Terminated
+    } else {
+        TaskStatus::Failed
+    }
+}
+
 impl Shared {
+    /// The final status and exit code of the attempt a `flowpack step` process just ended,
+    /// as its record in the store says: the one source for every outcome (succeeded,
+    /// failed, timed out, stopped, reused, skipped). None when it wrote no new record
+    /// (`recorded`: the task's records seen so far, updated). A record still `running`
+    /// once its step has exited is `lost`.
+    async fn newest_record(
+        &self,
+        task: &TaskRef,
+        recorded: &mut usize,
+    ) -> Result<Option<(TaskStatus, Option<i32>)>, RuntimeError> {
+        let Some(info) = crate::inspect::load_task(&self.store, &self.record, task).await? else {
+            return Ok(None);
+        };
+        if info.attempts.len() <= *recorded {
+            return Ok(None);
+        }
+        *recorded = info.attempts.len();
+        let status = match info.status() {
+            Some(TaskStatus::Running) | None => TaskStatus::Lost,
+            Some(s) => s,
+        };
+        let code = info.attempts.last().and_then(|a| a.record.exit_code);
+        Ok(Some((status, code)))
+    }
+
     /// The command of one attempt of `p`: `flowpack step` with the arguments a pod gets.
     fn step_command(&self, p: &Planned, attempt: u32, out_dir: &std::path::Path) -> Command {
         let mut inv = StepInvocation::new(
@@ -488,7 +532,7 @@ impl Shared {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        inv.output_params = ["foreach", "switch", "status"]
+        inv.output_params = ["foreach", "switch"]
             .iter()
             .map(|out| format!("{out}={}", out_dir.join(out).display()))
             .collect();
@@ -533,6 +577,8 @@ async fn run_task(
         .scratch
         .join(format!("{}-{}", p.task.step, p.task.task));
     let mut attempts = 0;
+    // Attempts with a record so far: a step that ended without claiming one adds none.
+    let mut recorded = 0;
     let mut last = (TaskStatus::Failed, None);
     let mut route = None;
     while attempts <= retries && stop.pending().is_none() {
@@ -553,10 +599,8 @@ async fn run_task(
         attempts += 1;
         let foreach_file = out_dir.join("foreach");
         let switch_file = out_dir.join("switch");
-        let status_file = out_dir.join("status");
         let _ = std::fs::remove_file(&foreach_file);
         let _ = std::fs::remove_file(&switch_file);
-        let _ = std::fs::remove_file(&status_file);
         let mut cmd = shared.step_command(&p, attempts, &out_dir);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -607,28 +651,29 @@ async fn run_task(
         };
         let (_, status) = tokio::join!(lines, ended);
         let code = status.ok().and_then(|s| s.code());
-        if code == Some(0) {
-            // The step says what its record says: a cache hit is `reused`, a hook `skipped`.
-            let said = std::fs::read_to_string(&status_file)
-                .ok()
-                .and_then(|t| serde_json::from_value(serde_json::Value::String(t)).ok());
-            last = (said.unwrap_or(TaskStatus::Succeeded), code);
+        last = match shared.newest_record(&p.task, &mut recorded).await {
+            Ok(Some(said)) => said,
+            Ok(None) => (unrecorded(stop), code),
+            Err(e) => {
+                reporter.line(
+                    &p.task,
+                    &format!("flowpack: cannot read the task's record: {e}"),
+                );
+                (unrecorded(stop), code)
+            }
+        };
+        if last.0.is_success() {
             route = std::fs::read_to_string(&foreach_file)
                 .ok()
                 .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).ok())
                 .map(|l| l.len().to_string())
                 .or_else(|| std::fs::read_to_string(&switch_file).ok());
-            break;
         }
-        last = (
-            match code {
-                Some(crate::step::EXIT_TIMEOUT) => TaskStatus::TimedOut,
-                Some(crate::step::EXIT_TERMINATED) => TaskStatus::Terminated,
-                _ => TaskStatus::Failed,
-            },
-            code,
-        );
-        if last.0 == TaskStatus::Terminated {
+        // Retried: a failure or a timeout; done: a success, a skipped hook, a stop.
+        if !matches!(
+            last.0,
+            TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Lost
+        ) {
             break;
         }
     }

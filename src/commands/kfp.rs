@@ -114,7 +114,10 @@ pub fn typed_params(
         let v =
             p.ty.parse_text(&text)
                 .map_err(|e| anyhow::anyhow!("parameter '{name}': {e}"))?;
-        params.insert(name, v);
+        params.insert(
+            name,
+            flowpack_kfp::runtime_value(p.ty, p.default.as_ref(), &v),
+        );
     }
     Ok(params)
 }
@@ -171,9 +174,13 @@ async fn resume_spec(
     }
     let old = inspect::load(&store, record.clone()).await?;
     let redo = inspect::resume_plan(flow, &old, a.from.as_deref())?;
+    // The origin's stored (typed) values, as the run request carries them.
     for (k, v) in &record.parameters {
-        if flow.parameters.contains_key(k) {
-            params.insert(k.clone(), v.clone());
+        if let Some(p) = flow.parameters.get(k) {
+            params.insert(
+                k.clone(),
+                flowpack_kfp::runtime_value(p.ty, p.default.as_ref(), v),
+            );
         }
     }
     eprintln!(

@@ -6,7 +6,7 @@ mod fetch;
 mod inspect;
 mod kfp;
 mod push;
-mod run;
+pub mod run;
 mod schedule;
 pub mod step;
 

@@ -129,16 +129,14 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
         package.short(),
         done.len()
     );
-    // The origin's values of the parameters the flow still has.
+    // The origin's values of the parameters the flow still has, as the text each type
+    // reads back to the stored value (a json parameter's string stays a JSON string).
     let params = record
         .parameters
         .iter()
-        .filter(|(k, _)| flow.parameters.contains_key(*k))
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().map_or_else(|| v.to_string(), String::from),
-            )
+        .filter_map(|(k, v)| {
+            let p = flow.parameters.get(k)?;
+            Some((k.clone(), p.ty.to_text(v)))
         })
         .collect();
     execute(
@@ -247,9 +245,26 @@ async fn execute(opts: RunOptions, json: bool) -> Result<()> {
             );
         }
     }
+    if let Some(signal) = summary.stopped_by {
+        return Err(Stopped {
+            code: flowpack_runtime::step::StopSignals::exit_code(signal),
+            message: format!("run {run_id} stopped by {signal}"),
+        }
+        .into());
+    }
     if summary.succeeded {
         Ok(())
     } else {
         anyhow::bail!("run {run_id} failed")
     }
+}
+
+/// A run (or resume) a stop signal ended: `flowpack` exits 128 + the signal's number
+/// (130 for SIGINT), as a shell reports a command the signal stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Stopped {
+    /// The process exit code.
+    pub code: u8,
+    message: String,
 }

@@ -129,9 +129,9 @@ fn resolve(a: StepArgs) -> Result<Args> {
 }
 
 /// The output parameters a step writes when asked: its task, its foreach list of indices,
-/// its switch value, the index of the switch's chosen target (`branch`), and the final
-/// status its record says (`status`: `reused` for a cache hit, `skipped` for a hook).
-const OUTPUTS: [&str; 5] = ["task", "foreach", "switch", "branch", "status"];
+/// its switch value and the index of the switch's chosen target (`branch`). A task's
+/// status is in its record (`flowpack run` reads it there).
+const OUTPUTS: [&str; 4] = ["task", "foreach", "switch", "branch"];
 
 /// `[a, b, c, d]` as `[(a, b), (c, d)]` (clap gives two-value options flat).
 fn pairs(flat: &[String]) -> Vec<(String, String)> {

@@ -204,6 +204,18 @@ impl ParamType {
         })
     }
 
+    /// `value` as command-line text that [`ParamType::parse_text`] reads back to the same
+    /// value: a json parameter's value as JSON (a string quoted: `"abc"`), any other
+    /// string as it is, numbers and booleans as JSON. `resume` passes stored values on
+    /// through it.
+    pub fn to_text(self, value: &serde_json::Value) -> String {
+        match (self, value) {
+            (Self::Json, v) => v.to_string(),
+            (_, serde_json::Value::String(s)) => s.clone(),
+            (_, v) => v.to_string(),
+        }
+    }
+
     /// Whether `value` is of this type.
     pub fn accepts(self, value: &serde_json::Value) -> bool {
         match self {

@@ -122,12 +122,12 @@ pub async fn run(
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            return Ended::NotStarted(code, format!("cannot start {run:?}: {e}"));
+            let path = env
+                .get("PATH")
+                .cloned()
+                .or_else(|| std::env::var("PATH").ok())
+                .unwrap_or_default();
+            return not_started(run, &e, &path);
         }
     };
     let pgid = child.id().map(|p| p as i32);
@@ -175,6 +175,32 @@ pub async fn run(
         }
     }
     ended
+}
+
+/// Why `run` could not start, as a user can act on it: exit 127 when the program is not
+/// there, 126 when it is but cannot be executed.
+fn not_started(run: &Run, e: &std::io::Error, path: &str) -> Ended {
+    let not_found = e.kind() == std::io::ErrorKind::NotFound;
+    let code = if not_found { 127 } else { 126 };
+    let msg = match run {
+        Run::Exec(args) => {
+            let program = &args[0];
+            let looked = if program.starts_with('/') {
+                "an absolute path".to_string()
+            } else if program.contains('/') {
+                "a path in the code folder".to_string()
+            } else {
+                format!("looked up on PATH={path}")
+            };
+            if not_found {
+                format!("command not found: {program} (the step's `run`, exec form, {looked})")
+            } else {
+                format!("cannot execute {program}: {e} (the step's `run`, exec form, {looked})")
+            }
+        }
+        Run::Shell(_) => format!("cannot start the step's shell /bin/sh: {e}"),
+    };
+    Ended::NotStarted(code, msg)
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowpack_core::Digest;
-use flowpack_core::flow::{Flow, Step, Transition};
+use flowpack_core::flow::{Flow, Run, Step, Transition};
 use flowpack_core::manifest::Manifest;
 use flowpack_core::run::{
     Artifacts, Bytes, ReuseReason, RunRecord, TaskRecord, TaskRef, TaskStatus,
@@ -60,6 +60,22 @@ pub const EXIT_STEP_ERROR: i32 = 125;
 pub const EXIT_TIMEOUT: i32 = 124;
 /// Exit code when the task was stopped by SIGTERM, SIGINT or SIGHUP.
 pub const EXIT_TERMINATED: i32 = 143;
+/// Exit code of `flowpack step` when the child itself exited 124 or 125: those two codes
+/// are flowpack's own ([`EXIT_TIMEOUT`], [`EXIT_STEP_ERROR`]), so a child's are not passed
+/// through (the record keeps the child's own code; docs/runtime.md, "Exit codes").
+pub const EXIT_CHILD_RESERVED: i32 = 1;
+
+/// The exit code of `flowpack step` for an attempt that ended `status` with the record's
+/// exit code `code` and flowpack's own `error`, if any: the same code, except that a
+/// child's own 124 or 125 becomes [`EXIT_CHILD_RESERVED`].
+pub fn process_exit_code(status: TaskStatus, code: i32, error: Option<&str>) -> i32 {
+    let childs_own = status == TaskStatus::Failed && error.is_none();
+    if childs_own && (code == EXIT_TIMEOUT || code == EXIT_STEP_ERROR) {
+        EXIT_CHILD_RESERVED
+    } else {
+        code
+    }
+}
 /// How often a running task's record is refreshed.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
@@ -478,6 +494,8 @@ struct Task<'a> {
 enum Halt {
     /// flowpack's own error.
     Error(RuntimeError),
+    /// The command could not be started (exit code 126 or 127, and why).
+    NotStarted(i32, String),
     /// A stop signal, in this phase (before anything was committed).
     Stopped(&'static str, Phase),
 }
@@ -603,14 +621,20 @@ impl<'a> Task<'a> {
         match ended {
             Ended::Exited(0) => {}
             Ended::Exited(c) => {
-                self.log(&format!("the step exited with code {c}")).await;
+                let hint = match (&self.step().run, c) {
+                    (Run::Shell(_), 127) => {
+                        ": the shell found no such command (its message is above)"
+                    }
+                    (Run::Shell(_), 126) => {
+                        ": the shell could not execute a command (its message is above)"
+                    }
+                    _ => "",
+                };
+                self.log(&format!("the step exited with code {c}{hint}"))
+                    .await;
                 return Ok((TaskStatus::Failed, c));
             }
-            Ended::NotStarted(c, msg) => {
-                self.log(&msg).await;
-                say(&msg);
-                return Ok((TaskStatus::Failed, c));
-            }
+            Ended::NotStarted(c, msg) => return Err(Halt::NotStarted(c, msg)),
             Ended::TimedOut => return Ok((TaskStatus::TimedOut, EXIT_TIMEOUT)),
             Ended::Terminated => return Ok((TaskStatus::Terminated, EXIT_TERMINATED)),
         }
@@ -799,6 +823,11 @@ impl<'a> Task<'a> {
                 say(&format!("error: {msg}"));
                 (TaskStatus::Failed, EXIT_STEP_ERROR, Some(msg))
             }
+            Err(Halt::NotStarted(code, msg)) => {
+                self.log(&msg).await;
+                say(&msg);
+                (TaskStatus::Failed, code, Some(msg))
+            }
         };
         if status == TaskStatus::Succeeded
             && let Some(signal) = self.stop.pending()
@@ -842,13 +871,9 @@ impl<'a> Task<'a> {
                 "error: the final task record could not be written: {e}"
             ));
         }
-        // The local runner's view of the record: reused and skipped tasks also exit 0.
-        if let Err(e) = write_output_param(self.args, "status", status.name()) {
-            say(&format!("error: {e}"));
-        }
         StepOutcome {
             status,
-            exit_code,
+            exit_code: process_exit_code(status, exit_code, error.as_deref()),
             attempt: Some(self.attempt),
             error,
         }

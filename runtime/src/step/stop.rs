@@ -34,6 +34,17 @@ impl StopSignals {
         Ok(Self { received })
     }
 
+    /// The exit code of a command that `signal` (as [`StopSignals::received`] names it)
+    /// stopped: 128 + its number, as a shell reports it (130 for SIGINT).
+    pub fn exit_code(signal: &str) -> u8 {
+        let number = match signal {
+            "SIGHUP" => libc::SIGHUP,
+            "SIGINT" => libc::SIGINT,
+            _ => libc::SIGTERM,
+        };
+        128 + number as u8
+    }
+
     /// The signal received so far, if any.
     pub fn pending(&self) -> Option<&'static str> {
         *self.received.borrow()
