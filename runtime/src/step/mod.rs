@@ -761,7 +761,6 @@ impl<'a> Task<'a> {
         let origin = format!("{}/{}/{}", self.args.step, self.args.task, self.attempt);
         let uploaded = artifacts::upload(
             &self.args.store,
-            &self.cache,
             &work.outputs(),
             inherited,
             &origin,
