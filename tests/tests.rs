@@ -29,3 +29,4 @@ mod schedules;
 mod secrets;
 mod signals;
 mod store;
+mod transfer;

@@ -99,10 +99,10 @@ impl<E: FnMut(Bytes) -> io::Result<()>> FrameWriter<E> {
         self.started = true;
         let sample = std::mem::take(&mut self.sample);
         let compresses = !sample.is_empty() && {
-            self.scratch.clear();
-            self.scratch.reserve(zstd::zstd_safe::compress_bound(sample.len()));
-            zstd::bulk::compress_to_buffer(&sample, &mut self.scratch, self.level)?;
-            self.scratch.len() * KEEP_DEN < sample.len() * KEEP_NUM
+            self.scratch
+                .resize(zstd::zstd_safe::compress_bound(sample.len()), 0);
+            let n = zstd::bulk::compress_to_buffer(&sample, &mut self.scratch, self.level)?;
+            n * KEEP_DEN < sample.len() * KEEP_NUM
         };
         if compresses {
             match &mut self.encoder {
@@ -136,7 +136,10 @@ impl<E: FnMut(Bytes) -> io::Result<()>> FrameWriter<E> {
             let mut src = InBuffer::around(input);
             self.out.reserve(BLOCK);
             let pos = self.out.len();
-            let enc = self.encoder.as_mut().expect("compressing mode has an encoder");
+            let enc = self
+                .encoder
+                .as_mut()
+                .expect("compressing mode has an encoder");
             let mut dst = OutBuffer::around_pos(&mut self.out, pos);
             enc.run(&mut src, &mut dst)?;
             drop(dst);
@@ -194,7 +197,10 @@ impl<E: FnMut(Bytes) -> io::Result<()>> FrameWriter<E> {
                 self.out.extend_from_slice(&sum.to_le_bytes());
             }
             Mode::Zstd => {
-                let enc = self.encoder.as_mut().expect("compressing mode has an encoder");
+                let enc = self
+                    .encoder
+                    .as_mut()
+                    .expect("compressing mode has an encoder");
                 loop {
                     self.out.reserve(BLOCK);
                     let pos = self.out.len();
@@ -445,7 +451,18 @@ mod tests {
     fn incompressible_content_is_raw_blocks_that_zstd_decodes_and_checks() {
         // Lengths around the block, stripe and frame edges, fed in odd pieces: zstd's own
         // decoder checks every frame's XXH64, so a wrong checksum fails here.
-        for len in [0, 1, 31, 32, 33, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5, SEGMENT + 7] {
+        for len in [
+            0,
+            1,
+            31,
+            32,
+            33,
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 1,
+            3 * BLOCK + 5,
+            SEGMENT + 7,
+        ] {
             let content = noise(len, len as u64 + 1);
             let stored = frames(&content, 100_003);
             assert_eq!(decode(&stored), content, "length {len}");
@@ -455,7 +472,12 @@ mod tests {
         let mut bad = frames(&noise(1000, 9), 7);
         let at = bad.len() - 2;
         bad[at] ^= 1; // the checksum
-        assert!(zstd::Decoder::new(&bad[..]).unwrap().read_to_end(&mut Vec::new()).is_err());
+        assert!(
+            zstd::Decoder::new(&bad[..])
+                .unwrap()
+                .read_to_end(&mut Vec::new())
+                .is_err()
+        );
     }
 
     #[test]

@@ -153,7 +153,9 @@ async fn joined(
     }
 }
 
-async fn verdict(producer: tokio::task::JoinHandle<Result<(), StoreError>>) -> Result<(), StoreError> {
+async fn verdict(
+    producer: tokio::task::JoinHandle<Result<(), StoreError>>,
+) -> Result<(), StoreError> {
     producer.await.expect("producing a blob does not panic")
 }
 
@@ -176,7 +178,10 @@ impl Queue {
         self.len -= want;
         let mut out = Vec::new();
         while want > 0 {
-            let mut c = self.chunks.pop_front().expect("the length counts the chunks");
+            let mut c = self
+                .chunks
+                .pop_front()
+                .expect("the length counts the chunks");
             if c.len() > want {
                 self.chunks.push_front(c.split_off(want));
             }
@@ -208,7 +213,8 @@ pub(super) async fn fetch_ranges(
     store: &Store,
     key: &str,
 ) -> Result<mpsc::Receiver<Result<Bytes, object_store::Error>>, StoreError> {
-    let range_size = tuned("FLOWPACK_TUNE_RANGE_MIB", (RANGE_SIZE >> 20) as usize) as u64 * 1024 * 1024;
+    let range_size =
+        tuned("FLOWPACK_TUNE_RANGE_MIB", (RANGE_SIZE >> 20) as usize) as u64 * 1024 * 1024;
     let concurrency = tuned("FLOWPACK_TUNE_DOWNLOAD_CONCURRENCY", DOWNLOAD_CONCURRENCY);
     let k = store.key(key);
     let inner = store.inner.clone();
