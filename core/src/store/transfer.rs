@@ -33,7 +33,7 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// At most this many parts of one blob are in memory at once: in flight, or filling.
 pub const UPLOAD_CONCURRENCY: usize = 2;
 /// Downloads read ranges of this size.
-pub const RANGE_SIZE: u64 = 4 * 1024 * 1024;
+pub const RANGE_SIZE: u64 = 2 * 1024 * 1024;
 /// At most this many ranges of one blob are requested at once.
 pub const DOWNLOAD_CONCURRENCY: usize = 4;
 
