@@ -31,3 +31,4 @@ mod schedules;
 mod secrets;
 mod signals;
 mod store;
+mod transfer;

@@ -52,6 +52,8 @@ struct Config {
     faults: Vec<Fault>,
     stall: Duration,
     rng: u64,
+    /// When set, only requests whose request line contains this get faults.
+    only: Option<String>,
 }
 
 impl Proxy {
@@ -66,6 +68,7 @@ impl Proxy {
             faults: faults.to_vec(),
             stall: Duration::from_millis(1500),
             rng: seed | 1,
+            only: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (c, cfg, st) = (counters.clone(), config.clone(), stop.clone());
@@ -94,6 +97,12 @@ impl Proxy {
         self.config.lock().unwrap().rate = rate;
     }
 
+    /// Injects faults only into requests whose request line contains `needle` (e.g.
+    /// `partNumber=`, the parts of multipart uploads), or into any with None.
+    pub fn set_only(&self, needle: Option<&str>) {
+        self.config.lock().unwrap().only = needle.map(String::from);
+    }
+
     pub fn injected(&self) -> u64 {
         self.counters.injected.load(Ordering::SeqCst)
     }
@@ -118,11 +127,16 @@ fn next(rng: &mut u64) -> u64 {
     rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
-fn draw(cfg: &Mutex<Config>) -> (Option<Fault>, Duration, u64) {
+fn draw(cfg: &Mutex<Config>, head: &[u8]) -> (Option<Fault>, Duration, u64) {
     let mut c = cfg.lock().unwrap();
     let roll = (next(&mut c.rng) % 1_000_000) as f64 / 1_000_000.0;
     let pick = next(&mut c.rng);
-    let fault = (roll < c.rate && !c.faults.is_empty())
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let eligible = c
+        .only
+        .as_ref()
+        .is_none_or(|n| line.windows(n.len()).any(|w| w == n.as_bytes()));
+    let fault = (eligible && roll < c.rate && !c.faults.is_empty())
         .then(|| c.faults[(pick % c.faults.len() as u64) as usize]);
     (fault, c.stall, next(&mut c.rng))
 }
@@ -187,7 +201,7 @@ fn handle(
         return Ok(()); // an idle keep-alive connection closed
     };
     counters.requests.fetch_add(1, Ordering::SeqCst);
-    let (fault, stall, noise) = draw(cfg);
+    let (fault, stall, noise) = draw(cfg, &head);
     if fault.is_some() {
         counters.injected.fetch_add(1, Ordering::SeqCst);
     }

@@ -5,8 +5,6 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 
 use super::StoreError;
@@ -151,21 +149,13 @@ pub struct BlobReader {
 }
 
 impl BlobReader {
+    /// A reader of the compressed chunks `rx` brings ([`super::transfer::fetch_ranges`]).
     pub(super) fn new(
-        mut stream: BoxStream<'static, Result<Bytes, object_store::Error>>,
+        rx: mpsc::Receiver<Result<Bytes, object_store::Error>>,
         expected: Digest,
         size: u64,
         key: String,
     ) -> Self {
-        // A small bounded channel: at most a few chunks wait in memory.
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
-                if tx.send(item).await.is_err() {
-                    break;
-                }
-            }
-        });
         let chan = ChannelReader {
             rx,
             cur: Bytes::new(),

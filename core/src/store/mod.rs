@@ -15,14 +15,18 @@
 //!   ([`open::retry_config`]), and the transport failures it does not repeat (a reset
 //!   connection on a create-only PUT) are retried by [`retry`]; after that the error names
 //!   the key and the cause.
-//! - Blobs over [`SINGLE_PUT_MAX`] go up in parts of [`PART_SIZE`] with at most
-//!   [`UPLOAD_CONCURRENCY`] in flight, read from a file: nothing is held whole in memory.
+//! - Large blobs move through [`transfer`]: uploads in parts of [`PART_SIZE`] with at most
+//!   [`UPLOAD_CONCURRENCY`] in flight, started while the content is still being read and
+//!   compressed ([`Store::put_blob_from`]); downloads as concurrent ranged GETs. Nothing
+//!   is held whole in memory.
 
 mod blob;
 mod error;
+pub mod frames;
 pub mod layout;
 pub mod open;
 pub mod retry;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,25 +34,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
 
 pub use blob::{BlobReader, BlobWriter, compress_bytes};
 pub use error::StoreError;
 pub use open::redact_url;
+pub use transfer::{PART_SIZE, SINGLE_PUT_MAX, UPLOAD_CONCURRENCY};
 
 use crate::Digest;
-
-/// Blobs at most this large (compressed) are uploaded in one conditional PUT, read whole.
-pub const SINGLE_PUT_MAX: u64 = 8 * 1024 * 1024;
-/// Larger blobs go up in parts of this size (S3's minimum).
-pub const PART_SIZE: usize = 5 * 1024 * 1024;
-/// At most this many parts of one blob are in flight at once: with [`PART_SIZE`] it keeps
-/// a 1 GiB upload under 30 MB of RSS, as fast as 4 parts of 8 MiB (measured in
-/// `bench/step.sh`).
-pub const UPLOAD_CONCURRENCY: usize = 2;
 
 /// What [`Store::put_blob_file`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,52 +146,82 @@ impl Store {
         file: &Path,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Put, StoreError> {
-        let key = layout::blob(d);
         let io = |source| StoreError::Io {
             path: file.to_path_buf(),
             source,
         };
-        let mut f = tokio::fs::File::open(file).await.map_err(io)?;
-        let len = f.metadata().await.map_err(io)?.len();
-        if len <= SINGLE_PUT_MAX {
-            let mut buf = Vec::with_capacity(len as usize);
-            f.read_to_end(&mut buf).await.map_err(io)?;
-            if self.put_create(&key, Bytes::from(buf)).await? {
-                progress(len);
-                return Ok(Put::Uploaded(len));
-            }
-            return Ok(Put::Existed);
-        }
-        let upload = self
-            .inner
-            .put_multipart(&self.key(&key))
-            .await
-            .map_err(|e| self.request_error("PUT", &key, e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        // Small reads: the parts in flight are the memory that matters.
-        let mut buf = vec![0u8; 128 * 1024];
-        loop {
-            let n = match f.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = writer.abort().await;
-                    return Err(io(e));
-                }
+        let mut f = std::fs::File::open(file).map_err(io)?;
+        let (tx, rx) = mpsc::channel(2);
+        let path = file.to_path_buf();
+        let producer = tokio::task::spawn_blocking(move || {
+            let io = |source| StoreError::Io {
+                path: path.clone(),
+                source,
             };
-            if n == 0 {
-                break;
+            loop {
+                let mut chunk = bytes::BytesMut::zeroed(frames::CHUNK);
+                let mut filled = 0;
+                while filled < chunk.len() {
+                    match std::io::Read::read(&mut f, &mut chunk[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(io(e)),
+                    }
+                }
+                chunk.truncate(filled);
+                if filled > 0 && tx.blocking_send(chunk.freeze()).is_err() {
+                    return Ok(()); // the upload stopped; its error is the one to report
+                }
+                if filled < frames::CHUNK {
+                    return Ok(());
+                }
             }
-            if let Err(e) = writer.wait_for_capacity(UPLOAD_CONCURRENCY).await {
-                return Err(self.request_error("PUT", &key, e));
+        });
+        transfer::put_chunks(self, &layout::blob(d), rx, producer, progress).await
+    }
+
+    /// Uploads the content that `write` produces as the blob named `d` (`size` bytes),
+    /// compressed on the way at zstd `level` where it pays ([`frames`]), in parts that go
+    /// up while `write` still runs ([`transfer`]): no temporary file, one pass. `write`
+    /// runs on a blocking thread. The content is hashed again as it passes: when it is not
+    /// what `d` and `size` say (`source`, named in the error, changed since it was
+    /// hashed), the upload is aborted and nothing is stored. Call [`Store::stat_blob`]
+    /// first to skip blobs the store has.
+    pub async fn put_blob_from<F>(
+        &self,
+        d: &Digest,
+        size: u64,
+        level: i32,
+        source: &Path,
+        write: F,
+    ) -> Result<Put, StoreError>
+    where
+        F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(2);
+        let (expected, path) = (*d, source.to_path_buf());
+        let producer = tokio::task::spawn_blocking(move || {
+            let io = |source| StoreError::Io {
+                path: path.clone(),
+                source,
+            };
+            let frames = frames::FrameWriter::new(level, |chunk| {
+                tx.blocking_send(chunk)
+                    .map_err(|_| std::io::Error::other("the upload stopped"))
+            });
+            let mut w = crate::digest::HashingWriter::new(frames);
+            write(&mut w).map_err(io)?;
+            let (frames, actual, len) = w.finish();
+            frames.finish().map_err(io)?;
+            if actual != expected || len != size {
+                return Err(io(std::io::Error::other(format!(
+                    "it changed while it was uploaded (it was {size} bytes with digest {expected}, then {len} bytes with digest {actual}); nothing was stored"
+                ))));
             }
-            writer.write(&buf[..n]);
-            progress(n as u64);
-        }
-        writer
-            .finish()
-            .await
-            .map_err(|e| self.request_error("PUT", &key, e))?;
-        Ok(Put::Uploaded(len))
+            Ok(())
+        });
+        transfer::put_chunks(self, &layout::blob(d), rx, producer, &|_| {}).await
     }
 
     /// Stores a small blob (a manifest) from memory, unless the store has it.
@@ -219,17 +245,8 @@ impl Store {
     /// from a blocking context (`spawn_blocking`), to the end.
     pub async fn open_blob(&self, d: &Digest, size: u64) -> Result<BlobReader, StoreError> {
         let key = layout::blob(d);
-        let k = self.key(&key);
-        let got = retry::retrying(&key, true, || self.inner.get(&k))
-            .await
-            .0
-            .map_err(|e| self.request_error("GET", &key, e))?;
-        Ok(BlobReader::new(
-            got.into_stream(),
-            *d,
-            size,
-            self.full_key(&key),
-        ))
+        let chunks = transfer::fetch_ranges(self, &key).await?;
+        Ok(BlobReader::new(chunks, *d, size, self.full_key(&key)))
     }
 
     /// Reads a whole small blob (a manifest), verified. `max_size` bounds its content: the

@@ -16,7 +16,7 @@ use std::path::Path;
 use flowpack_core::Digest;
 use flowpack_core::archive;
 use flowpack_core::run::{ArtifactKind, ArtifactRef, Artifacts, InputLayout, TaskRef};
-use flowpack_core::store::{Put, Store, layout};
+use flowpack_core::store::{Put, Store, frames, layout};
 use flowpack_packager::tree::{self, Rules};
 
 use crate::RuntimeError;
@@ -177,7 +177,6 @@ pub struct Uploaded {
 /// Uploads each top-level file or folder of `output_dir` as an artifact.
 pub async fn upload(
     store: &Store,
-    cache: &Cache,
     output_dir: &Path,
     inherited: Artifacts,
     origin: &str,
@@ -207,16 +206,10 @@ pub async fn upload(
                 "output '{name}' is neither a file nor a folder (symlinks and special files cannot be artifacts)"
             )));
         };
-        let tmp = cache.tmp()?;
-        let (digest, size, file) = tokio::task::spawn_blocking(move || pack(&path, kind, &tmp))
-            .await
-            .expect("packing does not panic")?;
-        match store.stat_blob(&digest).await? {
-            Some(stored) => reused += stored,
-            None => match store.put_blob_file(&digest, file.path(), &|_| {}).await? {
-                Put::Uploaded(n) => uploaded += n,
-                Put::Existed => {}
-            },
+        let (digest, size, sent) = send(store, path, kind).await?;
+        match sent {
+            Sent::Uploaded(n) => uploaded += n,
+            Sent::Stored(n) => reused += n,
         }
         namespace.artifacts.insert(
             name,
@@ -235,23 +228,80 @@ pub async fn upload(
     })
 }
 
-fn pack(
+/// Stores the output at `path` as a blob, unless the store has it: one pass hashes it (its
+/// name), a HEAD asks the store, and a second pass streams it, compressed where it pays,
+/// straight into the upload, hashed again so that an output that changed in between is
+/// refused ([`Store::put_blob_from`]). Both passes read the page cache, and SHA-256 runs
+/// at GB/s with the CPU's SHA extensions, so this is cheaper than writing and reading a
+/// compressed temporary copy.
+async fn send(
+    store: &Store,
+    path: std::path::PathBuf,
+    kind: ArtifactKind,
+) -> Result<(Digest, u64, Sent), RuntimeError> {
+    let p = path.clone();
+    let (digest, size, entries) = tokio::task::spawn_blocking(move || hash(&p, kind))
+        .await
+        .expect("hashing does not panic")?;
+    if let Some(stored) = store.stat_blob(&digest).await? {
+        return Ok((digest, size, Sent::Stored(stored)));
+    }
+    let src = path.clone();
+    let put = store
+        .put_blob_from(&digest, size, LEVEL, &path, move |w| match entries {
+            None => copy(&mut std::fs::File::open(&src)?, w),
+            Some(mut entries) => archive::write_tar(&mut entries, w)
+                .map(|_| ())
+                .map_err(std::io::Error::other),
+        })
+        .await?;
+    let sent = match put {
+        Put::Uploaded(n) => Sent::Uploaded(n),
+        // Another writer stored it meanwhile.
+        Put::Existed => Sent::Stored(0),
+    };
+    Ok((digest, size, sent))
+}
+
+/// What [`send`] did: compressed bytes uploaded, or the stored size of a blob the store had.
+enum Sent {
+    Uploaded(u64),
+    Stored(u64),
+}
+
+/// The digest and size of the output at `path` (a file's bytes, or a folder's tar stream),
+/// and a folder's listing, for the second pass to write the same stream.
+fn hash(
     path: &Path,
     kind: ArtifactKind,
-    tmp: &Path,
-) -> Result<(Digest, u64, tempfile::NamedTempFile), RuntimeError> {
+) -> Result<(Digest, u64, Option<Vec<archive::Entry>>), RuntimeError> {
     let io = |e| RuntimeError::io(path, e);
-    let mut w =
-        flowpack_core::store::BlobWriter::new(tmp, LEVEL).map_err(|e| RuntimeError::io(tmp, e))?;
-    match kind {
+    let mut w = flowpack_core::digest::HashingWriter::new(std::io::sink());
+    let entries = match kind {
         ArtifactKind::File => {
-            let mut f = std::fs::File::open(path).map_err(io)?;
-            std::io::copy(&mut f, &mut w).map_err(io)?;
+            copy(&mut std::fs::File::open(path).map_err(io)?, &mut w).map_err(io)?;
+            None
         }
         ArtifactKind::Dir => {
             let mut listing = tree::list(path, Rules::All, &[])?;
             w = archive::write_tar(&mut listing.entries, w)?;
+            Some(listing.entries)
+        }
+    };
+    let (_, digest, size) = w.finish();
+    Ok((digest, size, entries))
+}
+
+/// Copies `r` to `w` in pieces of [`frames::CHUNK`] (fewer calls into hashing and framing
+/// than `io::copy`'s 8 KiB).
+fn copy(r: &mut impl std::io::Read, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut buf = vec![0u8; frames::CHUNK];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => w.write_all(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
-    w.finish().map_err(|e| RuntimeError::io(tmp, e))
 }

@@ -783,14 +783,8 @@ impl<'a> Task<'a> {
     ) -> Result<(artifacts::Uploaded, Route), RuntimeError> {
         let route = route(self.step(), &work.outputs())?;
         let origin = format!("{}/{}/{}", self.args.step, self.args.task, self.attempt);
-        let uploaded = artifacts::upload(
-            &self.args.store,
-            &self.cache,
-            &work.outputs(),
-            inherited,
-            &origin,
-        )
-        .await?;
+        let uploaded =
+            artifacts::upload(&self.args.store, &work.outputs(), inherited, &origin).await?;
         Ok((uploaded, route))
     }
 
