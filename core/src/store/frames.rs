@@ -142,7 +142,6 @@ impl<E: FnMut(Bytes) -> io::Result<()>> FrameWriter<E> {
                 .expect("compressing mode has an encoder");
             let mut dst = OutBuffer::around_pos(&mut self.out, pos);
             enc.run(&mut src, &mut dst)?;
-            drop(dst);
             input = &input[src.pos..];
             if self.out.len() >= CHUNK {
                 self.flush_out()?;
@@ -206,7 +205,6 @@ impl<E: FnMut(Bytes) -> io::Result<()>> FrameWriter<E> {
                     let pos = self.out.len();
                     let mut dst = OutBuffer::around_pos(&mut self.out, pos);
                     let left = enc.finish(&mut dst, true)?;
-                    drop(dst);
                     if left == 0 {
                         break;
                     }
