@@ -52,9 +52,14 @@ pub fn store(flag: Option<&str>, access: Access) -> Result<Store> {
 }
 
 /// Opens a store the user named; a reading command refuses a folder that does not exist
-/// (opening would create it).
+/// (opening would create it). Text that `redact_url` would change (credentials in it) goes
+/// to `Store::open` unprinted, which refuses it without creating anything.
 fn open_named(url: &str, access: Access) -> Result<Store> {
-    if access == Access::Read && !url.contains("://") && !Path::new(url).exists() {
+    if access == Access::Read
+        && !url.contains("://")
+        && flowpack_core::store::redact_url(url) == url
+        && !Path::new(url).exists()
+    {
         bail!("no flowpack store at {url}: the folder does not exist");
     }
     Ok(Store::open(url)?)

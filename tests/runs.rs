@@ -943,3 +943,42 @@ fn fetch_takes_the_short_digest_run_prints() {
     // The full digest still works.
     flowpack_ok(tmp.path(), &["fetch", &full, "-o", "d"]);
 }
+
+#[test]
+fn hints_repeat_the_store_run_was_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().canonicalize().unwrap();
+    assert_no_store_above(&top);
+    write_tree(
+        &top,
+        &[
+            (
+                "proj/flow.yaml",
+                "name: elsewhere\nsteps:\n  start: {run: 'exit 3', next: end}\n  end: {run: 'true'}\n",
+            ),
+            ("other/.keep", ""),
+        ],
+    );
+    let store = top.join("stores/one");
+    let store_arg = store.display().to_string();
+    let out = run_flow(&top, &["proj/flow.yaml", "--store", &store_arg], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let hinted = hints(&printed);
+    assert!(hinted.len() >= 2, "{printed}");
+    // Printed with --store, each hint works verbatim from a folder with no store at all.
+    for hint in hinted.iter().filter(|h| h[0] == "show") {
+        assert!(
+            hint.ends_with(&["--store".into(), store_arg.clone()]),
+            "{printed}"
+        );
+        let args: Vec<&str> = hint.iter().map(String::as_str).collect();
+        let out = flowpack(&top.join("other"), &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!top.join("other/.flowpack").exists() && !top.join(".flowpack").exists());
+}

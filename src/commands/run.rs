@@ -79,6 +79,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             no_cache: args.no_cache,
         },
         args.exec.json,
+        args.exec.store.store.as_deref(),
     )
     .await
 }
@@ -154,6 +155,7 @@ pub async fn resume(args: ResumeArgs) -> Result<()> {
             no_cache: false,
         },
         args.exec.json,
+        args.exec.store.store.as_deref(),
     )
     .await
 }
@@ -201,8 +203,9 @@ async fn launcher(exec: &ExecArgs, store: &Store, cache_dir: &Path) -> Result<La
 }
 
 /// Runs the planned flow with this binary as `flowpack step` (or the images' binary, with
-/// `--containers`), prints the summary, and fails when the run failed.
-async fn execute(opts: RunOptions, json: bool) -> Result<()> {
+/// `--containers`), prints the summary, and fails when the run failed. The hints it prints
+/// repeat `--store` when the user gave one, so that they work as printed.
+async fn execute(opts: RunOptions, json: bool, store_flag: Option<&str>) -> Result<()> {
     let run_id = opts.run.clone();
     let summary = local::run(
         opts,
@@ -240,8 +243,9 @@ async fn execute(opts: RunOptions, json: bool) -> Result<()> {
             );
         }
         if !summary.succeeded {
+            let store = store_flag.map_or(String::new(), |s| format!(" --store {}", shell_word(s)));
             outln!(
-                "inspect it with: flowpack show {run_id}; run the rest with: flowpack resume {run_id}"
+                "inspect it with: flowpack show {run_id}{store}; run the rest with: flowpack resume {run_id}{store}"
             );
         }
     }
@@ -267,4 +271,17 @@ pub struct Stopped {
     /// The process exit code.
     pub code: u8,
     message: String,
+}
+
+/// `s` as one shell word: as is when it holds only characters no shell treats specially,
+/// else in single quotes.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._:-=@+,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
