@@ -12,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_TESTS=274
-MIN_PYTESTS=80
+MIN_TESTS=321
+MIN_PYTESTS=81
 
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
   echo "tests/run.sh: installing podman, runc and debootstrap (Debian packages)" >&2

@@ -4,45 +4,13 @@
 //! emulator's own upload API stored (docs/configuration.md, "GCS emulator", says why). Then the errors a user sees
 //! through real commands: AWS's standard variables, no credentials, refusals.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use flowpack_core::Digest;
 use flowpack_core::store::{Created, Put, Store, StoreError, layout};
 
-use crate::util::{Kind, store_url};
-
-fn open(kind: Kind, dir: &tempfile::TempDir) -> Store {
-    Store::open(&store_url(kind, dir.path())).unwrap()
-}
-
-/// Deterministic incompressible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-async fn read_all(store: &Store, d: Digest, size: u64) -> Result<Vec<u8>, StoreError> {
-    let reader = store.open_blob(&d, size).await?;
-    tokio::task::spawn_blocking(move || {
-        let mut reader = reader;
-        let mut out = Vec::new();
-        reader
-            .read_to_end(&mut out)
-            .map(|_| out)
-            .map_err(|e| StoreError::from_io(e, "blob"))
-    })
-    .await
-    .unwrap()
-}
+use crate::util::{Kind, noise, open_store as open, read_blob as read_all};
 
 macro_rules! on_every_store {
     (reads: [$($read:ident),* $(,)?], writes: [$($write:ident),* $(,)?] $(,)?) => {

@@ -4,45 +4,14 @@
 //! upload whose content is not what its digest says stores nothing; a damaged blob read in
 //! parallel ranges is refused; parts go through a flaky store.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use flowpack_core::Digest;
 use flowpack_core::store::transfer::{RANGE_SIZE, SINGLE_PUT_MAX};
 use flowpack_core::store::{PART_SIZE, Put, Store, StoreError, layout};
 
 use crate::util::faults::{Fault, Proxy};
-use crate::util::{self, Kind, store_url};
-
-fn open(kind: Kind, dir: &tempfile::TempDir) -> Store {
-    Store::open(&store_url(kind, dir.path())).unwrap()
-}
-
-/// Deterministic incompressible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-async fn read_all(store: &Store, d: Digest, size: u64) -> Result<Vec<u8>, StoreError> {
-    let reader = store.open_blob(&d, size).await?;
-    tokio::task::spawn_blocking(move || {
-        let mut reader = reader;
-        let mut out = Vec::new();
-        reader
-            .read_to_end(&mut out)
-            .map(|_| out)
-            .map_err(|e| StoreError::from_io(e, "blob"))
-    })
-    .await
-    .unwrap()
-}
+use crate::util::{self, Kind, noise, open_store as open, read_blob as read_all};
 
 /// Uploads `content` as the blob named `d` through [`Store::put_blob_from`], written in
 /// pieces as a task's output would be.

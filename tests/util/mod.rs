@@ -572,3 +572,41 @@ pub fn gcs_store(prefix: &str) -> String {
     assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
     format!("gs://{bucket}/{prefix}?endpoint=http://127.0.0.1:{port}")
 }
+
+/// A store of `kind` in (or, for a server, named after) `dir`.
+pub fn open_store(kind: Kind, dir: &tempfile::TempDir) -> flowpack_core::store::Store {
+    flowpack_core::store::Store::open(&store_url(kind, dir.path())).unwrap()
+}
+
+/// Deterministic incompressible bytes; different seeds give different streams.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The whole of blob `d` (of `size` bytes), read and verified through `Store::open_blob`.
+pub async fn read_blob(
+    store: &flowpack_core::store::Store,
+    d: flowpack_core::Digest,
+    size: u64,
+) -> Result<Vec<u8>, flowpack_core::store::StoreError> {
+    use std::io::Read;
+    let reader = store.open_blob(&d, size).await?;
+    tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let mut out = Vec::new();
+        reader
+            .read_to_end(&mut out)
+            .map(|_| out)
+            .map_err(|e| flowpack_core::store::StoreError::from_io(e, "blob"))
+    })
+    .await
+    .unwrap()
+}
