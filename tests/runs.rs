@@ -577,11 +577,14 @@ fn two_runs_of_one_flow_at_once_both_succeed() {
     };
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(
-        a.status.success() && b.status.success(),
-        "{}",
-        String::from_utf8_lossy(&b.stderr)
-    );
+    for out in [&a, &b] {
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let (ra, rb) = (
         json(&String::from_utf8_lossy(&a.stdout)),
         json(&String::from_utf8_lossy(&b.stdout)),

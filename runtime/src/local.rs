@@ -20,7 +20,7 @@ use flowpack_core::Digest;
 use flowpack_core::flow::{Flow, Transition};
 use flowpack_core::invocation::{RunId, StepInvocation};
 use flowpack_core::run::{RunRecord, TaskRef, TaskStatus};
-use flowpack_core::store::{Store, layout};
+use flowpack_core::store::{Created, Store, layout};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -280,9 +280,18 @@ pub async fn run(
         resumed_from: opts.resumed_from.clone(),
         no_cache: opts.no_cache,
     };
-    opts.store
+    // Create-only: a run id that is taken (two runs in one second whose random parts
+    // agree) must not add tasks to the other run.
+    if let Created::Existed(_) = opts
+        .store
         .create_json(&layout::run_record(&flow.name, &opts.run), &record)
-        .await?;
+        .await?
+    {
+        return Err(RuntimeError::Invalid(format!(
+            "run {} of flow {} exists already in the store; start the run again",
+            opts.run, flow.name
+        )));
+    }
 
     let workers = opts.max_workers.unwrap_or(flow.max_workers as usize).max(1);
     let mut planner = Planner {
