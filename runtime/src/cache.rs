@@ -18,7 +18,7 @@ use flowpack_core::archive;
 use flowpack_core::manifest::{Layer, LayerKind, Manifest};
 use flowpack_core::package;
 use flowpack_core::run::ArtifactKind;
-use flowpack_core::store::{Store, StoreError};
+use flowpack_core::store::Store;
 
 use crate::RuntimeError;
 
@@ -103,9 +103,16 @@ impl Cache {
         if dir.is_dir() {
             return Ok((dir, 0));
         }
-        let stats = package::extract_layer(store, layer, &dir).await?;
-        seal(&dir)?;
-        Ok((dir, stats.bytes))
+        match package::extract_layer(store, layer, &dir).await {
+            Ok(stats) => {
+                seal(&dir)?;
+                Ok((dir, stats.bytes))
+            }
+            // Another process (a task of another run sharing this cache) put the layer
+            // there since the check above: it was verified before it was renamed in.
+            Err(package::PackageError::Exists(_)) if dir.is_dir() => Ok((dir, 0)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The local path of an artifact blob (a file, or a folder for `Dir` artifacts),
@@ -117,57 +124,121 @@ impl Cache {
         size: u64,
         kind: ArtifactKind,
     ) -> Result<(PathBuf, u64), RuntimeError> {
-        let blobs = self.root.join("blobs");
-        let path = match kind {
-            ArtifactKind::File => blobs.join(digest.hex()),
-            ArtifactKind::Dir => blobs.join(format!("{}.d", digest.hex())),
-        };
+        let path = self.blob_path(digest, kind);
         if path.exists() {
             return Ok((path, 0));
         }
-        std::fs::create_dir_all(&blobs).map_err(|e| RuntimeError::io(&blobs, e))?;
+        match kind {
+            ArtifactKind::File => self.fetch_file(store, digest, size, &path, None).await?,
+            ArtifactKind::Dir => self.fetch_dir(store, digest, size, &path).await?,
+        }
+        Ok((path, size))
+    }
+
+    /// Puts a copy of the file artifact `digest` at `dest` (a new file, writable by the
+    /// task): from the cache when it is there, else downloaded once and written to the
+    /// cache and to `dest` as it streams, so a large input is not read back from the disk
+    /// to be copied. Returns the bytes downloaded.
+    pub async fn place_file(
+        &self,
+        store: &Store,
+        digest: &Digest,
+        size: u64,
+        dest: &Path,
+    ) -> Result<u64, RuntimeError> {
+        let path = self.blob_path(digest, ArtifactKind::File);
+        if path.exists() {
+            copy_file(&path, dest)?;
+            return Ok(0);
+        }
+        self.fetch_file(store, digest, size, &path, Some(dest))
+            .await?;
+        Ok(size)
+    }
+
+    fn blob_path(&self, digest: &Digest, kind: ArtifactKind) -> PathBuf {
+        let blobs = self.root.join("blobs");
+        match kind {
+            ArtifactKind::File => blobs.join(digest.hex()),
+            ArtifactKind::Dir => blobs.join(format!("{}.d", digest.hex())),
+        }
+    }
+
+    /// Downloads the file blob `digest` into the cache at `path`, and into the new file
+    /// `also` when given (removed again if the blob turns out damaged).
+    async fn fetch_file(
+        &self,
+        store: &Store,
+        digest: &Digest,
+        size: u64,
+        path: &Path,
+        also: Option<&Path>,
+    ) -> Result<(), RuntimeError> {
+        let blobs = path.parent().expect("cache blobs have a folder");
+        std::fs::create_dir_all(blobs).map_err(|e| RuntimeError::io(blobs, e))?;
         let reader = store.open_blob(digest, size).await?;
         let tmp_dir = self.tmp()?;
-        let dest = path.clone();
+        let (dest, also) = (path.to_path_buf(), also.map(Path::to_path_buf));
+        tokio::task::spawn_blocking(move || -> Result<(), RuntimeError> {
+            let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir)
+                .map_err(|e| RuntimeError::io(&tmp_dir, e))?;
+            let mut copy = match &also {
+                Some(p) => Some(new_task_file(p, 0o600)?),
+                None => None,
+            };
+            let mut outs: Vec<&mut dyn Write> = vec![tmp.as_file_mut()];
+            outs.extend(copy.as_mut().map(|f| f as &mut dyn Write));
+            if let Err(e) = reader.copy_to(&mut outs, &dest.display().to_string()) {
+                if let Some(p) = &also {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e.into());
+            }
+            seal(tmp.path())?;
+            if let Err(e) = tmp.persist_noclobber(&dest)
+                && !dest.exists()
+            {
+                return Err(RuntimeError::io(&dest, e.error));
+            }
+            Ok(())
+        })
+        .await
+        .expect("restoring does not panic")
+    }
+
+    /// Downloads the folder blob `digest` (a tar) and extracts it into the cache at `path`.
+    async fn fetch_dir(
+        &self,
+        store: &Store,
+        digest: &Digest,
+        size: u64,
+        path: &Path,
+    ) -> Result<(), RuntimeError> {
+        let blobs = path.parent().expect("cache blobs have a folder");
+        std::fs::create_dir_all(blobs).map_err(|e| RuntimeError::io(blobs, e))?;
+        let reader = store.open_blob(digest, size).await?;
+        let tmp_dir = self.tmp()?;
+        let dest = path.to_path_buf();
         tokio::task::spawn_blocking(move || -> Result<(), RuntimeError> {
             let mut reader = reader;
-            match kind {
-                ArtifactKind::File => {
-                    let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir)
-                        .map_err(|e| RuntimeError::io(&tmp_dir, e))?;
-                    std::io::copy(&mut reader, tmp.as_file_mut())
-                        .map_err(|e| StoreError::from_io(e, &dest.display().to_string()))?;
-                    reader.finish()?;
-                    seal(tmp.path())?;
-                    if let Err(e) = tmp.persist_noclobber(&dest)
-                        && !dest.exists()
-                    {
-                        return Err(RuntimeError::io(&dest, e.error));
-                    }
-                }
-                ArtifactKind::Dir => {
-                    let tmp = tempfile::tempdir_in(&tmp_dir)
-                        .map_err(|e| RuntimeError::io(&tmp_dir, e))?;
-                    archive::extract(&mut reader, tmp.path())?;
-                    reader.finish()?;
-                    seal(tmp.path())?;
-                    let kept = tmp.keep();
-                    if std::fs::rename(&kept, &dest).is_err() {
-                        let _ = std::fs::remove_dir_all(&kept);
-                        if !dest.is_dir() {
-                            return Err(RuntimeError::io(
-                                &dest,
-                                std::io::Error::other("cannot move into the cache"),
-                            ));
-                        }
-                    }
+            let tmp = tempfile::tempdir_in(&tmp_dir).map_err(|e| RuntimeError::io(&tmp_dir, e))?;
+            archive::extract(&mut reader, tmp.path())?;
+            reader.finish()?;
+            seal(tmp.path())?;
+            let kept = tmp.keep();
+            if std::fs::rename(&kept, &dest).is_err() {
+                let _ = std::fs::remove_dir_all(&kept);
+                if !dest.is_dir() {
+                    return Err(RuntimeError::io(
+                        &dest,
+                        std::io::Error::other("cannot move into the cache"),
+                    ));
                 }
             }
             Ok(())
         })
         .await
-        .expect("restoring does not panic")?;
-        Ok((path, size))
+        .expect("restoring does not panic")
     }
 
     fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
@@ -210,23 +281,30 @@ pub fn copy_tree(src: &Path, dest: &Path) -> Result<(), RuntimeError> {
 /// file, or a link to one, is never truncated), writable by the task, keeping the
 /// executable bits.
 pub fn copy_file(from: &Path, to: &Path) -> Result<(), RuntimeError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let mut src = std::fs::File::open(from).map_err(|e| RuntimeError::io(from, e))?;
     let mode = src
         .metadata()
         .map_err(|e| RuntimeError::io(from, e))?
         .permissions()
         .mode();
-    let mut dst = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode((mode & 0o777) | 0o600)
-        .open(to)
-        .map_err(|e| RuntimeError::io(to, e))?;
+    let mut dst = new_task_file(to, (mode & 0o777) | 0o600)?;
     // std turns a file-to-file copy into copy_file_range (a reflink where the file system
     // can), without reading the bytes through this process.
     std::io::copy(&mut src, &mut dst).map_err(|e| RuntimeError::io(to, e))?;
     Ok(())
+}
+
+/// Creates the task's file `path` with `mode`; an existing file, or a link to one, is an
+/// error, never truncated.
+fn new_task_file(path: &Path, mode: u32) -> Result<std::fs::File, RuntimeError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| RuntimeError::io(path, e))
 }
 
 /// Takes the write bits off every file under `path` (or `path` itself, a file) as it

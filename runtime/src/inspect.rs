@@ -538,16 +538,13 @@ pub async fn save_artifact(
     dest: Option<&std::path::Path>,
 ) -> Result<(), RuntimeError> {
     use flowpack_core::run::ArtifactKind;
-    use flowpack_core::store::StoreError;
     let reader = store.open_blob(&art.digest, art.size).await?;
     let dest = dest.map(std::path::Path::to_path_buf);
     let kind = art.kind;
     tokio::task::spawn_blocking(move || -> Result<(), RuntimeError> {
         let mut reader = reader;
         let Some(dest) = dest else {
-            let mut stdout = std::io::stdout().lock();
-            std::io::copy(&mut reader, &mut stdout)
-                .map_err(|e| StoreError::from_io(e, "stdout"))?;
+            reader.copy_to(&mut [&mut std::io::stdout().lock()], "stdout")?;
             return Ok(());
         };
         let parent = dest
@@ -559,9 +556,7 @@ pub async fn save_artifact(
             ArtifactKind::File => {
                 let mut tmp = tempfile::NamedTempFile::new_in(&parent)
                     .map_err(|e| RuntimeError::io(&parent, e))?;
-                std::io::copy(&mut reader, tmp.as_file_mut())
-                    .map_err(|e| StoreError::from_io(e, &dest.display().to_string()))?;
-                reader.finish()?;
+                reader.copy_to(&mut [tmp.as_file_mut()], &dest.display().to_string())?;
                 tmp.persist_noclobber(&dest)
                     .map_err(|e| RuntimeError::io(&dest, e.error))?;
             }

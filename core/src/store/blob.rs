@@ -105,6 +105,10 @@ pub(super) fn decompress_verified(
 /// What a blob read whole is, as errors say it.
 pub(super) const SMALL_BLOB: &str = "a blob read whole";
 
+/// The buffer of [`BlobReader::copy_to`]: larger than a zstd block (128 KiB), which is
+/// the most one read of the decoder returns.
+const COPY_BUFFER: usize = 256 << 10;
+
 /// Compressed chunks from the download task, as a blocking reader.
 struct ChannelReader {
     rx: mpsc::Receiver<Result<Bytes, object_store::Error>>,
@@ -176,6 +180,28 @@ impl BlobReader {
             key: self.key.clone(),
             reason,
         })
+    }
+
+    /// Writes the whole content to each of `outs` (a cache entry and a task's copy are
+    /// written from one read), in writes of up to a decoded block rather than `io::copy`'s
+    /// 8 KiB, and checks the digest: Ok only when every byte was verified. `what` names the
+    /// destination in errors. Returns the bytes written to each.
+    pub fn copy_to(mut self, outs: &mut [&mut dyn Write], what: &str) -> Result<u64, StoreError> {
+        let mut buf = vec![0u8; COPY_BUFFER];
+        let mut n = 0u64;
+        loop {
+            let got = match self.read(&mut buf) {
+                Ok(0) => return Ok(n),
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::from_io(e, what)),
+            };
+            for out in outs.iter_mut() {
+                out.write_all(&buf[..got])
+                    .map_err(|e| StoreError::from_io(e, what))?;
+            }
+            n += got as u64;
+        }
     }
 
     /// Reads whatever is left and checks the digest.

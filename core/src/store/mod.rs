@@ -151,6 +151,7 @@ impl Store {
             source,
         };
         let mut f = std::fs::File::open(file).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
         let (tx, rx) = mpsc::channel(2);
         let path = file.to_path_buf();
         let producer = tokio::task::spawn_blocking(move || {
@@ -178,7 +179,7 @@ impl Store {
                 }
             }
         });
-        transfer::put_chunks(self, &layout::blob(d), rx, producer, progress).await
+        transfer::put_chunks(self, &layout::blob(d), len, rx, producer, progress).await
     }
 
     /// Uploads the content that `write` produces as the blob named `d` (`size` bytes),
@@ -221,7 +222,8 @@ impl Store {
             }
             Ok(())
         });
-        transfer::put_chunks(self, &layout::blob(d), rx, producer, &|_| {}).await
+        let max_len = blob::max_compressed(size);
+        transfer::put_chunks(self, &layout::blob(d), max_len, rx, producer, &|_| {}).await
     }
 
     /// Stores a small blob (a manifest) from memory, unless the store has it.

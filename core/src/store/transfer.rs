@@ -28,14 +28,23 @@ use super::{Put, Store, StoreError, retry};
 
 /// Blobs at most this large (compressed) are uploaded in one conditional PUT.
 pub const SINGLE_PUT_MAX: u64 = 8 * 1024 * 1024;
-/// Larger blobs go up in parts of this size.
-pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Larger blobs go up in parts of this size (S3's smallest part but the last), or larger
+/// where a blob would otherwise need more than [`MAX_PARTS`] ([`part_size`]). Small parts
+/// keep memory low and, measured on s3s-fs, 5 MiB parts beat 8 MiB ones (bench/README.md).
+pub const PART_SIZE: usize = 5 * 1024 * 1024;
+/// S3's limit on the parts of one upload.
+pub const MAX_PARTS: u64 = 10_000;
 /// At most this many parts of one blob are in memory at once: in flight, or filling.
 pub const UPLOAD_CONCURRENCY: usize = 2;
-/// Downloads read ranges of this size.
+/// A download's first range: a small blob costs one GET. Later ranges are at least this.
 pub const RANGE_SIZE: u64 = 2 * 1024 * 1024;
+/// Later ranges of a large blob are at most this.
+pub const MAX_RANGE_SIZE: u64 = 8 * 1024 * 1024;
 /// At most this many ranges of one blob are requested at once.
-pub const DOWNLOAD_CONCURRENCY: usize = 4;
+pub const DOWNLOAD_CONCURRENCY: usize = 8;
+/// Body chunks of a range read ahead of the reader (each is what the connection had ready,
+/// typically 16 KiB): more would hold the range in memory instead of in the socket.
+const RANGE_CHUNKS_AHEAD: usize = 4;
 
 fn tuned(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -44,17 +53,21 @@ fn tuned(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Uploads the chunks `rx` yields as the blob at `key`. `producer` ends after the last
-/// chunk with the producer's verdict: an error aborts the upload. `progress` is told the
-/// bytes handed to the store as they go.
+/// Uploads the chunks `rx` yields as the blob at `key`, at most `max_len` bytes (which
+/// sizes the parts). `producer` ends after the last chunk with the producer's verdict: an
+/// error aborts the upload. `progress` is told the bytes handed to the store as they go.
 pub(super) async fn put_chunks(
     store: &Store,
     key: &str,
+    max_len: u64,
     mut rx: mpsc::Receiver<Bytes>,
     producer: tokio::task::JoinHandle<Result<(), StoreError>>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Put, StoreError> {
-    let part_size = tuned("FLOWPACK_TUNE_PART_MIB", PART_SIZE >> 20) << 20;
+    let part_size = part_size(
+        tuned("FLOWPACK_TUNE_PART_MIB", PART_SIZE >> 20) << 20,
+        max_len,
+    );
     let concurrency = tuned("FLOWPACK_TUNE_UPLOAD_CONCURRENCY", UPLOAD_CONCURRENCY);
     let single_max = SINGLE_PUT_MAX.max(part_size as u64);
     let mut queue = Queue::default();
@@ -139,6 +152,13 @@ pub(super) async fn put_chunks(
     }
 }
 
+/// The part size for a blob of at most `max_len` bytes: `wanted`, or the next MiB up that
+/// keeps the blob within [`MAX_PARTS`] parts.
+fn part_size(wanted: usize, max_len: u64) -> usize {
+    let needed = max_len.div_ceil(MAX_PARTS).next_multiple_of(1 << 20);
+    wanted.max(needed as usize)
+}
+
 /// Waits for one part: its error (after object_store's retries) fails the upload.
 async fn joined(
     parts: &mut JoinSet<Result<(), object_store::Error>>,
@@ -205,31 +225,30 @@ impl Queue {
     }
 }
 
-/// The object at `key` as ranged GETs: the first range is read here (so a missing object
-/// fails here, as [`StoreError::NotFound`]); the rest are fetched by a task,
-/// [`DOWNLOAD_CONCURRENCY`] at a time, and arrive in order on the channel, which holds at
-/// most one range besides those in flight. An error ends the stream.
+/// The object at `key` as ranged GETs whose bodies stream: the first range
+/// ([`RANGE_SIZE`]) is requested here (so a missing object fails here, as
+/// [`StoreError::NotFound`]) and its answer gives the object's size; the rest is cut into
+/// ranges of a size tuned to the object ([`range_size`]), up to [`DOWNLOAD_CONCURRENCY`]
+/// of them requested at once. Chunks arrive in order on the channel. A range's body is read
+/// only a few chunks ahead of the reader: the rest waits in the connection (TCP's flow
+/// control), so memory stays bounded whatever the range size. A body cut off is asked again
+/// from where it stopped. An error ends the stream.
 pub(super) async fn fetch_ranges(
     store: &Store,
     key: &str,
 ) -> Result<mpsc::Receiver<Result<Bytes, object_store::Error>>, StoreError> {
-    let range_size =
-        tuned("FLOWPACK_TUNE_RANGE_MIB", (RANGE_SIZE >> 20) as usize) as u64 * 1024 * 1024;
-    let concurrency = tuned("FLOWPACK_TUNE_DOWNLOAD_CONCURRENCY", DOWNLOAD_CONCURRENCY);
-    let k = store.key(key);
-    let inner = store.inner.clone();
-    let first = retry::retrying(key, true, || async {
-        let opts = GetOptions {
-            range: Some(GetRange::Bounded(0..range_size)),
-            ..Default::default()
-        };
-        let got = inner.get_opts(&k, opts).await?;
-        let (size, end) = (got.meta.size, got.range.end);
-        Ok((size, end, got.bytes().await?))
-    })
-    .await
-    .0;
-    let (size, next, first) = match first {
+    let max_range =
+        tuned("FLOWPACK_TUNE_RANGE_MIB", (MAX_RANGE_SIZE >> 20) as usize) as u64 * 1024 * 1024;
+    let concurrency = tuned("FLOWPACK_TUNE_DOWNLOAD_CONCURRENCY", DOWNLOAD_CONCURRENCY).max(1);
+    let source = Source {
+        inner: store.inner.clone(),
+        k: store.key(key),
+        what: key.to_string(),
+    };
+    let first = retry::retrying(key, true, || source.request(0..RANGE_SIZE))
+        .await
+        .0;
+    let first = match first {
         Ok(got) => got,
         Err(e @ object_store::Error::NotFound { .. }) => {
             return Err(store.request_error("GET", key, e));
@@ -237,7 +256,7 @@ pub(super) async fn fetch_ranges(
         // A store that cannot answer the range (an empty object has none): read the
         // object whole, as one stream; the reader judges what it holds.
         Err(_) => {
-            let got = retry::retrying(key, true, || inner.get(&k))
+            let got = retry::retrying(key, true, || source.inner.get(&source.k))
                 .await
                 .0
                 .map_err(|e| store.request_error("GET", key, e))?;
@@ -253,29 +272,140 @@ pub(super) async fn fetch_ranges(
             return Ok(rx);
         }
     };
+    let (size, first_end) = (first.meta.size, first.range.end);
+    let mut pending = ranges(first_end, size, range_size(size, concurrency, max_range)).into_iter();
     let (tx, rx) = mpsc::channel(1);
-    tx.try_send(Ok(first)).expect("a new channel has room");
-    let what = key.to_string();
     tokio::spawn(async move {
-        let ranges = ranges(next, size, range_size);
-        let mut fetched = futures::stream::iter(ranges)
-            .map(|r| {
-                let (inner, k, what) = (inner.clone(), k.clone(), what.clone());
-                async move {
-                    retry::retrying(&what, true, || inner.get_range(&k, r.clone()))
-                        .await
-                        .0
+        let mut open = VecDeque::from([source.spawn(0..first_end, Some(first))]);
+        loop {
+            while open.len() < concurrency {
+                match pending.next() {
+                    Some(r) => open.push_back(source.spawn(r, None)),
+                    None => break,
                 }
-            })
-            .buffered(concurrency);
-        while let Some(item) = fetched.next().await {
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
+            }
+            // In order: the head range to its end, while the others fill.
+            let Some(mut head) = open.pop_front() else {
                 break;
+            };
+            while let Some(item) = head.recv().await {
+                let failed = item.is_err();
+                // Dropping `open` ends the other ranges' tasks.
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
             }
         }
     });
     Ok(rx)
+}
+
+/// The size of the ranges after the first: the object in about two rounds of `concurrency`
+/// ranges, so that a middling blob is still read in parallel, within [`RANGE_SIZE`] and
+/// `max` (fewer, larger requests for a large one: each request costs a round trip).
+fn range_size(size: u64, concurrency: usize, max: u64) -> u64 {
+    (size / (2 * concurrency as u64)).clamp(RANGE_SIZE, max.max(RANGE_SIZE))
+}
+
+/// Where ranges of one object come from.
+#[derive(Clone)]
+struct Source {
+    inner: std::sync::Arc<dyn ObjectStore>,
+    k: object_store::path::Path,
+    what: String,
+}
+
+impl Source {
+    async fn request(&self, r: Range<u64>) -> Result<object_store::GetResult, object_store::Error> {
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(r)),
+            ..Default::default()
+        };
+        self.inner.get_opts(&self.k, opts).await
+    }
+
+    /// Streams `range` (its request already answered with `started`, or not yet made)
+    /// into a channel [`RANGE_CHUNKS_AHEAD`] chunks deep, ending with an error if it fails.
+    fn spawn(
+        &self,
+        range: Range<u64>,
+        started: Option<object_store::GetResult>,
+    ) -> mpsc::Receiver<Result<Bytes, object_store::Error>> {
+        let (tx, rx) =
+            mpsc::channel(tuned("FLOWPACK_TUNE_RANGE_CHUNKS", RANGE_CHUNKS_AHEAD).max(1));
+        let source = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = source.stream(range, started, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        rx
+    }
+
+    async fn stream(
+        &self,
+        range: Range<u64>,
+        mut started: Option<object_store::GetResult>,
+        tx: &mpsc::Sender<Result<Bytes, object_store::Error>>,
+    ) -> Result<(), object_store::Error> {
+        let mut at = range.start;
+        let mut tries = 0;
+        while at < range.end {
+            let got = match started.take() {
+                Some(got) => got,
+                None => {
+                    retry::retrying(&self.what, true, || self.request(at..range.end))
+                        .await
+                        .0?
+                }
+            };
+            let mut body = got.into_stream();
+            loop {
+                match body.next().await {
+                    Some(Ok(chunk)) => {
+                        if chunk.len() as u64 > range.end - at {
+                            return Err(self.broken(&range, "more bytes than asked for"));
+                        }
+                        at += chunk.len() as u64;
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            return Ok(()); // the reader stopped
+                        }
+                    }
+                    // A body cut off: ask again for what is missing.
+                    Some(Err(e))
+                        if tries < retry::TRANSPORT_RETRIES
+                            && retry::is_unretried_transport(&e, true) =>
+                    {
+                        tries += 1;
+                        tracing::info!(
+                            "{}: body cut off at byte {at}, retry {tries} of {}: {e}",
+                            self.what,
+                            retry::TRANSPORT_RETRIES
+                        );
+                        tokio::time::sleep(std::time::Duration::from_millis(100 << tries)).await;
+                        break;
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None if at < range.end => {
+                        return Err(self.broken(&range, &format!("it ended at byte {at}")));
+                    }
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn broken(&self, range: &Range<u64>, what: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "flowpack",
+            source: format!(
+                "the answer for bytes {}..{} of {} is broken: {what}",
+                range.start, range.end, self.what
+            )
+            .into(),
+        }
+    }
 }
 
 /// `from..size` in consecutive ranges of `step`.
@@ -289,6 +419,24 @@ fn ranges(from: u64, size: u64, step: u64) -> Vec<Range<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_grow_so_that_a_huge_blob_stays_within_the_part_limit() {
+        assert_eq!(part_size(PART_SIZE, 1 << 30), PART_SIZE);
+        // 5 MiB parts carry up to ~48.8 GiB; a 100 GiB blob needs 11 MiB parts.
+        let huge = 100u64 << 30;
+        let p = part_size(PART_SIZE, huge);
+        assert_eq!(p, 11 << 20);
+        assert!(huge.div_ceil(p as u64) <= MAX_PARTS);
+        assert!(huge.div_ceil((p - (1 << 20)) as u64) > MAX_PARTS);
+    }
+
+    #[test]
+    fn ranges_grow_with_the_object_within_their_bounds() {
+        assert_eq!(range_size(1 << 20, 8, MAX_RANGE_SIZE), RANGE_SIZE);
+        assert_eq!(range_size(64 << 20, 8, MAX_RANGE_SIZE), 4 << 20);
+        assert_eq!(range_size(1 << 30, 8, MAX_RANGE_SIZE), MAX_RANGE_SIZE);
+    }
 
     #[test]
     fn ranges_cover_the_rest_in_order() {

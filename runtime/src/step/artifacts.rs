@@ -20,7 +20,7 @@ use flowpack_core::store::{Put, Store, frames, layout};
 use flowpack_packager::tree::{self, Rules};
 
 use crate::RuntimeError;
-use crate::cache::{Cache, copy_file, copy_tree};
+use crate::cache::{Cache, copy_tree};
 use crate::step::on_demand::OnDemand;
 
 /// The zstd level of artifacts: fast, since artifacts are often large and already dense.
@@ -140,12 +140,14 @@ pub async fn place(
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(dir, e))?;
     }
-    let (src, downloaded) = cache.artifact(store, &a.digest, a.size, a.kind).await?;
     match a.kind {
-        ArtifactKind::File => copy_file(&src, dest)?,
-        ArtifactKind::Dir => copy_tree(&src, dest)?,
+        ArtifactKind::File => cache.place_file(store, &a.digest, a.size, dest).await,
+        ArtifactKind::Dir => {
+            let (src, downloaded) = cache.artifact(store, &a.digest, a.size, a.kind).await?;
+            copy_tree(&src, dest)?;
+            Ok(downloaded)
+        }
     }
-    Ok(downloaded)
 }
 
 /// Reads a JSON artifact from a namespace (the foreach list of a parent).
