@@ -232,3 +232,54 @@ fn an_artifact_named_like_a_joined_parent_does_not_break_the_join() {
     let log = flowpack_ok(tmp.path(), &["logs", &format!("{id}/end")]);
     assert!(log.contains("inherited a and inherited 0"), "{log}");
 }
+
+/// An input whose blob was replaced in the store is refused while it streams into the
+/// node cache and the task's inputs folder at once: the step fails naming the blob, and
+/// neither the cache nor the inputs folder keeps any of it.
+#[test]
+fn a_damaged_input_is_refused_and_nothing_of_it_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let run = restore_run(dir);
+    let run_id = run["run"].as_str().unwrap();
+    let package = run["package"].as_str().unwrap();
+    let committed = dir.join(format!(
+        ".flowpack/v1/runs/restore/{run_id}/start/0/0/artifacts.json"
+    ));
+    let arts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&committed).unwrap()).unwrap();
+    let digest: flowpack_core::Digest = arts["artifacts"]["a"]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Same size ("fine"), other content: only the digest can tell.
+    let blob = dir
+        .join(".flowpack")
+        .join(flowpack_core::store::layout::blob(&digest));
+    std::fs::write(&blob, zstd::encode_all(&b"evil"[..], 1).unwrap()).unwrap();
+    // The end task again, as new: its committed attempt and the step cache's entry gone.
+    let store = dir.join(".flowpack/v1");
+    std::fs::remove_dir_all(store.join(format!("runs/restore/{run_id}/end"))).unwrap();
+    std::fs::remove_dir_all(store.join("cache")).unwrap();
+    let cache = dir.join("fresh-cache");
+    let out = std::process::Command::new(BIN)
+        .args(["step", "--store", ".flowpack", "--package", package])
+        .args(["--run", run_id, "--step", "end", "--parent", "start/0"])
+        .current_dir(dir)
+        .env("FLOWPACK_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains(&digest.hex()) && stderr.contains("is corrupt"),
+        "the error must name the blob: {stderr}"
+    );
+    let kept: Vec<_> = util::walk(&cache)
+        .into_iter()
+        .filter(|p| p.contains("/blobs/") || p.contains("/inputs/"))
+        .filter(|p| !p.ends_with('/'))
+        .collect();
+    assert!(kept.is_empty(), "{kept:?}");
+}
