@@ -33,6 +33,38 @@ fn restore_run(dir: &Path) -> serde_json::Value {
     json(&flowpack_ok(dir, &["run", "flow.yaml", "--json"]))
 }
 
+/// A run of the `restore` flow in `dir`: its id, its package, and the path of `start`'s
+/// committed `artifacts.json` in the default store.
+struct Restored {
+    run_id: String,
+    package: String,
+    committed: std::path::PathBuf,
+}
+
+fn restored(dir: &Path) -> Restored {
+    let run = restore_run(dir);
+    let run_id = run["run"].as_str().unwrap().to_string();
+    let committed = dir.join(format!(
+        ".flowpack/v1/runs/restore/{run_id}/start/0/0/artifacts.json"
+    ));
+    Restored {
+        package: run["package"].as_str().unwrap().to_string(),
+        run_id,
+        committed,
+    }
+}
+
+/// `flowpack step` of `end` after `start/0` of run `r`, on the cache `cache`.
+fn step_end(dir: &Path, r: &Restored, cache: &Path) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(["step", "--store", ".flowpack", "--package", &r.package])
+        .args(["--run", &r.run_id, "--step", "end", "--parent", "start/0"])
+        .current_dir(dir)
+        .env("FLOWPACK_CACHE_DIR", cache)
+        .output()
+        .unwrap()
+}
+
 /// Every file under `dir` with its content, sorted.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<_> = util::walk(dir)
@@ -50,14 +82,10 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn artifact_names_that_leave_the_inputs_folder_are_refused_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let run = restore_run(dir);
-    let run_id = run["run"].as_str().unwrap();
-    let package = run["package"].as_str().unwrap();
-    let committed = dir.join(format!(
-        ".flowpack/v1/runs/restore/{run_id}/start/0/0/artifacts.json"
-    ));
+    let r = restored(dir);
+    let committed = &r.committed;
     let original: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&committed).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(committed).unwrap()).unwrap();
     let art = original["artifacts"]["a"].clone();
     let cache = dir.join(".test-cache");
     let cache_before = snapshot(&cache);
@@ -79,14 +107,8 @@ fn artifact_names_that_leave_the_inputs_folder_are_refused_and_nothing_is_writte
         String::new(),
     ] {
         let forged = serde_json::json!({ "artifacts": { name.clone(): art } });
-        std::fs::write(&committed, serde_json::to_vec(&forged).unwrap()).unwrap();
-        let out = std::process::Command::new(BIN)
-            .args(["step", "--store", ".flowpack", "--package", package])
-            .args(["--run", run_id, "--step", "end", "--parent", "start/0"])
-            .current_dir(dir)
-            .env("FLOWPACK_CACHE_DIR", &cache)
-            .output()
-            .unwrap();
+        std::fs::write(committed, serde_json::to_vec(&forged).unwrap()).unwrap();
+        let out = step_end(dir, &r, &cache);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(125), "{name:?}: {stderr}");
         assert!(
@@ -240,14 +262,9 @@ fn an_artifact_named_like_a_joined_parent_does_not_break_the_join() {
 fn a_damaged_input_is_refused_and_nothing_of_it_is_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let run = restore_run(dir);
-    let run_id = run["run"].as_str().unwrap();
-    let package = run["package"].as_str().unwrap();
-    let committed = dir.join(format!(
-        ".flowpack/v1/runs/restore/{run_id}/start/0/0/artifacts.json"
-    ));
+    let r = restored(dir);
     let arts: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&committed).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(&r.committed).unwrap()).unwrap();
     let digest: flowpack_core::Digest = arts["artifacts"]["a"]["digest"]
         .as_str()
         .unwrap()
@@ -260,16 +277,10 @@ fn a_damaged_input_is_refused_and_nothing_of_it_is_kept() {
     std::fs::write(&blob, zstd::encode_all(&b"evil"[..], 1).unwrap()).unwrap();
     // The end task again, as new: its committed attempt and the step cache's entry gone.
     let store = dir.join(".flowpack/v1");
-    std::fs::remove_dir_all(store.join(format!("runs/restore/{run_id}/end"))).unwrap();
+    std::fs::remove_dir_all(store.join(format!("runs/restore/{}/end", r.run_id))).unwrap();
     std::fs::remove_dir_all(store.join("cache")).unwrap();
     let cache = dir.join("fresh-cache");
-    let out = std::process::Command::new(BIN)
-        .args(["step", "--store", ".flowpack", "--package", package])
-        .args(["--run", run_id, "--step", "end", "--parent", "start/0"])
-        .current_dir(dir)
-        .env("FLOWPACK_CACHE_DIR", &cache)
-        .output()
-        .unwrap();
+    let out = step_end(dir, &r, &cache);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{stderr}");
     assert!(

@@ -5,8 +5,9 @@
 //! keeps whichever finished first: both hold the same verified bytes).
 //!
 //! A task never works on the cache's own files: it gets copies ([`copy_tree`],
-//! [`copy_file`]: reflinks where the file system can) of the code layer and of its inputs,
-//! so nothing a step writes reaches the next task. Entries are read-only once in place
+//! [`copy_file`]: reflinks where the file system can) of the code layer and of its inputs
+//! (an input not yet cached is written to the cache and to the task's copy as it downloads,
+//! [`Cache::place_file`]), so nothing a step writes reaches the next task. Entries are read-only once in place
 //! ([`seal`]); the step's env layer, used in place on `PYTHONPATH`, is the one entry a
 //! task sees directly.
 
