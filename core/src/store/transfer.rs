@@ -30,7 +30,7 @@ use super::{Put, Store, StoreError, retry};
 /// Blobs at most this large (compressed) are uploaded in one conditional PUT.
 pub const SINGLE_PUT_MAX: u64 = 8 * 1024 * 1024;
 /// Larger blobs go up in parts of this size (S3's smallest part but the last), or larger
-/// where a blob would otherwise need more than [`MAX_PARTS`] ([`part_size`]). Small parts
+/// where a blob would otherwise need more than [`MAX_PARTS`] (`part_size`). Small parts
 /// keep memory low and, measured on s3s-fs, 5 MiB parts beat 8 MiB ones (bench/README.md).
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
 /// S3's limit on the parts of one upload.
