@@ -6,10 +6,10 @@
 //!
 //! A task never works on the cache's own files: it gets copies ([`copy_tree`],
 //! [`copy_file`]: reflinks where the file system can) of the code layer and of its inputs
-//! (an input not yet cached is written to the cache and to the task's copy as it downloads,
-//! [`Cache::place_file`]), so nothing a step writes reaches the next task. Entries are read-only once in place
-//! ([`seal`]); the step's env layer, used in place on `PYTHONPATH`, is the one entry a
-//! task sees directly.
+//! (an input not yet cached is written to the cache and to the task's copy as it
+//! downloads, [`Cache::place_file`]), so nothing a step writes reaches the next task.
+//! Entries are read-only once in place ([`seal`]); the step's env layer, used in place on
+//! `PYTHONPATH`, is the one entry a task sees directly.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use flowpack_core::archive;
 use flowpack_core::manifest::{Layer, LayerKind, Manifest};
 use flowpack_core::package;
 use flowpack_core::run::ArtifactKind;
-use flowpack_core::store::Store;
+use flowpack_core::store::{BlobReader, Store};
 
 use crate::RuntimeError;
 
@@ -165,6 +165,20 @@ impl Cache {
         }
     }
 
+    /// The reader of blob `digest` bound for the cache entry `path` (its folder made), and
+    /// the cache's folder for temporary files.
+    async fn open_blob(
+        &self,
+        store: &Store,
+        digest: &Digest,
+        size: u64,
+        path: &Path,
+    ) -> Result<(BlobReader, PathBuf), RuntimeError> {
+        let blobs = path.parent().expect("cache blobs have a folder");
+        std::fs::create_dir_all(blobs).map_err(|e| RuntimeError::io(blobs, e))?;
+        Ok((store.open_blob(digest, size).await?, self.tmp()?))
+    }
+
     /// Downloads the file blob `digest` into the cache at `path`, and into the new file
     /// `also` when given (removed again if the blob turns out damaged).
     async fn fetch_file(
@@ -175,18 +189,15 @@ impl Cache {
         path: &Path,
         also: Option<&Path>,
     ) -> Result<(), RuntimeError> {
-        let blobs = path.parent().expect("cache blobs have a folder");
-        std::fs::create_dir_all(blobs).map_err(|e| RuntimeError::io(blobs, e))?;
-        let reader = store.open_blob(digest, size).await?;
-        let tmp_dir = self.tmp()?;
+        let (reader, tmp_dir) = self.open_blob(store, digest, size, path).await?;
         let (dest, also) = (path.to_path_buf(), also.map(Path::to_path_buf));
         tokio::task::spawn_blocking(move || -> Result<(), RuntimeError> {
             let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir)
                 .map_err(|e| RuntimeError::io(&tmp_dir, e))?;
-            let mut copy = match &also {
-                Some(p) => Some(new_task_file(p, 0o600)?),
-                None => None,
-            };
+            let mut copy = also
+                .as_deref()
+                .map(|p| new_task_file(p, 0o600))
+                .transpose()?;
             let mut outs: Vec<&mut dyn Write> = vec![tmp.as_file_mut()];
             outs.extend(copy.as_mut().map(|f| f as &mut dyn Write));
             if let Err(e) = reader.copy_to(&mut outs, &dest.display().to_string()) {
@@ -215,10 +226,7 @@ impl Cache {
         size: u64,
         path: &Path,
     ) -> Result<(), RuntimeError> {
-        let blobs = path.parent().expect("cache blobs have a folder");
-        std::fs::create_dir_all(blobs).map_err(|e| RuntimeError::io(blobs, e))?;
-        let reader = store.open_blob(digest, size).await?;
-        let tmp_dir = self.tmp()?;
+        let (reader, tmp_dir) = self.open_blob(store, digest, size, path).await?;
         let dest = path.to_path_buf();
         tokio::task::spawn_blocking(move || -> Result<(), RuntimeError> {
             let mut reader = reader;

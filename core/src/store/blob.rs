@@ -185,13 +185,12 @@ impl BlobReader {
     /// Writes the whole content to each of `outs` (a cache entry and a task's copy are
     /// written from one read), in writes of up to a decoded block rather than `io::copy`'s
     /// 8 KiB, and checks the digest: Ok only when every byte was verified. `what` names the
-    /// destination in errors. Returns the bytes written to each.
-    pub fn copy_to(mut self, outs: &mut [&mut dyn Write], what: &str) -> Result<u64, StoreError> {
+    /// destination in errors.
+    pub fn copy_to(mut self, outs: &mut [&mut dyn Write], what: &str) -> Result<(), StoreError> {
         let mut buf = vec![0u8; COPY_BUFFER];
-        let mut n = 0u64;
         loop {
             let got = match self.read(&mut buf) {
-                Ok(0) => return Ok(n),
+                Ok(0) => return Ok(()),
                 Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(StoreError::from_io(e, what)),
@@ -200,15 +199,13 @@ impl BlobReader {
                 out.write_all(&buf[..got])
                     .map_err(|e| StoreError::from_io(e, what))?;
             }
-            n += got as u64;
         }
     }
 
     /// Reads whatever is left and checks the digest.
-    pub fn finish(mut self) -> Result<(), StoreError> {
-        io::copy(&mut self, &mut io::sink())
-            .map(|_| ())
-            .map_err(|e| StoreError::from_io(e, &self.key))
+    pub fn finish(self) -> Result<(), StoreError> {
+        let key = self.key.clone();
+        self.copy_to(&mut [], &key)
     }
 }
 

@@ -56,9 +56,8 @@ where
     loop {
         match op().await {
             Err(e) if tries < TRANSPORT_RETRIES && is_unretried_transport(&e, idempotent) => {
-                let ceiling = FIRST_BACKOFF * 2u32.pow(tries);
+                let sleep = backoff(tries);
                 tries += 1;
-                let sleep = ceiling.mul_f64(jitter());
                 tracing::info!(
                     "{what}: transport failure, retry {tries} of {TRANSPORT_RETRIES} in {:.2}s: {e}",
                     sleep.as_secs_f64()
@@ -68,6 +67,12 @@ where
             r => return (r, tries > 0),
         }
     }
+}
+
+/// The wait before retry `tries + 1`: [`FIRST_BACKOFF`] doubled per earlier try, with full
+/// jitter.
+pub fn backoff(tries: u32) -> Duration {
+    (FIRST_BACKOFF * 2u32.pow(tries)).mul_f64(jitter())
 }
 
 /// A number in [0, 1) that differs between calls and processes (full jitter; not crypto).

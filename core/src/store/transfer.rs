@@ -246,6 +246,7 @@ pub(super) async fn fetch_ranges(
         inner: store.inner.clone(),
         k: store.key(key),
         what: key.to_string(),
+        chunks_ahead: tuned("FLOWPACK_TUNE_RANGE_CHUNKS", RANGE_CHUNKS_AHEAD).max(1),
     };
     let first = retry::retrying(key, true, || source.request(0..RANGE_SIZE))
         .await
@@ -309,12 +310,13 @@ fn range_size(size: u64, concurrency: usize, max: u64) -> u64 {
     (size / (2 * concurrency as u64)).clamp(RANGE_SIZE, max.max(RANGE_SIZE))
 }
 
-/// Where ranges of one object come from.
+/// Where ranges of one object come from, and how far each is read ahead.
 #[derive(Clone)]
 struct Source {
     inner: std::sync::Arc<dyn ObjectStore>,
     k: object_store::path::Path,
     what: String,
+    chunks_ahead: usize,
 }
 
 impl Source {
@@ -327,14 +329,14 @@ impl Source {
     }
 
     /// Streams `range` (its request already answered with `started`, or not yet made)
-    /// into a channel [`RANGE_CHUNKS_AHEAD`] chunks deep, ending with an error if it fails.
+    /// into a channel `chunks_ahead` deep ([`RANGE_CHUNKS_AHEAD`]), ending with an error if
+    /// it fails.
     fn spawn(
         &self,
         range: Range<u64>,
         started: Option<object_store::GetResult>,
     ) -> mpsc::Receiver<Result<Bytes, object_store::Error>> {
-        let (tx, rx) =
-            mpsc::channel(tuned("FLOWPACK_TUNE_RANGE_CHUNKS", RANGE_CHUNKS_AHEAD).max(1));
+        let (tx, rx) = mpsc::channel(self.chunks_ahead);
         let source = self.clone();
         tokio::spawn(async move {
             if let Err(e) = source.stream(range, started, &tx).await {
@@ -378,13 +380,15 @@ impl Source {
                         if tries < retry::TRANSPORT_RETRIES
                             && retry::is_unretried_transport(&e, true) =>
                     {
+                        let sleep = retry::backoff(tries);
                         tries += 1;
                         tracing::info!(
-                            "{}: body cut off at byte {at}, retry {tries} of {}: {e}",
+                            "{}: body cut off at byte {at}, retry {tries} of {} in {:.2}s: {e}",
                             self.what,
-                            retry::TRANSPORT_RETRIES
+                            retry::TRANSPORT_RETRIES,
+                            sleep.as_secs_f64()
                         );
-                        tokio::time::sleep(std::time::Duration::from_millis(100 << tries)).await;
+                        tokio::time::sleep(sleep).await;
                         break;
                     }
                     Some(Err(e)) => return Err(e),
