@@ -29,18 +29,20 @@ pub enum Command {
     Run(RunArgs),
     /// Run one task: the entrypoint of every KFP pod (written by the compiler, not by hand).
     Step(Box<StepArgs>),
-    /// Push the flow and compile it into a Kubeflow Pipelines pipeline (IR YAML).
+    /// Push the flow and compile it for an engine: a Kubeflow Pipelines pipeline (IR YAML),
+    /// or an Argo WorkflowTemplate with `--target argo`.
     Compile(CompileArgs),
-    /// Start a run of the flow's pipeline on Kubeflow Pipelines; prints kfp-<run id>.
+    /// Start a run of the deployed flow on KFP or Argo; prints its run id (kfp-…, argo-…).
     Trigger(TriggerArgs),
     /// Run the flow's pipeline on a cron schedule (a KFP recurring run); prints its id.
     Schedule(ScheduleArgs),
-    /// List the KFP recurring runs (of one flow), or delete, enable or disable one.
+    /// List the schedules (KFP recurring runs, Argo CronWorkflows) of one flow or all, or
+    /// delete, enable or disable one.
     Schedules(SchedulesArgs),
-    /// The state of a KFP run.
-    Status(KfpRunArgs),
-    /// Stop a KFP run.
-    Terminate(KfpRunArgs),
+    /// The state of a KFP or Argo run.
+    Status(EngineRunArgs),
+    /// Stop a KFP or Argo run.
+    Terminate(EngineRunArgs),
     /// List runs, newest first.
     Runs(RunsArgs),
     /// Show a run: its tasks, attempts, status, durations and artifacts.
@@ -62,14 +64,19 @@ pub enum Command {
 pub struct CompileArgs {
     /// The flow file.
     pub flow: PathBuf,
-    /// The pipeline file to write; `-` for stdout.
-    #[arg(short, long, value_name = "FILE", default_value = "pipeline.yaml")]
-    pub output: PathBuf,
+    /// The file to write; `-` for stdout. Default: pipeline.yaml (KFP) or
+    /// workflow-template.yaml (Argo).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArg,
     /// The flowpack command inside the step images.
     #[arg(long, value_name = "CMD", default_value = "flowpack")]
     pub command: String,
+    /// The engine to compile for: a KFP pipeline (IR YAML), or an Argo WorkflowTemplate
+    /// (and a CronWorkflow for a scheduled flow).
+    #[arg(long, value_enum, default_value_t = Target::Kfp)]
+    pub target: Target,
     #[command(flatten)]
     pub local: AllowLocal,
 }
@@ -110,7 +117,9 @@ pub struct TriggerArgs {
     #[command(flatten)]
     pub store: StoreArg,
     #[command(flatten)]
-    pub kfp: KfpArgs,
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub target: TargetArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -163,7 +172,9 @@ pub struct SchedulesArgs {
     /// Only the schedules of this flow (a flow file, or a flow name).
     pub flow: Option<String>,
     #[command(flatten)]
-    pub kfp: KfpArgs,
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub target: TargetArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -184,18 +195,20 @@ pub struct ScheduleIdArgs {
     /// The schedule's id (as `schedule` and `schedules` print it).
     pub id: String,
     #[command(flatten)]
-    pub kfp: KfpArgs,
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub target: TargetArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct KfpRunArgs {
-    /// The run: kfp-<uuid> (or the bare uuid).
+pub struct EngineRunArgs {
+    /// The run: kfp-<uuid> (or the bare uuid) on KFP, argo-<workflow uid> on Argo.
     pub run: String,
     #[command(flatten)]
-    pub kfp: KfpArgs,
+    pub engine: EngineArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -396,6 +409,39 @@ pub struct StoreArg {
     pub store: Option<String>,
 }
 
+/// Where the engines are: Kubeflow Pipelines, Argo Workflows, or both.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    #[command(flatten)]
+    pub kfp: KfpArgs,
+    #[command(flatten)]
+    pub argo: ArgoArgs,
+}
+
+/// Which engine, when both are given.
+#[derive(Debug, Args)]
+pub struct TargetArg {
+    /// The engine to talk to when both KFP and Argo are given (default: the one given).
+    #[arg(long, value_enum)]
+    pub target: Option<Target>,
+}
+
+/// Where Argo Workflows is. The bearer token comes from FLOWPACK_ARGO_TOKEN only.
+#[derive(Debug, Args)]
+pub struct ArgoArgs {
+    /// The Argo Server, e.g. https://argo-server.argo:2746; with `push`, also deploy there.
+    #[arg(long, env = "FLOWPACK_ARGO_SERVER", value_name = "URL")]
+    pub argo_server: Option<String>,
+    /// The namespace of the WorkflowTemplates and Workflows.
+    #[arg(
+        long,
+        env = "FLOWPACK_ARGO_NAMESPACE",
+        value_name = "NS",
+        default_value = "argo"
+    )]
+    pub argo_namespace: String,
+}
+
 /// Where Kubeflow Pipelines is. The bearer token comes from FLOWPACK_KFP_TOKEN only.
 #[derive(Debug, Args)]
 pub struct KfpArgs {
@@ -414,17 +460,20 @@ pub struct CheckArgs {
     /// Print the normalized flow as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Fail when the flow cannot compile for this target (without it, KFP's rules are
-    /// warnings: a flow that only `flowpack run` runs is still valid).
+    /// Fail when the flow cannot compile for this target (without it, KFP's and Argo's
+    /// rules are warnings: a flow that only `flowpack run` runs is still valid).
     #[arg(long, value_enum)]
     pub target: Option<Target>,
 }
 
-/// A target `check` can hold a flow to.
+/// A workflow engine flowpack compiles for and deploys to (`compile --target`), and holds a
+/// flow to (`check --target`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
     /// Kubeflow Pipelines: the flow must compile (`flowpack compile`).
     Kfp,
+    /// Argo Workflows: the flow must compile (`flowpack compile --target argo`).
+    Argo,
 }
 
 #[derive(Debug, Args)]
@@ -440,7 +489,7 @@ pub struct PushArgs {
     #[arg(long)]
     pub rebuild_env: bool,
     #[command(flatten)]
-    pub kfp: KfpArgs,
+    pub engine: EngineArgs,
     #[command(flatten)]
     pub local: AllowLocal,
     /// Print one JSON object instead of the summary.

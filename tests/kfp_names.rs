@@ -4,7 +4,7 @@
 //! run and fails on it with `--target kfp`.
 
 use crate::kfp::validate;
-use crate::kfp_shapes::{W, same_on_both};
+use crate::kfp_shapes::{W, same_on_every_engine};
 use crate::util::{flowpack, flowpack_ok, write_tree};
 
 /// A foreach step and its body named with 100 characters (the most a step name may have),
@@ -65,7 +65,7 @@ fn long_and_colliding_step_names_compile_to_one_valid_pipeline() {
 fn long_and_colliding_step_names_run_the_same_on_kfp() {
     let f = format!("F{}", "f".repeat(99));
     let w = format!("W{}", "w".repeat(91));
-    same_on_both(
+    same_on_every_engine(
         &colliding_flow(),
         &[
             "train_a/0",

@@ -302,7 +302,8 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 /// Every random valid flow passes `check`; every one `check --target kfp` accepts compiles,
-/// and KFP's validator accepts the pipeline.
+/// and KFP's validator accepts the pipeline; every one also compiles for Argo, and Argo's
+/// validator accepts the WorkflowTemplate.
 #[test]
 fn every_flow_check_accepts_compiles_to_a_pipeline_kfp_accepts() {
     let seed = env_number("FLOWPACK_PROPERTY_SEED", 12);
@@ -322,6 +323,7 @@ fn every_flow_check_accepts_compiles_to_a_pipeline_kfp_accepts() {
     let store = store.to_str().unwrap();
     let strategy = case();
     let mut compiled: Vec<PathBuf> = Vec::new();
+    let mut templates: Vec<PathBuf> = Vec::new();
     let mut failures = Vec::new();
     let mut refused = 0;
     for i in 0..cases {
@@ -369,6 +371,46 @@ fn every_flow_check_accepts_compiles_to_a_pipeline_kfp_accepts() {
             failures.push(format!(
                 "case-{i}: check accepted it, compile refused it:\n{}",
                 String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        // Argo: the same flow, the second emitter of the same plan.
+        let argo = util::flowpack(&case_dir, &["check", "flow.yaml", "--target", "argo"]);
+        if !argo.status.success() {
+            failures.push(format!(
+                "case-{i}: check --target argo refused a flow KFP compiles ({:?}):\n{}",
+                c.shape,
+                String::from_utf8_lossy(&argo.stderr)
+            ));
+            continue;
+        }
+        let out = util::flowpack(
+            &case_dir,
+            &[
+                "compile",
+                "--allow-local",
+                "flow.yaml",
+                "--target",
+                "argo",
+                "-o",
+                "workflow-template.yaml",
+                "--store",
+                store,
+            ],
+        );
+        if out.status.success() {
+            templates.push(case_dir.join("workflow-template.yaml"));
+        } else {
+            failures.push(format!(
+                "case-{i}: check --target argo accepted it, compile refused it:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    for t in &templates {
+        if let Err(text) = crate::argo::validate_files(&[t]) {
+            failures.push(format!(
+                "validate_argo.py --strict, {}:\n{text}",
+                t.display()
             ));
         }
     }

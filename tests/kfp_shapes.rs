@@ -1,5 +1,6 @@
-//! Every graph shape that runs locally compiles for KFP and runs the same under KFP's own
-//! local orchestrator (host runner): the same tasks, the same artifact digests. Each step
+//! Every graph shape that runs locally compiles for KFP and Argo and runs the same under
+//! KFP's own local orchestrator (host runner) and the Argo executor contract
+//! (`tests/argo_local.py`): the same tasks, the same artifact digests. Each step
 //! writes an artifact derived from its inputs, its task id and its foreach item
 //! (`w.sh`), so a wrong parent, a wrong task id or a missing task changes a digest.
 
@@ -61,8 +62,9 @@ fn digests(dir: &Path, prefix: &str) -> BTreeMap<String, BTreeMap<String, String
         .collect()
 }
 
-/// Runs `flow` locally and under kfp.local; both runs have the same tasks and digests.
-pub(crate) fn same_on_both(flow: &str, expect_tasks: &[&str]) {
+/// Runs `flow` locally, under kfp.local and under the Argo executor contract
+/// (`tests/argo_local.py`): all three runs have the same tasks and digests.
+pub(crate) fn same_on_every_engine(flow: &str, expect_tasks: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_tree(dir, &[("flow.yaml", flow), ("w.sh", W)]);
@@ -80,17 +82,22 @@ pub(crate) fn same_on_both(flow: &str, expect_tasks: &[&str]) {
     let pipeline = dir.join("pipeline.yaml");
     validate(&pipeline);
     run_local(dir, &pipeline, &[]);
+    let template = crate::argo::compile(dir, "flow.yaml");
+    let (ok, text) = crate::argo::run_argo_local(dir, &template, &[]);
+    assert!(ok, "argo_local failed:\n{text}");
     let local = digests(dir, "local-");
     let kfp = digests(dir, "kfp-");
+    let argo = digests(dir, "argo-");
     for t in expect_tasks {
         assert!(local.contains_key(*t), "local run lacks {t}: {local:?}");
     }
     assert_eq!(local, kfp, "the local and the KFP run differ");
+    assert_eq!(local, argo, "the local and the Argo run differ");
 }
 
 #[test]
 fn nested_foreach_runs_the_same_on_kfp() {
-    same_on_both(
+    same_on_every_engine(
         "name: nested\nsteps:\n  start: {run: sh w.sh items 2, foreach: items, next: a}\n  a: {run: sh w.sh items 3, foreach: items, next: b}\n  b: {run: sh w.sh, next: j1}\n  j1: {run: sh w.sh, join: true, next: j2}\n  j2: {run: sh w.sh, join: true, next: end}\n  end: {run: sh w.sh}\n",
         &["b/1.2", "j1/1", "j2/0"],
     );
@@ -98,7 +105,7 @@ fn nested_foreach_runs_the_same_on_kfp() {
 
 #[test]
 fn a_split_inside_a_foreach_body_runs_the_same_on_kfp() {
-    same_on_both(
+    same_on_every_engine(
         "name: split-in-loop\nsteps:\n  start: {run: sh w.sh items 3, foreach: items, next: w}\n  w: {run: sh w.sh, next: [x, y]}\n  x: {run: sh w.sh, next: m}\n  y: {run: sh w.sh, next: m}\n  m: {run: sh w.sh, join: true, next: j}\n  j: {run: sh w.sh, join: true, next: end}\n  end: {run: sh w.sh}\n",
         &["m/2", "j/0"],
     );
@@ -106,7 +113,7 @@ fn a_split_inside_a_foreach_body_runs_the_same_on_kfp() {
 
 #[test]
 fn a_switch_inside_a_foreach_body_runs_the_same_on_kfp() {
-    same_on_both(
+    same_on_every_engine(
         "name: switch-in-loop\nsteps:\n  start: {run: sh w.sh items 3, foreach: items, next: w}\n  w: {run: sh w.sh parity, switch: {on: pick, cases: {even: x, odd: y}}}\n  x: {run: sh w.sh, next: j}\n  y: {run: sh w.sh, next: j}\n  j: {run: sh w.sh, join: true, next: end}\n  end: {run: sh w.sh}\n",
         &["x/0", "y/1", "x/2", "j/0"],
     );
@@ -114,7 +121,7 @@ fn a_switch_inside_a_foreach_body_runs_the_same_on_kfp() {
 
 #[test]
 fn a_foreach_inside_a_switch_case_runs_the_same_on_kfp() {
-    same_on_both(
+    same_on_every_engine(
         "name: loop-in-case\nsteps:\n  start: {run: sh w.sh choose go, switch: {on: pick, cases: {go: f, stop: end}}}\n  f: {run: sh w.sh items 2, foreach: items, next: b}\n  b: {run: sh w.sh, next: j}\n  j: {run: sh w.sh, join: true, next: end}\n  end: {run: sh w.sh}\n",
         &["b/1", "j/0", "end/0"],
     );
@@ -122,7 +129,7 @@ fn a_foreach_inside_a_switch_case_runs_the_same_on_kfp() {
 
 #[test]
 fn a_split_in_a_case_and_a_split_after_the_switch_run_the_same_on_kfp() {
-    same_on_both(
+    same_on_every_engine(
         "name: splits-and-switch\nsteps:\n  start: {run: sh w.sh choose a, switch: {on: pick, cases: {a: s1, b: z}}}\n  s1: {run: sh w.sh, next: [p, q]}\n  p: {run: sh w.sh, next: j}\n  q: {run: sh w.sh, next: j}\n  j: {run: sh w.sh, join: true, next: m}\n  z: {run: sh w.sh, next: m}\n  m: {run: sh w.sh, next: [u, v]}\n  u: {run: sh w.sh, next: k}\n  v: {run: sh w.sh, next: k}\n  k: {run: sh w.sh, join: true, next: end}\n  end: {run: sh w.sh}\n",
         &["j/0", "m/0", "k/0"],
     );
@@ -131,7 +138,7 @@ fn a_split_in_a_case_and_a_split_after_the_switch_run_the_same_on_kfp() {
 #[test]
 fn a_step_reached_from_a_case_and_another_way_runs_the_same_on_kfp() {
     for pick in ["a", "b"] {
-        same_on_both(
+        same_on_every_engine(
             &format!(
                 "name: two-ways\nsteps:\n  start: {{run: sh w.sh choose {pick}, switch: {{on: pick, cases: {{a: x, b: y}}}}}}\n  y: {{run: sh w.sh, next: x}}\n  x: {{run: sh w.sh, next: end}}\n  end: {{run: sh w.sh}}\n"
             ),
@@ -142,7 +149,7 @@ fn a_step_reached_from_a_case_and_another_way_runs_the_same_on_kfp() {
 
 #[test]
 fn nested_switches_run_the_same_on_kfp() {
-    same_on_both(
+    same_on_every_engine(
         "name: nested-switch\nsteps:\n  start: {run: sh w.sh choose a, switch: {on: pick, cases: {a: s2, b: end}}}\n  s2: {run: sh w.sh choose d, switch: {on: pick, cases: {c: p, d: q}}}\n  p: {run: sh w.sh, next: end}\n  q: {run: sh w.sh, next: end}\n  end: {run: sh w.sh}\n",
         &["q/0", "end/0"],
     );
@@ -150,7 +157,7 @@ fn nested_switches_run_the_same_on_kfp() {
 
 #[test]
 fn case_values_with_spaces_and_quotes_choose_the_right_case_on_kfp() {
-    same_on_both(
+    same_on_every_engine(
         "name: quoted\nsteps:\n  start:\n    run: |\n      sh w.sh choose \"it's \\\"q\\\" v\"\n    switch: {on: pick, cases: {\"it's \\\"q\\\" v\": a, \"b c\": b}}\n  a: {run: sh w.sh, next: end}\n  b: {run: sh w.sh, next: end}\n  end: {run: sh w.sh}\n",
         &["a/0"],
     );

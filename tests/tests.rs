@@ -3,6 +3,8 @@
 
 mod util;
 
+mod argo;
+mod argo_client;
 mod cache;
 mod cli;
 mod client;

@@ -85,5 +85,13 @@ pub const FLOWPACK_KFP_NAMESPACE: &str = "FLOWPACK_KFP_NAMESPACE";
 /// controller's `CRON_SCHEDULE_TIMEZONE`; default UTC): a schedule in another is refused.
 pub const FLOWPACK_KFP_TIMEZONE: &str = "FLOWPACK_KFP_TIMEZONE";
 
+/// The Argo Server URL, when `--argo-server` is not given.
+pub const FLOWPACK_ARGO_SERVER: &str = "FLOWPACK_ARGO_SERVER";
+/// The bearer token for the Argo Server (`argo auth token`; never printed, never stored).
+pub const FLOWPACK_ARGO_TOKEN: &str = "FLOWPACK_ARGO_TOKEN";
+/// The Kubernetes namespace of Argo's WorkflowTemplates and Workflows, when
+/// `--argo-namespace` is not given (default `argo`).
+pub const FLOWPACK_ARGO_NAMESPACE: &str = "FLOWPACK_ARGO_NAMESPACE";
+
 /// The podman program for `flowpack run --containers` (default: `podman` on PATH).
 pub const FLOWPACK_PODMAN: &str = "FLOWPACK_PODMAN";

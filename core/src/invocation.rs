@@ -1,8 +1,23 @@
 //! The `flowpack step` argument list: one type that builds it (the KFP emitter, the local
 //! launcher) and reads it back (the CLI, after clap), so the three never drift apart.
 //!
-//! Values are text: in a compiled pipeline many are KFP placeholders
-//! (`{{$.inputs.parameters['…']}}`), which fill whole arguments only.
+//! Values are text: in a compiled pipeline many are engine placeholders (KFP's
+//! `{{$.inputs.parameters['…']}}`, which fill whole arguments only; Argo's
+//! `{{inputs.parameters.…}}`, substituted anywhere in an argument).
+
+use crate::Digest;
+use crate::plan::{Parents, Plan};
+
+/// What a compiler writes into every task's `flowpack step` command line, beside the flow.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// The package every task runs.
+    pub package: Digest,
+    /// The store URL (`Store::url`); written through `redact_url` all the same.
+    pub store_url: String,
+    /// The `flowpack` command inside the images.
+    pub command: String,
+}
 
 /// How the run is named.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,6 +239,41 @@ impl StepInvocation {
         inv.run = run.ok_or(InvocationError::Missing("--run or --kfp-run-uuid"))?;
         inv.step = step.ok_or(InvocationError::Missing("--step"))?;
         Ok(inv)
+    }
+
+    /// Sets how the task of `self.step` finds its parents, as the plan says (every engine
+    /// emitter does the same): `--parent STEP/0` for a parent outside any loop,
+    /// `--same-task-parent STEP` for one in the same loop body, `--parents-from-store`
+    /// where the parents are known only at run time (a join of a foreach, a step after the
+    /// merge of switch cases) or have a task id with fewer parts (the first step of a
+    /// nested loop's body: its parent's id is this one's without the last part). An exit
+    /// hook is in no scope of the plan and has no parents (contract C3).
+    pub fn plan_parents(&mut self, plan: &Plan) {
+        let Some(sp) = plan.steps.get(&self.step) else {
+            return;
+        };
+        let depth = sp.depth();
+        match &sp.parents {
+            Parents::None => {}
+            Parents::FromStore => self.parents_from_store = true,
+            Parents::Static(ps) => {
+                let expressible = ps.iter().all(|p| {
+                    let pd = plan.steps[p].depth();
+                    pd == 0 || pd == depth
+                });
+                if !expressible {
+                    self.parents_from_store = true;
+                    return;
+                }
+                for p in ps {
+                    if plan.steps[p].depth() == 0 {
+                        self.parents.push(format!("{p}/0"));
+                    } else {
+                        self.same_task_parents.push(p.clone());
+                    }
+                }
+            }
+        }
     }
 
     /// The task id: `--task`, else the `--task-part`s joined by `.`, else `0`.

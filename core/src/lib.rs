@@ -27,6 +27,7 @@ pub mod name;
 pub mod package;
 pub mod plan;
 pub mod python;
+pub mod reach;
 pub mod run;
 pub mod store;
 

@@ -302,6 +302,19 @@ pub struct Version {
     /// Ids given by Kubeflow Pipelines when the version was deployed there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kfp: Option<serde_json::Value>,
+    /// What Argo Workflows answered when the version was deployed there (namespace,
+    /// WorkflowTemplate, CronWorkflow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argo: Option<serde_json::Value>,
+}
+
+/// Where a version was deployed: each engine's answer, recorded in its [`Version`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deployments {
+    /// Kubeflow Pipelines' ids.
+    pub kfp: Option<serde_json::Value>,
+    /// Argo Workflows' names.
+    pub argo: Option<serde_json::Value>,
 }
 
 #[cfg(test)]

@@ -144,6 +144,88 @@ pub fn task_visit(base: &str, visit: u32) -> String {
     }
 }
 
+/// `base` as an engine name (a KFP or Argo template or task name) of at most `max`
+/// characters: characters outside `A-Za-z0-9-` become `-`; a longer name keeps its first characters and ends in `-` and
+/// 8 hex digits of [`stable_hash`] of `base`, so two long names that share a prefix differ.
+pub fn fit(base: &str, max: usize) -> String {
+    let clean: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let clean = clean.trim_start_matches('-');
+    let clean = if clean.is_empty() { "x" } else { clean };
+    if clean.len() <= max {
+        return clean.to_string();
+    }
+    let hash = format!("{:08x}", stable_hash(base) as u32);
+    let mut prefix: String = clean.chars().take(max - hash.len() - 1).collect();
+    while prefix.ends_with('-') {
+        prefix.pop();
+    }
+    if prefix.is_empty() {
+        return format!("h{hash}");
+    }
+    format!("{prefix}-{hash}")
+}
+
+/// FNV-1a (64 bits): the same on every machine and every build, unlike `std`'s hasher.
+pub fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Hands out distinct names: each one [`fit`] to its limit, `-2`, `-3`, … when taken.
+#[derive(Default)]
+pub struct Claims {
+    used: std::collections::BTreeSet<String>,
+}
+
+impl Claims {
+    /// `base` [`fit`] to `max`, with `-2`, `-3`, … until no earlier claim has it.
+    pub fn claim(&mut self, base: &str, max: usize) -> String {
+        let mut name = fit(base, max);
+        let mut n = 2;
+        while !self.used.insert(name.clone()) {
+            name = fit(&format!("{base}-{n}"), max);
+            n += 1;
+        }
+        name
+    }
+}
+
+/// A flow's name as a DNS-1123 subdomain, as the KFP SDK writes pipeline names (lower case,
+/// `-` between words, labels separated by `.`): KFP pipelines and Argo documents. A flow named like a Python class
+/// (`TrainFlow`, `My_Flow.v2`) becomes `train-flow`, `my-flow.v2`.
+pub fn dns_name(flow: &str) -> String {
+    let mut out = String::with_capacity(flow.len() + 4);
+    let mut prev: Option<char> = None;
+    for c in flow.chars() {
+        let boundary = c.is_ascii_uppercase()
+            && prev.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit());
+        if boundary {
+            out.push('-');
+        }
+        out.push(match c {
+            '_' => '-',
+            c => c.to_ascii_lowercase(),
+        });
+        prev = Some(c);
+    }
+    // Each `.` label starts and ends with a letter or digit, with no `-` runs inside.
+    out.split('.')
+        .map(|label| {
+            label
+                .split('-')
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join("-")
+        })
+        .filter(|label| !label.is_empty())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// A name that is not a name of its kind.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{} '{}' is refused: {}", kind.what(), shown(value), kind.rule())]

@@ -10,13 +10,24 @@ use serde::{Deserialize, Serialize};
 use crate::Digest;
 use crate::name::{self, NameKind};
 
+/// Where a run id says the run ran: `kfp` for `kfp-…`, `argo` for `argo-…`, else `local`.
+pub fn origin_of(run: &str) -> &'static str {
+    if run.starts_with("kfp-") {
+        "kfp"
+    } else if run.starts_with("argo-") {
+        "argo"
+    } else {
+        "local"
+    }
+}
+
 /// A run: one execution of a package with parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     /// The flow.
     #[serde(deserialize_with = "name::de::flow")]
     pub flow: String,
-    /// The run id: `local-…` or `kfp-<uuid>`.
+    /// The run id: `local-…`, `kfp-<uuid>` or `argo-<workflow uid>`.
     #[serde(deserialize_with = "name::de::run")]
     pub run: String,
     /// The package it runs.
@@ -24,7 +35,7 @@ pub struct RunRecord {
     /// Parameter values, defaults included.
     #[serde(deserialize_with = "name::de::parameter_map")]
     pub parameters: BTreeMap<String, serde_json::Value>,
-    /// `local` or `kfp`.
+    /// `local`, `kfp` or `argo` ([`origin_of`]).
     pub origin: String,
     /// When it was created (RFC 3339, UTC).
     pub created_at: String,

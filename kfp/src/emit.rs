@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use flowpack_core::flow::{Flow, ParamType, Transition};
 use flowpack_core::invocation::{RunId, StepInvocation};
-use flowpack_core::plan::{Frame, Parents, Plan, Scope};
+use flowpack_core::plan::{Frame, Plan, Scope};
 use serde_json::{Value, json};
 
 use crate::ir::*;
@@ -558,30 +558,7 @@ impl<'a> Emitter<'a> {
         );
         inv.image = Some(step.settings.image.clone());
         inv.task_parts = (0..depth).map(|d| placeholder(&task_part(d))).collect();
-        // An exit hook is in no scope of the plan and has no parents (contract C3).
-        let parents = self.plan.steps.get(s).map(|p| &p.parents);
-        match parents.unwrap_or(&Parents::None) {
-            Parents::None => {}
-            Parents::FromStore => inv.parents_from_store = true,
-            Parents::Static(ps) => {
-                let expressible = ps.iter().all(|p| {
-                    let pd = self.plan.steps[p].depth();
-                    pd == 0 || pd == depth
-                });
-                if !expressible {
-                    // The first step of a nested loop's body: its parent's task id is this
-                    // one's without the last part.
-                    inv.parents_from_store = true;
-                }
-                for p in ps.iter().filter(|_| expressible) {
-                    if self.plan.steps[p].depth() == 0 {
-                        inv.parents.push(format!("{p}/0"));
-                    } else {
-                        inv.same_task_parents.push(p.clone());
-                    }
-                }
-            }
-        }
+        inv.plan_parents(self.plan);
         for p in self.flow.parameters.keys() {
             inv.kfp_params.push((p.clone(), placeholder(p)));
         }

@@ -12,18 +12,16 @@
 //! (`emit.rs`) into the typed IR of [`ir`]; every shape `flowpack run` runs compiles (see
 //! `docs/kubeflow.md`). Settings KFP cannot carry are refused with an error, never dropped;
 //! [`check`] runs the same compile dry, so `flowpack check` reports what `compile` would refuse.
-//! [`reach`] refuses a pipeline whose store or images only this machine has.
 #![deny(missing_docs)]
 
 pub mod client;
 mod emit;
 pub mod ir;
 mod names;
-pub mod reach;
 pub mod schedule;
 
 pub use emit::{param_type, runtime_value};
-pub use reach::{MachineOnly, machine_only, refuse_machine_only};
+pub use flowpack_core::invocation::CompileOptions;
 
 use std::collections::BTreeMap;
 
@@ -31,17 +29,6 @@ use flowpack_core::Digest;
 use flowpack_core::flow::{Flow, PullPolicy, Step};
 use flowpack_core::plan::Plan;
 use serde_json::{Map, Value, json};
-
-/// What to compile against.
-#[derive(Clone, Debug)]
-pub struct CompileOptions {
-    /// The package every task runs.
-    pub package: Digest,
-    /// The store URL (`Store::url`); written through `redact_url` all the same.
-    pub store_url: String,
-    /// The `flowpack` command inside the images.
-    pub command: String,
-}
 
 /// A flow KFP cannot carry as written.
 #[derive(Debug, thiserror::Error)]
@@ -205,37 +192,10 @@ fn check_settings(flow: &Flow) -> Result<(), String> {
     run_service_account(flow).map(|_| ())
 }
 
-/// The pipeline's KFP name: DNS-1123 style, as the KFP SDK always writes it (lower case,
-/// `-` between words, labels separated by `.`). A flow named like a Python class
-/// (`TrainFlow`, `My_Flow.v2`) becomes `train-flow`, `my-flow.v2`; the flow's own name is
-/// kept as the display name.
+/// The pipeline's KFP name: the flow's name as a DNS-1123 subdomain
+/// ([`flowpack_core::name::dns_name`]); the flow's own name is kept as the display name.
 pub fn pipeline_name(flow: &str) -> String {
-    let mut out = String::with_capacity(flow.len() + 4);
-    let mut prev: Option<char> = None;
-    for c in flow.chars() {
-        let boundary = c.is_ascii_uppercase()
-            && prev.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit());
-        if boundary {
-            out.push('-');
-        }
-        out.push(match c {
-            '_' => '-',
-            c => c.to_ascii_lowercase(),
-        });
-        prev = Some(c);
-    }
-    // Each `.` label starts and ends with a letter or digit, with no `-` runs inside.
-    out.split('.')
-        .map(|label| {
-            label
-                .split('-')
-                .filter(|w| !w.is_empty())
-                .collect::<Vec<_>>()
-                .join("-")
-        })
-        .filter(|label| !label.is_empty())
-        .collect::<Vec<_>>()
-        .join(".")
+    flowpack_core::name::dns_name(flow)
 }
 
 /// The service account of a run: KFP sets it per run, not per task, so every step must

@@ -13,15 +13,16 @@
 //!
 //! A step name (1–100 of `A-Za-z0-9_-`) maps to `_` → `-`; a name longer than its limit
 //! keeps a readable prefix and ends in `-` plus 8 hex digits of a stable hash of the whole
-//! name ([`fit`]). Steps claim their names first (in name order), then the generated ones in
+//! name ([`flowpack_core::name::fit`]). Steps claim their names first (in name order), then the generated ones in
 //! the plan's order (`for-each-<step>`, `<step>-switch`, `<step>-case-<i>`,
 //! `exit-handler-1`); a name already taken gets `-2`, `-3`, … So no two names collide, the
 //! same flow always compiles to the same names, and the user's step name stays the task's
 //! display name (`taskInfo.name`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use flowpack_core::flow::{Flow, Transition};
+use flowpack_core::name::Claims;
 use flowpack_core::plan::Plan;
 
 use crate::ir::{Dag, PipelineSpec};
@@ -38,55 +39,6 @@ pub const MAX_LOOP: usize = (ARGO_MAX - "comp-".len() - "-".len() - "-iterator".
 const MAX_TASK: usize = ARGO_MAX - "-driver".len();
 /// The name of the exit handler group (KFP's SDK names its first one so).
 const EXIT_HANDLER: &str = "exit-handler-1";
-
-/// `base` as a valid KFP name of at most `max` characters: characters outside
-/// `A-Za-z0-9-` become `-`; a longer name keeps its first characters and ends in `-` and
-/// 8 hex digits of [`stable_hash`] of `base`, so two long names that share a prefix differ.
-pub fn fit(base: &str, max: usize) -> String {
-    let clean: String = base
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let clean = clean.trim_start_matches('-');
-    let clean = if clean.is_empty() { "x" } else { clean };
-    if clean.len() <= max {
-        return clean.to_string();
-    }
-    let hash = format!("{:08x}", stable_hash(base) as u32);
-    let mut prefix: String = clean.chars().take(max - hash.len() - 1).collect();
-    while prefix.ends_with('-') {
-        prefix.pop();
-    }
-    if prefix.is_empty() {
-        return format!("h{hash}");
-    }
-    format!("{prefix}-{hash}")
-}
-
-/// FNV-1a (64 bits): the same on every machine and every build, unlike `std`'s hasher.
-fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// Hands out distinct names: each one [`fit`] to its limit, `-2`, `-3`, … when taken.
-#[derive(Default)]
-struct Claims {
-    used: BTreeSet<String>,
-}
-
-impl Claims {
-    fn claim(&mut self, base: &str, max: usize) -> String {
-        let mut name = fit(base, max);
-        let mut n = 2;
-        while !self.used.insert(name.clone()) {
-            name = fit(&format!("{base}-{n}"), max);
-            n += 1;
-        }
-        name
-    }
-}
 
 /// KFP names for every step and generated task of one flow, valid and distinct.
 pub(crate) struct Names {
@@ -214,6 +166,8 @@ fn valid(name: &str, max: usize, what: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flowpack_core::name::{fit, stable_hash};
+    use std::collections::BTreeSet;
 
     #[test]
     fn limits_follow_from_argos_128() {

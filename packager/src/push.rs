@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use flowpack_core::flow::{EnvSpec, PythonEnv};
-use flowpack_core::manifest::{Layer, LayerKind, Manifest, Version};
+use flowpack_core::manifest::{Deployments, Layer, LayerKind, Manifest, Version};
 use flowpack_core::store::{Created, Put, Store, layout};
 use flowpack_core::{Digest, Flow};
 use serde::Serialize;
@@ -272,7 +272,14 @@ pub async fn push(
 
     // The version pointer goes last: it names a complete package.
     if opts.record_version {
-        record_version(&opts.store, &flow.name, &version, package, None).await?;
+        record_version(
+            &opts.store,
+            &flow.name,
+            &version,
+            package,
+            Deployments::default(),
+        )
+        .await?;
     }
 
     let uploaded_bytes = reports.iter().map(|r| r.uploaded_bytes).sum::<u64>() + manifest_bytes;
@@ -314,13 +321,13 @@ fn left_out_message(left_out: &[LeftOut]) -> String {
 }
 
 /// Writes the version pointer `version` of `flow` -> `package` (create-only; accepted
-/// again only for the same package), with the ids KFP gave, if deployed there.
+/// again only for the same package), with what each engine answered, if deployed there.
 pub async fn record_version(
     store: &Store,
     flow: &str,
     version: &str,
     package: Digest,
-    kfp: Option<serde_json::Value>,
+    deployed: Deployments,
 ) -> Result<(), PushError> {
     if !layout::is_version_name(version) {
         return Err(PushError::BadVersion(version.to_string()));
@@ -331,7 +338,8 @@ pub async fn record_version(
         package,
         created_at: jiff::Timestamp::now().to_string(),
         created_by: format!("flowpack {}", env!("CARGO_PKG_VERSION")),
-        kfp,
+        kfp: deployed.kfp,
+        argo: deployed.argo,
     };
     let key = layout::version(flow, version);
     if let Created::Existed(existing) = store.create_json(&key, &record).await? {

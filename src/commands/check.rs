@@ -1,5 +1,5 @@
 //! `flowpack check FLOW`: validate and print the graph, and report what would keep the
-//! flow from compiling for KFP (a warning, or an error with `--target kfp`).
+//! flow from compiling for KFP or Argo (a warning, or an error with `--target`).
 
 use std::io::Write;
 
@@ -7,19 +7,28 @@ use anyhow::{Result, bail};
 use flowpack_core::Flow;
 use flowpack_core::flow::{Run, Transition};
 
+use super::engine;
 use crate::cli::{CheckArgs, Target};
 
 pub fn run(args: CheckArgs) -> Result<()> {
     let flow = Flow::load(&args.flow)?;
-    if let Err(e) = flowpack_kfp::check(&flow) {
-        let message = format!("for KFP: {}", e.reason);
-        if args.target == Some(Target::Kfp) {
+    for target in [Target::Kfp, Target::Argo] {
+        let Err(reason) = engine::check(target, &flow) else {
+            continue;
+        };
+        let key = engine::key(target);
+        let label = match target {
+            Target::Kfp => "KFP",
+            Target::Argo => "Argo",
+        };
+        let message = format!("for {label}: {reason}");
+        if args.target == Some(target) {
             bail!("{message}");
         }
         // Never eprintln!: a closed terminal (SIGHUP) makes it panic.
         let _ = writeln!(
             std::io::stderr().lock(),
-            "warning: {message} (`flowpack run` runs it; `check --target kfp` fails on this)"
+            "warning: {message} (`flowpack run` runs it; `check --target {key}` fails on this)"
         );
     }
     if args.json {

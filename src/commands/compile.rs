@@ -1,27 +1,38 @@
-//! `flowpack compile FLOW`: push the package, then write the KFP pipeline that runs it.
+//! `flowpack compile FLOW`: push the package, then write the engine's documents that run
+//! it (a KFP pipeline, or an Argo WorkflowTemplate and CronWorkflow).
+
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use flowpack_core::Flow;
-use flowpack_kfp::{CompileOptions, compile};
+use flowpack_core::invocation::CompileOptions;
 use flowpack_packager::{PushOptions, push};
 
-use crate::cli::CompileArgs;
+use super::engine;
+use crate::cli::{CompileArgs, Target};
 use crate::progress::Progress;
 use crate::settings;
 
 pub async fn run(args: CompileArgs) -> Result<()> {
     let flow = Flow::load(&args.flow)?;
     let store = settings::store(args.store.store.as_deref(), settings::Access::Write)?;
-    check_for_cluster(&flow, &store, args.local.allow_local)?;
-    let (package, yaml) = push_and_compile(&args.flow, &flow, &store, &args.command).await?;
-    if args.output.as_os_str() == "-" {
+    engine::check_for_cluster(args.target, &flow, &store, args.local.allow_local)?;
+    let (package, yaml) =
+        push_and_compile(args.target, &args.flow, &flow, &store, &args.command).await?;
+    let output = args.output.unwrap_or_else(|| {
+        PathBuf::from(match args.target {
+            Target::Kfp => "pipeline.yaml",
+            Target::Argo => "workflow-template.yaml",
+        })
+    });
+    if output.as_os_str() == "-" {
         out!("{yaml}");
     } else {
-        std::fs::write(&args.output, yaml)
-            .with_context(|| format!("cannot write {}", args.output.display()))?;
+        std::fs::write(&output, yaml)
+            .with_context(|| format!("cannot write {}", output.display()))?;
         eprintln!(
             "wrote {} for package {} in {}",
-            args.output.display(),
+            output.display(),
             package.short(),
             store.url()
         );
@@ -29,22 +40,10 @@ pub async fn run(args: CompileArgs) -> Result<()> {
     Ok(())
 }
 
-/// Before anything is pushed for KFP (`compile`, `push --kfp-url`): the flow compiles,
-/// and, unless `allow_local`, its pods can reach its store and images (`flowpack_kfp::reach`).
-pub fn check_for_cluster(
-    flow: &Flow,
-    store: &flowpack_core::store::Store,
-    allow_local: bool,
-) -> Result<()> {
-    flowpack_kfp::check(flow)?;
-    if !allow_local {
-        flowpack_kfp::refuse_machine_only(flow, store)?;
-    }
-    Ok(())
-}
-
-/// Pushes the flow's package (no version pointer) and compiles the pipeline that runs it.
+/// Pushes the flow's package (no version pointer) and compiles `target`'s documents that
+/// run it.
 pub async fn push_and_compile(
+    target: Target,
     flow_file: &std::path::Path,
     flow: &Flow,
     store: &flowpack_core::store::Store,
@@ -67,7 +66,8 @@ pub async fn push_and_compile(
     .await;
     progress.clear();
     let pushed = pushed?;
-    let compiled = compile(
+    let yaml = engine::compile(
+        target,
         flow,
         &CompileOptions {
             package: pushed.package,
@@ -75,5 +75,5 @@ pub async fn push_and_compile(
             command: command.to_string(),
         },
     )?;
-    Ok((pushed.package, compiled.to_yaml()))
+    Ok((pushed.package, yaml))
 }

@@ -1,15 +1,17 @@
-//! Kubeflow Pipelines: deploy on `push --kfp-url`, `trigger`, `status`, `terminate`.
+//! Kubeflow Pipelines as an [`Engine`]: deploy on `push --kfp-url`, `trigger`, `status`,
+//! `terminate`, `schedules`.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use flowpack_core::Flow;
 use flowpack_core::env_vars::FLOWPACK_KFP_TOKEN;
+use flowpack_core::invocation::CompileOptions;
 use flowpack_kfp::client::{KfpClient, Pipeline, PipelineVersion};
-use flowpack_runtime::inspect;
-use flowpack_runtime::step::reuse::ResumeSpec;
+use serde_json::{Map, Value, json};
 
-use crate::cli::{KfpArgs, KfpRunArgs, TriggerArgs};
+use super::engine::{Engine, RunRequest, RunState, ScheduleChange, ScheduleRow, Started};
+use crate::cli::KfpArgs;
 
 /// The client, or an error saying how to name the KFP.
 pub fn client(k: &KfpArgs) -> Result<KfpClient> {
@@ -23,103 +25,19 @@ pub fn client(k: &KfpArgs) -> Result<KfpClient> {
     Ok(KfpClient::new(url, token, k.kfp_namespace.clone()))
 }
 
-/// Uploads `yaml` as the pipeline of `flow` (first deploy) or as its new version `version`.
-/// Returns the KFP ids to record in the version pointer.
-pub async fn deploy(
-    k: &KfpArgs,
-    flow: &Flow,
-    version: &str,
-    yaml: &str,
-) -> Result<serde_json::Value> {
-    let kfp = client(k)?;
-    let (pipeline_id, version_id) = match kfp.find_pipeline(&flow.name).await? {
-        Some(p) => {
-            let v = kfp.upload_version(&p.pipeline_id, version, yaml).await?;
-            (p.pipeline_id, v.pipeline_version_id)
-        }
-        None => {
-            let p = kfp
-                .upload_pipeline(&flow.name, flow.description.as_deref(), yaml)
-                .await?;
-            let newest = kfp.versions(&p.pipeline_id).await?;
-            let v = newest
-                .first()
-                .context("KFP made the pipeline without a version")?;
-            (p.pipeline_id.clone(), v.pipeline_version_id.clone())
-        }
-    };
-    Ok(serde_json::json!({"pipeline_id": pipeline_id, "pipeline_version_id": version_id}))
-}
-
-pub async fn trigger(a: TriggerArgs) -> Result<()> {
-    let flow = Flow::load(&a.flow)?;
-    let mut params = serde_json::Map::new();
-    let resume = match &a.resume {
-        Some(run) => Some(resume_spec(&a, &flow, run, &mut params).await?),
-        None => None,
-    };
-    params.extend(typed_params(&flow, &a.params)?);
-    if let Some(spec) = &resume {
-        let text = serde_json::to_string(spec).expect("a spec serializes");
-        params.insert(RESUME_INPUT.into(), text.into());
-    }
-    if a.dry_run {
-        return super::print_json(&serde_json::json!({
-            "flow": flow.name, "parameters": params, "resume": resume,
-        }));
-    }
-    let kfp = client(&a.kfp)?;
-    let (pipeline, version) =
-        pipeline_version(&kfp, &flow, &a.flow, a.version_name.as_deref()).await?;
-    let experiment = kfp.experiment(&a.experiment).await?;
-    let name = format!(
-        "{} {}",
-        flow.name,
-        flowpack_packager::default_version_name()
-    );
-    let account = flowpack_kfp::run_service_account(&flow).map_err(anyhow::Error::msg)?;
-    let run = kfp
-        .create_run(
-            &name,
-            &experiment,
-            &pipeline.pipeline_id,
-            &version.pipeline_version_id,
-            &params,
-            account.as_deref(),
-        )
-        .await?;
-    let id = format!("kfp-{}", run.run_id);
-    if a.json {
-        super::print_json(&serde_json::json!({
-            "run": id, "kfp_run_id": run.run_id, "pipeline_id": pipeline.pipeline_id,
-            "pipeline_version_id": version.pipeline_version_id, "experiment_id": experiment,
-        }))
-    } else {
-        outln!("{id}");
-        Ok(())
-    }
-}
-
-/// `NAME=VALUE` arguments typed by the flow's parameters (an unknown name is an error).
-pub fn typed_params(
-    flow: &Flow,
-    args: &[String],
-) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let mut params = serde_json::Map::new();
-    for (name, text) in super::key_values(args, "--param")? {
-        let p = flow
-            .parameters
-            .get(&name)
-            .with_context(|| format!("flow '{}' has no parameter '{name}'", flow.name))?;
-        let v =
-            p.ty.parse_text(&text)
-                .map_err(|e| anyhow::anyhow!("parameter '{name}': {e}"))?;
-        params.insert(
-            name,
-            flowpack_kfp::runtime_value(p.ty, p.default.as_ref(), &v),
-        );
-    }
-    Ok(params)
+/// The flow's typed parameter values as a KFP run request carries them
+/// (`flowpack_kfp::runtime_value`).
+pub fn kfp_values(flow: &Flow, typed: &Map<String, Value>) -> Map<String, Value> {
+    typed
+        .iter()
+        .map(|(k, v)| {
+            let v = match flow.parameters.get(k) {
+                Some(p) => flowpack_kfp::runtime_value(p.ty, p.default.as_ref(), v),
+                None => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 /// The flow's pipeline (found by the flow's name) and its version named `version_name`, or
@@ -154,46 +72,6 @@ pub async fn pipeline_version(
 /// The root pipeline input that carries `flowpack step --resume` (docs/kubeflow.md).
 const RESUME_INPUT: &str = "flowpack--resume";
 
-/// The resume of `run` (read from the store): the steps to redo, checked against the
-/// current flow; the origin's parameter values go into `params` (given ones win).
-async fn resume_spec(
-    a: &TriggerArgs,
-    flow: &Flow,
-    run: &str,
-    params: &mut serde_json::Map<String, serde_json::Value>,
-) -> Result<ResumeSpec> {
-    let store = crate::settings::store(a.store.store.as_deref(), crate::settings::Access::Read)?;
-    let record = inspect::find_run(&store, run).await?;
-    if record.flow != flow.name {
-        bail!(
-            "run {} is of flow '{}', not '{}'",
-            record.run,
-            record.flow,
-            flow.name
-        );
-    }
-    let old = inspect::load(&store, record.clone()).await?;
-    let redo = inspect::resume_plan(flow, &old, a.from.as_deref())?;
-    // The origin's stored (typed) values, as the run request carries them.
-    for (k, v) in &record.parameters {
-        if let Some(p) = flow.parameters.get(k) {
-            params.insert(
-                k.clone(),
-                flowpack_kfp::runtime_value(p.ty, p.default.as_ref(), v),
-            );
-        }
-    }
-    eprintln!(
-        "resuming {}: steps run again: {}",
-        record.run,
-        redo.iter().cloned().collect::<Vec<_>>().join(", ")
-    );
-    Ok(ResumeSpec {
-        run: record.run,
-        redo: redo.into_iter().collect(),
-    })
-}
-
 fn run_uuid(run: &str) -> Result<&str> {
     let uuid = run.strip_prefix("kfp-").unwrap_or(run);
     if uuid.is_empty() || !uuid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
@@ -202,26 +80,135 @@ fn run_uuid(run: &str) -> Result<&str> {
     Ok(uuid)
 }
 
-pub async fn status(a: KfpRunArgs) -> Result<()> {
-    let run = client(&a.kfp)?.run(run_uuid(&a.run)?).await?;
-    let state = run.state.clone().unwrap_or_else(|| "UNKNOWN".into());
-    if a.json {
-        super::print_json(
-            &serde_json::json!({"run": format!("kfp-{}", run.run_id), "state": state, "error": run.error}),
-        )
-    } else {
-        outln!("kfp-{} {state}", run.run_id);
-        Ok(())
+/// Kubeflow Pipelines as an [`Engine`].
+pub struct Kfp {
+    client: KfpClient,
+}
+
+impl Kfp {
+    /// The engine behind `--kfp-url`, or an error saying how to name it.
+    pub fn new(k: &KfpArgs) -> Result<Self> {
+        Ok(Kfp { client: client(k)? })
     }
 }
 
-pub async fn terminate(a: KfpRunArgs) -> Result<()> {
-    let uuid = run_uuid(&a.run)?;
-    client(&a.kfp)?.terminate(uuid).await?;
-    if a.json {
-        super::print_json(&serde_json::json!({"run": format!("kfp-{uuid}"), "terminated": true}))
-    } else {
-        outln!("kfp-{uuid} terminating");
+impl Engine for Kfp {
+    const NAME: &'static str = "Kubeflow Pipelines";
+    const KEY: &'static str = "kfp";
+
+    fn check(flow: &Flow) -> Result<(), String> {
+        flowpack_kfp::check(flow).map_err(|e| e.reason)
+    }
+
+    fn compile(flow: &Flow, opts: &CompileOptions) -> Result<String> {
+        Ok(flowpack_kfp::compile(flow, opts)?.to_yaml())
+    }
+
+    async fn deploy(&self, flow: &Flow, version: &str, opts: &CompileOptions) -> Result<Value> {
+        let yaml = Self::compile(flow, opts)?;
+        let kfp = &self.client;
+        let (pipeline_id, version_id) = match kfp.find_pipeline(&flow.name).await? {
+            Some(p) => {
+                let v = kfp.upload_version(&p.pipeline_id, version, &yaml).await?;
+                (p.pipeline_id, v.pipeline_version_id)
+            }
+            None => {
+                let p = kfp
+                    .upload_pipeline(&flow.name, flow.description.as_deref(), &yaml)
+                    .await?;
+                let newest = kfp.versions(&p.pipeline_id).await?;
+                let v = newest
+                    .first()
+                    .context("KFP made the pipeline without a version")?;
+                (p.pipeline_id.clone(), v.pipeline_version_id.clone())
+            }
+        };
+        let mut ids = json!({"pipeline_id": pipeline_id, "pipeline_version_id": version_id});
+        // The flow's own schedule runs the version just deployed.
+        if let Some(s) =
+            super::schedule::deploy_flow_schedule(kfp, flow, &pipeline_id, &version_id).await?
+        {
+            ids["schedule"] = s;
+        }
+        Ok(ids)
+    }
+
+    fn deployed_lines(ids: &Value) -> Vec<String> {
+        let mut lines = vec![format!(
+            "deployed to KFP: pipeline {} version {}",
+            ids["pipeline_id"].as_str().unwrap_or_default(),
+            ids["pipeline_version_id"].as_str().unwrap_or_default()
+        )];
+        if let Some(s) = ids.get("schedule") {
+            lines.push(format!(
+                "schedule {} ({}): {}",
+                s["id"].as_str().unwrap_or_default(),
+                s["cron"].as_str().unwrap_or_default(),
+                s["outcome"].as_str().unwrap_or_default()
+            ));
+        }
+        lines
+    }
+
+    async fn trigger(&self, req: &RunRequest<'_>) -> Result<Started> {
+        let kfp = &self.client;
+        let flow = req.flow;
+        let mut params = kfp_values(flow, &req.params);
+        if let Some(spec) = &req.resume {
+            let text = serde_json::to_string(spec).expect("a spec serializes");
+            params.insert(RESUME_INPUT.into(), text.into());
+        }
+        let (pipeline, version) =
+            pipeline_version(kfp, flow, req.flow_file, req.version_name).await?;
+        let experiment = kfp.experiment(req.experiment).await?;
+        let name = format!(
+            "{} {}",
+            flow.name,
+            flowpack_packager::default_version_name()
+        );
+        let account = flowpack_kfp::run_service_account(flow).map_err(anyhow::Error::msg)?;
+        let run = kfp
+            .create_run(
+                &name,
+                &experiment,
+                &pipeline.pipeline_id,
+                &version.pipeline_version_id,
+                &params,
+                account.as_deref(),
+            )
+            .await?;
+        Ok(Started {
+            run: format!("kfp-{}", run.run_id),
+            details: json!({
+                "kfp_run_id": run.run_id, "pipeline_id": pipeline.pipeline_id,
+                "pipeline_version_id": version.pipeline_version_id, "experiment_id": experiment,
+            }),
+        })
+    }
+
+    async fn status(&self, run: &str) -> Result<RunState> {
+        let run = self.client.run(run_uuid(run)?).await?;
+        Ok(RunState {
+            run: format!("kfp-{}", run.run_id),
+            state: run.state.clone().unwrap_or_else(|| "UNKNOWN".into()),
+            error: run.error,
+        })
+    }
+
+    async fn terminate(&self, run: &str) -> Result<()> {
+        Ok(self.client.terminate(run_uuid(run)?).await?)
+    }
+
+    async fn schedules(&self, flow: Option<&str>) -> Result<Vec<ScheduleRow>> {
+        super::schedule::rows(&self.client, flow).await
+    }
+
+    async fn change_schedule(&self, id: &str, change: ScheduleChange) -> Result<()> {
+        match change {
+            ScheduleChange::Delete => self.client.delete_recurring_run(id).await?,
+            ScheduleChange::Enable => self.client.set_recurring_run_enabled(id, true).await?,
+            ScheduleChange::Disable => self.client.set_recurring_run_enabled(id, false).await?,
+        }
         Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! One module per command; each turns resolved settings into library calls and prints.
 
+mod argo;
 mod check;
 mod compile;
+mod engine;
 mod fetch;
 mod inspect;
 mod kfp;
@@ -22,11 +24,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Fetch(a) => fetch::run(a).await,
         Command::Run(a) => run::run(a).await,
         Command::Compile(a) => compile::run(a).await,
-        Command::Trigger(a) => kfp::trigger(a).await,
+        Command::Trigger(a) => engine::trigger(a).await,
         Command::Schedule(a) => schedule::schedule(a).await,
-        Command::Schedules(a) => schedule::schedules(a).await,
-        Command::Status(a) => kfp::status(a).await,
-        Command::Terminate(a) => kfp::terminate(a).await,
+        Command::Schedules(a) => engine::schedules(a).await,
+        Command::Status(a) => engine::status(a).await,
+        Command::Terminate(a) => engine::terminate(a).await,
         Command::Runs(a) => inspect::runs(a).await,
         Command::Show(a) => inspect::show(a).await,
         Command::Logs(a) => inspect::logs(a).await,

@@ -1,96 +1,83 @@
-//! `flowpack push FLOW`: pack and upload; print the package and what moved.
+//! `flowpack push FLOW`: pack and upload; print the package and what moved; with
+//! `--kfp-url` or `--argo-server` (or both), deploy it there and record the answer.
 
 use anyhow::Result;
 use flowpack_core::Flow;
-use flowpack_kfp::{CompileOptions, compile};
+use flowpack_core::invocation::CompileOptions;
+use flowpack_core::manifest::Deployments;
 use flowpack_packager::{PushOptions, default_version_name, push, record_version};
 
 use super::bytes;
-use crate::cli::PushArgs;
+use super::engine::{self, key};
+use crate::cli::{PushArgs, Target};
 use crate::progress::Progress;
 use crate::settings;
 
 pub async fn run(args: PushArgs) -> Result<()> {
     let flow = Flow::load(&args.flow)?;
-    if args.kfp.kfp_url.is_some() {
+    let targets = engine::deploy_targets(&args.engine);
+    if targets.contains(&Target::Kfp) {
         super::schedule::check_flow_schedule(&flow)?;
     }
     let store = settings::store(args.store.store.as_deref(), settings::Access::Write)?;
-    if args.kfp.kfp_url.is_some() {
-        super::compile::check_for_cluster(&flow, &store, args.local.allow_local)?;
+    for t in &targets {
+        engine::check_for_cluster(*t, &flow, &store, args.local.allow_local)?;
     }
     let version = args
         .version_name
         .clone()
         .unwrap_or_else(default_version_name);
-    let to_kfp = args.kfp.kfp_url.is_some();
     let opts = PushOptions {
         store: store.clone(),
         version: Some(version.clone()),
         rebuild_env: args.rebuild_env,
-        // With KFP, the pointer is written after the deploy, with KFP's ids in it.
-        record_version: !to_kfp,
+        // With an engine, the pointer is written after the deploy, with its answer in it.
+        record_version: targets.is_empty(),
         cache_dir: settings::cache_dir()?,
     };
     let progress = Progress::new(args.json);
     let report = push(&args.flow, &flow, &opts, &progress).await;
     progress.clear();
     let mut report = report?;
-    let mut kfp_ids = None;
-    if to_kfp {
-        let yaml = compile(
-            &flow,
-            &CompileOptions {
-                package: report.package,
-                store_url: store.url().to_string(),
-                command: "flowpack".into(),
-            },
-        )?
-        .to_yaml();
-        let mut ids = super::kfp::deploy(&args.kfp, &flow, &version, &yaml).await?;
+    let mut deployed = Deployments::default();
+    if !targets.is_empty() {
+        let compile = CompileOptions {
+            package: report.package,
+            store_url: store.url().to_string(),
+            command: "flowpack".into(),
+        };
+        for t in &targets {
+            let ids = engine::deploy(*t, &args.engine, &flow, &version, &compile).await?;
+            match t {
+                Target::Kfp => deployed.kfp = Some(ids),
+                Target::Argo => deployed.argo = Some(ids),
+            }
+        }
         record_version(
             &store,
             &flow.name,
             &version,
             report.package,
-            Some(ids.clone()),
+            deployed.clone(),
         )
         .await?;
-        // The flow's own schedule runs the version just deployed (after the pointer: the
-        // pointer records the pipeline's ids only).
-        if let Some(s) = super::schedule::deploy_flow_schedule(
-            &args.kfp,
-            &flow,
-            ids["pipeline_id"].as_str().unwrap_or_default(),
-            ids["pipeline_version_id"].as_str().unwrap_or_default(),
-        )
-        .await?
-        {
-            ids["schedule"] = s;
-        }
         report.version = version;
-        kfp_ids = Some(ids);
     }
+    let engines = [(Target::Kfp, &deployed.kfp), (Target::Argo, &deployed.argo)];
     if args.json {
         let mut v = serde_json::to_value(&report)?;
-        if let Some(ids) = &kfp_ids {
-            v["kfp"] = ids.clone();
+        for (t, ids) in engines {
+            if let Some(ids) = ids {
+                v[key(t)] = ids.clone();
+            }
         }
         return super::print_json(&v);
     }
-    if let Some(ids) = &kfp_ids {
-        outln!(
-            "deployed to KFP: pipeline {} version {}",
-            ids["pipeline_id"].as_str().unwrap_or_default(),
-            ids["pipeline_version_id"].as_str().unwrap_or_default()
-        );
-        if let Some(s) = ids.get("schedule") {
-            outln!(
-                "schedule {} ({}): {}",
-                s["id"].as_str().unwrap_or_default(),
-                s["cron"].as_str().unwrap_or_default(),
-                s["outcome"].as_str().unwrap_or_default()
-            );
+    for (t, ids) in engines {
+        if let Some(ids) = ids {
+            for line in engine::deployed_lines(t, ids) {
+                outln!("{line}");
+            }
         }
     }
     outln!("package {}", report.package);

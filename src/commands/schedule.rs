@@ -1,6 +1,6 @@
-//! KFP recurring runs: `flowpack schedule FLOW` (create or replace one), `flowpack schedules
-//! [FLOW]` (list), `flowpack schedules delete|enable|disable ID`, and the flow's own
-//! `schedule` deployed by `push --kfp-url`. A schedule is one recurring run per pipeline and
+//! KFP recurring runs: `flowpack schedule FLOW` (create or replace one), the rows `flowpack
+//! schedules [FLOW]` lists (the command itself is `engine.rs`'s, for every engine), and the
+//! flow's own `schedule` deployed by `push --kfp-url`. A schedule is one recurring run per pipeline and
 //! name: scheduling again with the same settings leaves it, with others replaces it (the v2beta1
 //! API has no update call). Everything a schedule needs is checked before the first call.
 
@@ -11,8 +11,9 @@ use flowpack_kfp::client::{KfpClient, NewRecurringRun, RecurringRun};
 use flowpack_kfp::schedule::{KFP_DEFAULT_TIMEZONE, kfp_cron};
 use serde_json::{Map, Value, json};
 
-use super::kfp::{client, pipeline_version, typed_params};
-use crate::cli::{KfpArgs, ScheduleArgs, ScheduleIdArgs, SchedulesArgs, SchedulesCommand};
+use super::engine::{ScheduleRow, typed_params};
+use super::kfp::{client, kfp_values, pipeline_version};
+use crate::cli::ScheduleArgs;
 
 /// A schedule, checked and converted, before any KFP call.
 #[derive(Debug)]
@@ -209,7 +210,7 @@ pub async fn schedule(a: ScheduleArgs) -> Result<()> {
         a.name.as_deref(),
         a.cron.as_deref(),
         a.timezone.as_deref(),
-        typed_params(&flow, &a.params)?,
+        kfp_values(&flow, &typed_params(&flow, &a.params)?),
     )?;
     p.max_concurrency = a.max_concurrency;
     p.catchup = a.catchup;
@@ -249,7 +250,7 @@ pub fn check_flow_schedule(flow: &Flow) -> Result<()> {
 /// For `push --kfp-url`: makes the flow's own `schedule` (named after the flow, in the
 /// `Default` experiment) run the version just deployed. Returns its id and what was done.
 pub async fn deploy_flow_schedule(
-    k: &KfpArgs,
+    kfp: &KfpClient,
     flow: &Flow,
     pipeline_id: &str,
     version_id: &str,
@@ -258,61 +259,18 @@ pub async fn deploy_flow_schedule(
         return Ok(None);
     }
     let p = plan(flow, None, None, None, Map::new())?;
-    let kfp = client(k)?;
     let experiment = kfp.experiment("Default").await?;
-    let (run, outcome, replaced) = apply(&kfp, &p, pipeline_id, version_id, &experiment).await?;
+    let (run, outcome, replaced) = apply(kfp, &p, pipeline_id, version_id, &experiment).await?;
     Ok(Some(json!({
         "id": run.recurring_run_id, "outcome": outcome, "replaced": replaced, "cron": p.cron,
     })))
 }
 
-/// A recurring run's id as the user gave it, checked before it goes into a URL path.
-fn schedule_id(id: &str) -> Result<&str> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        bail!("'{id}' is not a schedule id: `flowpack schedules` lists them");
-    }
-    Ok(id)
-}
-
-pub async fn schedules(a: SchedulesArgs) -> Result<()> {
-    match a.command {
-        Some(SchedulesCommand::Delete(x)) => change(x, "deleted").await,
-        Some(SchedulesCommand::Enable(x)) => change(x, "enabled").await,
-        Some(SchedulesCommand::Disable(x)) => change(x, "disabled").await,
-        None => list(a).await,
-    }
-}
-
-async fn change(x: ScheduleIdArgs, what: &str) -> Result<()> {
-    let id = schedule_id(&x.id)?;
-    let kfp = client(&x.kfp)?;
-    match what {
-        "deleted" => kfp.delete_recurring_run(id).await?,
-        _ => kfp.set_recurring_run_enabled(id, what == "enabled").await?,
-    }
-    if x.json {
-        super::print_json(&json!({"id": id, what: true}))
-    } else {
-        outln!("{id} {what}");
-        Ok(())
-    }
-}
-
-/// The flow name `FLOW` stands for: a flow file's name, or the text itself.
-fn flow_name(flow: &str) -> Result<String> {
-    let path = std::path::Path::new(flow);
-    if path.is_file() {
-        return Ok(Flow::load(path)?.name);
-    }
-    Ok(flow.to_string())
-}
-
-async fn list(a: SchedulesArgs) -> Result<()> {
-    let kfp = client(&a.kfp)?;
+/// The recurring runs (of the pipeline of the flow named `flow`) as `schedules` lists them.
+pub async fn rows(kfp: &KfpClient, flow: Option<&str>) -> Result<Vec<ScheduleRow>> {
     let mut runs = kfp.recurring_runs().await?;
-    if let Some(f) = &a.flow {
-        let name = flow_name(f)?;
-        let Some(pipeline) = kfp.find_pipeline(&name).await? else {
+    if let Some(name) = flow {
+        let Some(pipeline) = kfp.find_pipeline(name).await? else {
             bail!("KFP has no pipeline '{name}', so no schedules of it");
         };
         runs.retain(|r| r.pipeline_id() == Some(pipeline.pipeline_id.as_str()));
@@ -331,45 +289,27 @@ async fn list(a: SchedulesArgs) -> Result<()> {
             .map(|id| names.get(id).cloned().unwrap_or_else(|| id.to_string()))
             .unwrap_or_else(|| "newest".into())
     };
-    let enabled = |r: &RecurringRun| r.status.as_deref() != Some("DISABLED");
-    if a.json {
-        let list: Vec<Value> = runs
-            .iter()
-            .map(|r| {
-                json!({
+    Ok(runs
+        .iter()
+        .map(|r| {
+            let enabled = r.status.as_deref() != Some("DISABLED");
+            ScheduleRow {
+                id: r.recurring_run_id.clone(),
+                name: r.display_name.clone(),
+                cron: user_cron(r),
+                enabled,
+                version: version(r),
+                json: json!({
                     "id": r.recurring_run_id, "name": r.display_name, "cron": user_cron(r),
-                    "kfp_cron": r.cron(), "enabled": enabled(r), "status": r.status,
+                    "kfp_cron": r.cron(), "enabled": enabled, "status": r.status,
                     "pipeline_id": r.pipeline_id(), "pipeline_version_id": r.pipeline_version_id(),
                     "version": version(r), "parameters": r.runtime_config.as_ref().map(|c| &c.parameters),
                     "max_concurrency": r.max_concurrency, "catchup": !r.no_catchup.unwrap_or(false),
                     "experiment_id": r.experiment_id, "created_at": r.created_at,
-                })
-            })
-            .collect();
-        return super::print_json(&list);
-    }
-    if runs.is_empty() {
-        outln!("no schedules");
-        return Ok(());
-    }
-    outln!(
-        "{:<36} {:<24} {:<20} {:<7} VERSION",
-        "ID",
-        "NAME",
-        "CRON",
-        "ENABLED"
-    );
-    for r in &runs {
-        outln!(
-            "{:<36} {:<24} {:<20} {:<7} {}",
-            r.recurring_run_id,
-            r.display_name,
-            user_cron(r),
-            if enabled(r) { "yes" } else { "no" },
-            version(r)
-        );
-    }
-    Ok(())
+                }),
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -394,6 +394,17 @@ pub fn find_python() -> PathBuf {
 /// answers 401/422 to any request the spec does not allow and logs every violation.
 /// Returns the base URL and the log file. Installed by tests/run.sh into .venv/prism.
 pub fn prism() -> (String, PathBuf) {
+    let spec = workspace().join("../shared/kfp/api/v2beta1/kfp_api_single_file.swagger.json");
+    assert!(
+        spec.is_file(),
+        "the KFP swagger is missing: {}",
+        spec.display()
+    );
+    prism_for(&spec)
+}
+
+/// Starts Prism on the OpenAPI (or Swagger 2) file `spec`, as [`prism`] does on KFP's.
+pub fn prism_for(spec: &Path) -> (String, PathBuf) {
     let bin = find_tool("FLOWPACK_TEST_PRISM", "prism")
         .or_else(|| {
             let p = workspace().join(".venv/prism/node_modules/.bin/prism");
@@ -402,12 +413,6 @@ pub fn prism() -> (String, PathBuf) {
         .unwrap_or_else(|| {
             panic!("prism not found: run tests/run.sh (installs @stoplight/prism-cli into .venv/prism) or set FLOWPACK_TEST_PRISM")
         });
-    let spec = workspace().join("../shared/kfp/api/v2beta1/kfp_api_single_file.swagger.json");
-    assert!(
-        spec.is_file(),
-        "the KFP swagger is missing: {}",
-        spec.display()
-    );
     let port = free_port();
     let port_s = port.to_string();
     let log = start_server(

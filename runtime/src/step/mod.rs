@@ -1038,12 +1038,7 @@ async fn ensure_run_record(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone().into_owned()))
             .collect(),
-        origin: if args.run.starts_with("kfp-") {
-            "kfp"
-        } else {
-            "local"
-        }
-        .to_string(),
+        origin: flowpack_core::run::origin_of(&args.run).to_string(),
         created_at: now(),
         created_by: format!("flowpack {}", env!("CARGO_PKG_VERSION")),
         resumed_from: args.resume.as_ref().map(|r| r.run.clone()),

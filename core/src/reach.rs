@@ -1,18 +1,18 @@
-//! What a compiled pipeline needs that only this machine has: a store in a local folder or
+//! What a compiled flow needs that only this machine has: a store in a local folder or
 //! behind a loopback endpoint, and step images named `localhost/…` (podman's name for an
 //! image built here and pushed nowhere). A cluster's pods can reach none of them, so
-//! `compile` and `push --kfp-url` refuse such a pipeline unless told it is meant for this
-//! machine (`--allow-local`: KFP's local orchestrator, or a cluster that mounts the folder
-//! or has the image preloaded). The rule reads only the flow and the store URL.
+//! `compile` and `push` to an engine (KFP, Argo) refuse such a flow unless told it is meant
+//! for this machine (`--allow-local`: KFP's local orchestrator, the Argo executor contract
+//! test, or a cluster that mounts the folder or has the image preloaded). The rule reads
+//! only the flow and the store URL, the same for every engine.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use flowpack_core::Flow;
-use flowpack_core::store::Store;
-use reqwest::Url;
+use url::Url;
 
-use crate::CompileError;
+use crate::Flow;
+use crate::store::Store;
 
 /// Something a pipeline needs that only this machine has.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,23 +89,20 @@ pub fn machine_only(flow: &Flow, store: &Store) -> Vec<MachineOnly> {
     found
 }
 
-/// Refuses `flow` on `store` when [`machine_only`] finds anything: the error lists each
-/// and says how to compile it anyway.
-pub fn refuse_machine_only(flow: &Flow, store: &Store) -> Result<(), CompileError> {
+/// Refuses `flow` on `store` when [`machine_only`] finds anything: `Err` lists each and
+/// says how to compile it anyway.
+pub fn refuse_machine_only(flow: &Flow, store: &Store) -> Result<(), String> {
     let found = machine_only(flow, store);
     if found.is_empty() {
         return Ok(());
     }
     let list: String = found.iter().map(|m| format!("\n  - {m}")).collect();
-    Err(CompileError {
-        flow: flow.name.clone(),
-        reason: format!(
-            "its pods could not reach what it needs on this machine:{list}\n\
-             Pass --allow-local if the pipeline is meant to run where they can be reached \
-             (KFP's local orchestrator on this machine, or a cluster that mounts the folder or \
-             has the image preloaded)."
-        ),
-    })
+    Err(format!(
+        "its pods could not reach what it needs on this machine:{list}\n\
+         Pass --allow-local if it is meant to run where they can be reached (KFP's local \
+         orchestrator on this machine, or a cluster that mounts the folder or has the image \
+         preloaded)."
+    ))
 }
 
 /// The `endpoint` option of a store URL when its host is a loopback or unspecified address.

@@ -1,0 +1,434 @@
+//! The one deployment seam. An [`Engine`] is what flowpack asks of a workflow engine:
+//! check and compile a flow, deploy it (with its own schedule), start a run, read a run's
+//! state, stop it, list and change schedules. Kubeflow Pipelines (`kfp.rs`) and Argo
+//! Workflows (`argo.rs`) implement it; `compile`, `push`, `trigger`, `status`, `terminate`
+//! and `schedules` are written once over it here, so both engines get the same checks,
+//! resume, messages and JSON, and the version pointer records each engine's deployment.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use flowpack_core::Flow;
+use flowpack_core::invocation::CompileOptions;
+use flowpack_core::store::Store;
+use flowpack_runtime::inspect;
+use flowpack_runtime::step::reuse::ResumeSpec;
+use serde_json::{Map, Value, json};
+
+use super::argo::Argo;
+use super::kfp::Kfp;
+use crate::cli::{
+    EngineArgs, EngineRunArgs, ScheduleIdArgs, SchedulesArgs, SchedulesCommand, Target, TargetArg,
+    TriggerArgs,
+};
+
+/// A run to start.
+pub struct RunRequest<'a> {
+    /// The flow (its name names the deployment; its parameters type the values).
+    pub flow: &'a Flow,
+    /// The flow file, for hints.
+    pub flow_file: &'a Path,
+    /// The values given (typed by the flow); the others take the deployed defaults.
+    pub params: Map<String, Value>,
+    /// The resume spec, when the run resumes another.
+    pub resume: Option<ResumeSpec>,
+    /// The deployed version to run (default: the newest).
+    pub version_name: Option<&'a str>,
+    /// KFP's experiment.
+    pub experiment: &'a str,
+}
+
+/// A started run.
+pub struct Started {
+    /// The flowpack run id (`kfp-…`, `argo-…`).
+    pub run: String,
+    /// The engine's own ids, for `--json`.
+    pub details: Value,
+}
+
+/// A run's state as its engine reports it.
+pub struct RunState {
+    /// The flowpack run id.
+    pub run: String,
+    /// The engine's word for it (KFP: `RUNNING`, …; Argo: `Running`, …).
+    pub state: String,
+    /// The engine's error or message, if any.
+    pub error: Option<Value>,
+}
+
+/// One schedule as `schedules` lists it.
+pub struct ScheduleRow {
+    /// What `schedules delete|enable|disable` take.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The cron as the user wrote it.
+    pub cron: String,
+    /// Whether it starts runs.
+    pub enabled: bool,
+    /// What it runs.
+    pub version: String,
+    /// Everything, for `--json`.
+    pub json: Value,
+}
+
+/// A change to one schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleChange {
+    /// Delete it (the runs it started stay).
+    Delete,
+    /// Let it start runs.
+    Enable,
+    /// Stop it starting runs.
+    Disable,
+}
+
+impl ScheduleChange {
+    /// The past tense printed after it.
+    fn done(self) -> &'static str {
+        match self {
+            Self::Delete => "deleted",
+            Self::Enable => "enabled",
+            Self::Disable => "disabled",
+        }
+    }
+}
+
+/// A workflow engine flowpack compiles for and deploys to.
+pub trait Engine {
+    /// Its name in messages.
+    const NAME: &'static str;
+    /// Its run ids start with this and `-`; its field in the version pointer and `--json`.
+    const KEY: &'static str;
+    /// Whether `flow` compiles for the engine (no store, no package): `Err` says why not.
+    fn check(flow: &Flow) -> Result<(), String>;
+    /// The engine's documents that run `flow` from `opts.package`, as YAML.
+    fn compile(flow: &Flow, opts: &CompileOptions) -> Result<String>;
+    /// Deploys `flow` as version `version` (and its own `schedule`, if any). What it
+    /// returns goes into the version pointer.
+    async fn deploy(&self, flow: &Flow, version: &str, opts: &CompileOptions) -> Result<Value>;
+    /// One line per thing [`Engine::deploy`] did, from what it returned.
+    fn deployed_lines(ids: &Value) -> Vec<String>;
+    /// Starts a run.
+    async fn trigger(&self, req: &RunRequest<'_>) -> Result<Started>;
+    /// The state of run `run` (an id of this engine).
+    async fn status(&self, run: &str) -> Result<RunState>;
+    /// Stops run `run`.
+    async fn terminate(&self, run: &str) -> Result<()>;
+    /// The schedules, of the flow named `flow` or all flowpack's.
+    async fn schedules(&self, flow: Option<&str>) -> Result<Vec<ScheduleRow>>;
+    /// Deletes, enables or disables schedule `id`.
+    async fn change_schedule(&self, id: &str, change: ScheduleChange) -> Result<()>;
+}
+
+/// The engine's key: its run ids' prefix, its field in the version pointer and `--json`.
+pub fn key(target: Target) -> &'static str {
+    match target {
+        Target::Kfp => Kfp::KEY,
+        Target::Argo => Argo::KEY,
+    }
+}
+
+/// The engine's name in messages.
+pub fn name(target: Target) -> &'static str {
+    match target {
+        Target::Kfp => Kfp::NAME,
+        Target::Argo => Argo::NAME,
+    }
+}
+
+/// `check`: whether `flow` compiles for `target`.
+pub fn check(target: Target, flow: &Flow) -> Result<(), String> {
+    match target {
+        Target::Kfp => Kfp::check(flow),
+        Target::Argo => Argo::check(flow),
+    }
+}
+
+/// `compile`: the documents of `target` for `flow` running `opts.package`.
+pub fn compile(target: Target, flow: &Flow, opts: &CompileOptions) -> Result<String> {
+    match target {
+        Target::Kfp => Kfp::compile(flow, opts),
+        Target::Argo => Argo::compile(flow, opts),
+    }
+}
+
+/// The engines `push` deploys to: each one given (both may be).
+pub fn deploy_targets(e: &EngineArgs) -> Vec<Target> {
+    let mut t = Vec::new();
+    if e.kfp.kfp_url.is_some() {
+        t.push(Target::Kfp);
+    }
+    if e.argo.argo_server.is_some() {
+        t.push(Target::Argo);
+    }
+    t
+}
+
+/// `push`: deploys to `target`; returns what goes into the version pointer.
+pub async fn deploy(
+    target: Target,
+    e: &EngineArgs,
+    flow: &Flow,
+    version: &str,
+    opts: &CompileOptions,
+) -> Result<Value> {
+    match target {
+        Target::Kfp => Kfp::new(&e.kfp)?.deploy(flow, version, opts).await,
+        Target::Argo => Argo::new(&e.argo)?.deploy(flow, version, opts).await,
+    }
+}
+
+/// The lines `push` prints for a deployment to `target`.
+pub fn deployed_lines(target: Target, ids: &Value) -> Vec<String> {
+    match target {
+        Target::Kfp => Kfp::deployed_lines(ids),
+        Target::Argo => Argo::deployed_lines(ids),
+    }
+}
+
+/// The engine a command that starts or lists things talks to: `--target`, else the one
+/// given (`--kfp-url`, `--argo-server`, or their variables); both given need `--target`.
+fn chosen(e: &EngineArgs, target: &TargetArg) -> Result<Target> {
+    if let Some(t) = target.target {
+        return Ok(t);
+    }
+    match (e.kfp.kfp_url.is_some(), e.argo.argo_server.is_some()) {
+        (true, true) => bail!(
+            "both KFP (--kfp-url / FLOWPACK_KFP_URL) and Argo (--argo-server / FLOWPACK_ARGO_SERVER) are given: pass --target kfp or --target argo"
+        ),
+        (false, true) => Ok(Target::Argo),
+        _ => Ok(Target::Kfp),
+    }
+}
+
+/// `trigger`: starts a run of the deployed flow and prints its id.
+pub async fn trigger(a: TriggerArgs) -> Result<()> {
+    let flow = Flow::load(&a.flow)?;
+    let target = chosen(&a.engine, &a.target)?;
+    let mut params = Map::new();
+    let resume = match &a.resume {
+        Some(run) => Some(resume_spec(&a, &flow, run, &mut params).await?),
+        None => None,
+    };
+    params.extend(typed_params(&flow, &a.params)?);
+    if a.dry_run {
+        return super::print_json(&json!({
+            "flow": flow.name, "parameters": params, "resume": resume,
+        }));
+    }
+    let req = RunRequest {
+        flow: &flow,
+        flow_file: &a.flow,
+        params,
+        resume,
+        version_name: a.version_name.as_deref(),
+        experiment: &a.experiment,
+    };
+    let started = match target {
+        Target::Kfp => Kfp::new(&a.engine.kfp)?.trigger(&req).await?,
+        Target::Argo => Argo::new(&a.engine.argo)?.trigger(&req).await?,
+    };
+    if a.json {
+        let mut v = started.details;
+        v["run"] = json!(started.run);
+        super::print_json(&v)
+    } else {
+        outln!("{}", started.run);
+        Ok(())
+    }
+}
+
+/// `NAME=VALUE` arguments typed by the flow's parameters (an unknown name is an error).
+pub fn typed_params(flow: &Flow, args: &[String]) -> Result<Map<String, Value>> {
+    let mut params = Map::new();
+    for (name, text) in super::key_values(args, "--param")? {
+        let p = flow
+            .parameters
+            .get(&name)
+            .with_context(|| format!("flow '{}' has no parameter '{name}'", flow.name))?;
+        let v =
+            p.ty.parse_text(&text)
+                .map_err(|e| anyhow::anyhow!("parameter '{name}': {e}"))?;
+        params.insert(name, v);
+    }
+    Ok(params)
+}
+
+/// The resume of `run` (read from the store): the steps to redo, checked against the
+/// current flow; the origin's parameter values go into `params` (given ones win).
+async fn resume_spec(
+    a: &TriggerArgs,
+    flow: &Flow,
+    run: &str,
+    params: &mut Map<String, Value>,
+) -> Result<ResumeSpec> {
+    let store = crate::settings::store(a.store.store.as_deref(), crate::settings::Access::Read)?;
+    let record = inspect::find_run(&store, run).await?;
+    if record.flow != flow.name {
+        bail!(
+            "run {} is of flow '{}', not '{}'",
+            record.run,
+            record.flow,
+            flow.name
+        );
+    }
+    let old = inspect::load(&store, record.clone()).await?;
+    let redo = inspect::resume_plan(flow, &old, a.from.as_deref())?;
+    for (k, v) in &record.parameters {
+        if flow.parameters.contains_key(k) {
+            params.insert(k.clone(), v.clone());
+        }
+    }
+    eprintln!(
+        "resuming {}: steps run again: {}",
+        record.run,
+        redo.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+    Ok(ResumeSpec {
+        run: record.run,
+        redo: redo.into_iter().collect(),
+    })
+}
+
+/// The engine a run id belongs to: `kfp-…` or `argo-…` (a bare id is KFP's, as before).
+fn engine_of(run: &str) -> Target {
+    if run.starts_with("argo-") {
+        Target::Argo
+    } else {
+        Target::Kfp
+    }
+}
+
+/// `status`: the run's state as its engine reports it.
+pub async fn status(a: EngineRunArgs) -> Result<()> {
+    let s = match engine_of(&a.run) {
+        Target::Kfp => Kfp::new(&a.engine.kfp)?.status(&a.run).await?,
+        Target::Argo => Argo::new(&a.engine.argo)?.status(&a.run).await?,
+    };
+    if a.json {
+        super::print_json(&json!({"run": s.run, "state": s.state, "error": s.error}))
+    } else {
+        outln!("{} {}", s.run, s.state);
+        Ok(())
+    }
+}
+
+/// `terminate`: stops the run.
+pub async fn terminate(a: EngineRunArgs) -> Result<()> {
+    match engine_of(&a.run) {
+        Target::Kfp => Kfp::new(&a.engine.kfp)?.terminate(&a.run).await?,
+        Target::Argo => Argo::new(&a.engine.argo)?.terminate(&a.run).await?,
+    }
+    if a.json {
+        super::print_json(&json!({"run": a.run, "terminated": true}))
+    } else {
+        outln!("{} terminating", a.run);
+        Ok(())
+    }
+}
+
+/// `schedules`: lists them, or deletes, enables or disables one.
+pub async fn schedules(a: SchedulesArgs) -> Result<()> {
+    let (x, change) = match a.command {
+        Some(SchedulesCommand::Delete(x)) => (x, ScheduleChange::Delete),
+        Some(SchedulesCommand::Enable(x)) => (x, ScheduleChange::Enable),
+        Some(SchedulesCommand::Disable(x)) => (x, ScheduleChange::Disable),
+        None => return list(a.flow.as_deref(), &a.engine, &a.target, a.json).await,
+    };
+    change_schedule(x, change).await
+}
+
+async fn change_schedule(x: ScheduleIdArgs, change: ScheduleChange) -> Result<()> {
+    if x.id.is_empty() || !x.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        bail!(
+            "'{}' is not a schedule id: `flowpack schedules` lists them",
+            x.id
+        );
+    }
+    match chosen(&x.engine, &x.target)? {
+        Target::Kfp => {
+            Kfp::new(&x.engine.kfp)?
+                .change_schedule(&x.id, change)
+                .await?
+        }
+        Target::Argo => {
+            Argo::new(&x.engine.argo)?
+                .change_schedule(&x.id, change)
+                .await?
+        }
+    }
+    let done = change.done();
+    if x.json {
+        super::print_json(&json!({"id": x.id, done: true}))
+    } else {
+        outln!("{} {done}", x.id);
+        Ok(())
+    }
+}
+
+async fn list(flow: Option<&str>, e: &EngineArgs, target: &TargetArg, as_json: bool) -> Result<()> {
+    let flow = flow.map(flow_name).transpose()?;
+    let rows = match chosen(e, target)? {
+        Target::Kfp => Kfp::new(&e.kfp)?.schedules(flow.as_deref()).await?,
+        Target::Argo => Argo::new(&e.argo)?.schedules(flow.as_deref()).await?,
+    };
+    if as_json {
+        let list: Vec<&Value> = rows.iter().map(|r| &r.json).collect();
+        return super::print_json(&list);
+    }
+    if rows.is_empty() {
+        outln!("no schedules");
+        return Ok(());
+    }
+    outln!(
+        "{:<36} {:<24} {:<20} {:<7} VERSION",
+        "ID",
+        "NAME",
+        "CRON",
+        "ENABLED"
+    );
+    for r in &rows {
+        outln!(
+            "{:<36} {:<24} {:<20} {:<7} {}",
+            r.id,
+            r.name,
+            r.cron,
+            if r.enabled { "yes" } else { "no" },
+            r.version
+        );
+    }
+    Ok(())
+}
+
+/// The flow name `FLOW` stands for: a flow file's name, or the text itself.
+fn flow_name(flow: &str) -> Result<String> {
+    let path = Path::new(flow);
+    if path.is_file() {
+        return Ok(Flow::load(path)?.name);
+    }
+    Ok(flow.to_string())
+}
+
+/// Before anything is pushed for a cluster (`compile`, `push` to an engine): the flow
+/// compiles for `target`, and, unless `allow_local`, its pods can reach its store and
+/// images (`flowpack_core::reach`, the same for every engine).
+pub fn check_for_cluster(
+    target: Target,
+    flow: &Flow,
+    store: &Store,
+    allow_local: bool,
+) -> Result<()> {
+    let refused = |reason: String| {
+        anyhow::anyhow!(
+            "cannot compile flow '{}' for {}: {reason}",
+            flow.name,
+            name(target)
+        )
+    };
+    check(target, flow).map_err(refused)?;
+    if !allow_local {
+        flowpack_core::reach::refuse_machine_only(flow, store).map_err(refused)?;
+    }
+    Ok(())
+}
