@@ -34,7 +34,8 @@ pub enum Command {
     Compile(CompileArgs),
     /// Start a run of the deployed flow on KFP or Argo; prints its run id (kfp-…, argo-…).
     Trigger(TriggerArgs),
-    /// Run the flow's pipeline on a cron schedule (a KFP recurring run); prints its id.
+    /// Run the deployed flow on a cron schedule (a KFP recurring run, an Argo
+    /// CronWorkflow); prints its id.
     Schedule(ScheduleArgs),
     /// List the schedules (KFP recurring runs, Argo CronWorkflows) of one flow or all, or
     /// delete, enable or disable one.
@@ -134,31 +135,36 @@ pub struct ScheduleArgs {
     #[arg(long, value_name = "CRON")]
     pub cron: Option<String>,
     /// The time zone the cron is meant in. KFP reads every cron in its cluster's one zone
-    /// (FLOWPACK_KFP_TIMEZONE says which, default UTC): another zone is refused.
+    /// (FLOWPACK_KFP_TIMEZONE says which, default UTC): another zone is refused. Argo reads
+    /// each schedule in its own zone.
     #[arg(long, value_name = "ZONE")]
     pub timezone: Option<String>,
     /// A parameter value, NAME=VALUE (repeatable); others take their defaults, and a
     /// parameter without one must be given.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
-    /// Runs of this schedule at once (KFP allows 1-10).
+    /// Runs of this schedule at once (KFP allows 1-10; Argo: 1 starts no run while one is
+    /// running, more allows any number).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub max_concurrency: u32,
-    /// Also start the runs missed while the schedule was disabled or behind.
+    /// Also start the runs missed while the schedule was disabled or behind (KFP only).
     #[arg(long)]
     pub catchup: bool,
-    /// The pipeline version to run (default: the newest when the schedule is made).
+    /// The pipeline version to run (default: the newest when the schedule is made; KFP
+    /// only: Argo runs the flow's one WorkflowTemplate).
     #[arg(long, value_name = "V")]
     pub version_name: Option<String>,
     /// The schedule's name: one recurring run per flow and name (default: the flow's name);
     /// scheduling again replaces it.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// The experiment (created when missing).
+    /// The KFP experiment (created when missing).
     #[arg(long, value_name = "NAME", default_value = "Default")]
     pub experiment: String,
     #[command(flatten)]
-    pub kfp: KfpArgs,
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub target: TargetArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -5,10 +5,11 @@
 //! Argo's DAG semantics allow — through the real `flowpack step`. No Argo controller runs
 //! here (docs/argo.md says what that leaves unproven).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{self, BIN, flowpack, flowpack_ok, write_tree};
+use crate::util::{self, flowpack, flowpack_ok, write_tree};
 
 /// The Argo development resources beside the repository (validator, schema, swagger).
 pub fn shared() -> PathBuf {
@@ -70,35 +71,17 @@ pub(crate) fn compile(dir: &Path, flow: &str) -> PathBuf {
 /// Runs the WorkflowTemplate with `tests/argo_local.py` (each task's command runs here, so
 /// `flowpack` must be on PATH): whether it succeeded, and its output.
 pub(crate) fn run_argo_local(dir: &Path, file: &Path, params: &[&str]) -> (bool, String) {
-    let bin_dir = Path::new(BIN).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut cmd = Command::new(python());
-    cmd.arg(util::workspace().join("tests/argo_local.py"))
-        .arg(file);
+    let script = util::workspace().join("tests/argo_local.py");
+    let mut argv: Vec<&OsStr> = vec![script.as_os_str(), file.as_os_str()];
     for p in params {
-        cmd.args(["-p", p]);
+        argv.extend([OsStr::new("-p"), OsStr::new(*p)]);
     }
-    let out = cmd
-        .current_dir(dir)
-        .env("PATH", path)
-        .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
-        .env_remove("FLOWPACK_STORE")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = util::run_orchestrator(&python(), dir, &argv);
     assert!(
         text.contains("argo-local: workflow "),
         "argo_local did not run:\n{text}"
     );
-    (out.status.success(), text)
+    (ok, text)
 }
 
 /// The run id argo_local printed.
@@ -198,12 +181,28 @@ fn an_argo_run_resumed_runs_only_the_failed_step_and_after() {
     std::fs::write(&ok_file, "").unwrap();
     let spec: serde_json::Value = serde_json::from_str(&flowpack_ok(
         dir,
-        &["trigger", "flow.yaml", "--resume", &failed, "--dry-run"],
+        &[
+            "trigger",
+            "flow.yaml",
+            "--resume",
+            &failed,
+            "--dry-run",
+            "--target",
+            "argo",
+        ],
     ))
     .unwrap();
-    assert_eq!(spec["parameters"]["n"], 5, "{spec}");
-    let resume = format!("flowpack-resume={}", spec["resume"]);
-    let (ok, text) = run_argo_local(dir, &file, &["n=5", &resume]);
+    // Argo's parameters are text: the stored value, and the spec as JSON text.
+    assert_eq!(spec["parameters"]["n"], "5", "{spec}");
+    let params: Vec<String> = spec["parameters"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+        .collect();
+    assert!(params[0].starts_with("flowpack-resume={"), "{params:?}");
+    let params: Vec<&str> = params.iter().map(String::as_str).collect();
+    let (ok, text) = run_argo_local(dir, &file, &params);
     assert!(ok, "{text}");
     assert!(!text.contains("ran-start"), "start was run again:\n{text}");
     assert!(

@@ -320,3 +320,116 @@ fn every_argo_client_call_speaks_the_argo_server_api() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The commands against Prism serving Argo Server's spec: `push --argo-server` creates the
+/// WorkflowTemplate and the flow's CronWorkflow and records the answer in the version
+/// pointer; `trigger` submits and prints `argo-<uid>`; `status` and `terminate` find the
+/// Workflow by its uid; `schedule` makes another CronWorkflow in its own time zone;
+/// `schedules` lists, disables, enables and deletes. The token is never
+/// printed, and every request is one the spec allows.
+#[test]
+fn push_trigger_status_terminate_and_schedules_speak_the_argo_server_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let spec = servable_spec(dir);
+    let (url, log) = util::prism_for(&spec);
+    util::write_tree(
+        dir,
+        &[(
+            "flow.yaml",
+            "name: hello\nschedule: {cron: '0 3 * * *', timezone: Europe/Paris}\nparameters:\n  times: {type: int, default: 1}\nsteps:\n  start: {run: 'true', next: end}\n  end: {run: 'true'}\n",
+        )],
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(util::BIN)
+            .args(args)
+            .current_dir(dir)
+            .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
+            .env("FLOWPACK_ARGO_SERVER", &url)
+            .env("FLOWPACK_ARGO_NAMESPACE", NS)
+            .env("FLOWPACK_ARGO_TOKEN", TOKEN)
+            .env_remove("FLOWPACK_KFP_URL")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
+            "the token was printed"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        stdout
+    };
+    let pushed: Value = serde_json::from_str(&run(&[
+        "push",
+        "flow.yaml",
+        "--version-name",
+        "v1",
+        "--json",
+        "--allow-local",
+    ]))
+    .unwrap();
+    assert_eq!(pushed["argo"]["workflow_template"], "hello", "{pushed}");
+    assert_eq!(pushed["argo"]["outcome"], "created", "{pushed}");
+    assert_eq!(pushed["argo"]["schedule"]["id"], "hello", "{pushed}");
+    assert_eq!(pushed["argo"]["schedule"]["timezone"], "Europe/Paris");
+    let pointer: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(".flowpack/v1/flows/hello/versions/v1.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pointer["argo"]["namespace"], NS, "{pointer}");
+    assert!(pointer.get("kfp").is_none(), "{pointer}");
+
+    let id = run(&["trigger", "flow.yaml", "--param", "times=4"]);
+    assert_eq!(id.trim(), format!("argo-{UID}"));
+    let status: Value = serde_json::from_str(&run(&["status", id.trim(), "--json"])).unwrap();
+    assert_eq!(status["state"], "Running", "{status}");
+    assert_eq!(
+        run(&["terminate", id.trim()]).trim(),
+        format!("argo-{UID} terminating")
+    );
+    let made: Value = serde_json::from_str(&run(&[
+        "schedule",
+        "flow.yaml",
+        "--cron",
+        "0 6 * * 1",
+        "--timezone",
+        "Asia/Tokyo",
+        "--name",
+        "Monday_Morning",
+        "--param",
+        "times=2",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(made["id"], "monday-morning", "{made}");
+    assert_eq!(made["timezone"], "Asia/Tokyo", "{made}");
+    let list: Value = serde_json::from_str(&run(&["schedules", "hello", "--json"])).unwrap();
+    assert_eq!(list[0]["id"], "hello-nightly", "{list}");
+    assert_eq!(list[0]["enabled"], false, "{list}");
+    for change in ["disable", "enable", "delete"] {
+        run(&["schedules", change, "hello-nightly"]);
+    }
+
+    let log = std::fs::read_to_string(&log).unwrap();
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Violation: request") && !l.contains("Invalid security scheme"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "requests the Argo API does not allow:\n{}",
+        bad.join("\n")
+    );
+    for call in [
+        "post /api/v1/workflow-templates/flowpack-test",
+        "post /api/v1/cron-workflows/flowpack-test",
+        "post /api/v1/workflows/flowpack-test/submit",
+        "put /api/v1/workflows/flowpack-test/hello-x7k2p/terminate",
+        "put /api/v1/cron-workflows/flowpack-test/hello-nightly/suspend",
+        "put /api/v1/cron-workflows/flowpack-test/hello-nightly/resume",
+        "delete /api/v1/cron-workflows/flowpack-test/hello-nightly",
+    ] {
+        assert!(log.contains(call), "no {call}:\n{log}");
+    }
+}

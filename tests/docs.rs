@@ -1,9 +1,10 @@
 //! The documentation's flows: every ```yaml block in README.md and docs/*.md is a flow
-//! file that `flowpack check --target kfp` accepts, so a sample cannot drift from what the
-//! parser, the validator and the KFP compiler take. A block that is a fragment of a flow
-//! (an `env:` section, `...`) is preceded by the line `<!-- not-a-flow -->`; a whole flow
-//! that runs locally but that KFP cannot carry (a recursive switch) by
-//! `<!-- local-only-flow -->`: `check` accepts it and `check --target kfp` refuses it.
+//! file that `flowpack check --target kfp` and `--target argo` accept, so a sample cannot
+//! drift from what the parser, the validator and the compilers take. A block that is a
+//! fragment of a flow (an `env:` section, `...`) is preceded by the line
+//! `<!-- not-a-flow -->`; a whole flow that runs locally but that the engines cannot carry
+//! (a recursive switch) by `<!-- local-only-flow -->`: `check` accepts it and both
+//! `check --target` refuse it.
 
 use std::path::{Path, PathBuf};
 
@@ -52,7 +53,7 @@ fn yaml_blocks(file: &Path) -> Vec<Block> {
 }
 
 #[test]
-fn every_flow_in_the_readme_and_docs_passes_check_for_kfp() {
+fn every_flow_in_the_readme_and_docs_passes_check_for_kfp_and_argo() {
     let root = util::workspace();
     let mut files = vec![root.join("README.md")];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
@@ -70,7 +71,7 @@ fn every_flow_in_the_readme_and_docs_passes_check_for_kfp() {
             block.file.strip_prefix(&root).unwrap().display(),
             block.line
         );
-        let expect_kfp = match block.marker.as_deref() {
+        let expect_engines = match block.marker.as_deref() {
             Some(NOT_A_FLOW) => continue,
             Some(LOCAL_ONLY) => false,
             Some(other) => {
@@ -81,16 +82,19 @@ fn every_flow_in_the_readme_and_docs_passes_check_for_kfp() {
         };
         std::fs::write(tmp.path().join("flow.yaml"), &block.text).unwrap();
         let plain = flowpack(tmp.path(), &["check", "flow.yaml"]);
-        let kfp = flowpack(tmp.path(), &["check", "flow.yaml", "--target", "kfp"]);
         let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
         if !plain.status.success() {
             failures.push(format!("{at}: `check` refuses it:\n{}", said(&plain)));
-        } else if kfp.status.success() != expect_kfp {
-            failures.push(format!(
-                "{at}: `check --target kfp` {} it (mark it {LOCAL_ONLY} if KFP cannot carry it):\n{}",
-                if expect_kfp { "refuses" } else { "accepts" },
-                said(&kfp)
-            ));
+        }
+        for target in ["kfp", "argo"] {
+            let out = flowpack(tmp.path(), &["check", "flow.yaml", "--target", target]);
+            if plain.status.success() && out.status.success() != expect_engines {
+                failures.push(format!(
+                    "{at}: `check --target {target}` {} it (mark it {LOCAL_ONLY} if the engines cannot carry it):\n{}",
+                    if expect_engines { "refuses" } else { "accepts" },
+                    said(&out)
+                ));
+            }
         }
         checked += 1;
     }

@@ -3,6 +3,7 @@
 //! kfp SDK, kfp-kubernetes and cel-python installed), and KFP's local orchestrator runs it,
 //! calling the real `flowpack step` for every task.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -113,34 +114,23 @@ pub(crate) fn run_local(dir: &Path, pipeline: &Path, args: &[&str]) -> String {
 /// Runs the pipeline like [`run_local`], which may fail: whether kfp.local said the
 /// pipeline succeeded, and its output.
 pub(crate) fn run_local_status(dir: &Path, pipeline: &Path, args: &[&str]) -> (bool, String) {
-    let bin_dir = Path::new(BIN).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new(kfp_python())
-        .arg(shared().join("local/run_local.py"))
-        .arg(pipeline)
-        .args(["--runner", "host", "--root"])
-        .arg(dir.join("kfp-local"))
-        .args(args)
-        .current_dir(dir)
-        .env("PATH", path)
-        .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
-        .env_remove("FLOWPACK_STORE")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let script = shared().join("local/run_local.py");
+    let root = dir.join("kfp-local");
+    let mut argv: Vec<&OsStr> = vec![
+        script.as_os_str(),
+        pipeline.as_os_str(),
+        "--runner".as_ref(),
+        "host".as_ref(),
+        "--root".as_ref(),
+        root.as_os_str(),
+    ];
+    argv.extend(args.iter().map(|a| OsStr::new(*a)));
+    let (ok, text) = util::run_orchestrator(&kfp_python(), dir, &argv);
     assert!(
         text.contains("finished with status"),
         "kfp.local did not run:\n{text}"
     );
-    (out.status.success() && !text.contains("FAILURE"), text)
+    (ok && !text.contains("FAILURE"), text)
 }
 
 fn only_run(dir: &Path, store: Option<&str>) -> serde_json::Value {

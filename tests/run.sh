@@ -6,8 +6,9 @@
 # started by the tests on 127.0.0.1, and uv, which builds env layers — kfp into
 # .venv-kfp (KFP's validator and local orchestrator), and podman, runc and debootstrap from
 # Debian (the container tests build flowpack's images and run tasks in them), and pytest,
-# ruff and maturin into .venv; then runs every test of the workspace, lints the Python
-# package (ruff) and runs its pytest tests against the binary cargo just built.
+# ruff, maturin, and jsonschema, PyYAML and tzdata (Argo's validator) into .venv; then
+# runs every test of the workspace, lints the Python package (ruff) and runs its pytest
+# tests against the binary cargo just built.
 # It fails when no test ran, or fewer than expected: a suite that silently shrank is a bug.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,13 @@ if [ ! -x .venv/bin/pytest ] || [ ! -x .venv/bin/ruff ] || [ ! -x .venv/bin/matu
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
     'pytest==8.3.5' 'ruff==0.11.13' 'maturin==1.9.4'
+fi
+# Argo's validator (../shared/argo/validate_argo.py) and tests/argo_local.py: jsonschema,
+# PyYAML, and tzdata for the time zones of CronWorkflows.
+if ! .venv/bin/python -c 'import jsonschema, yaml, tzdata' 2>/dev/null; then
+  echo "tests/run.sh: installing jsonschema, PyYAML and tzdata into .venv" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check \
+    'jsonschema==4.26.0' 'PyYAML==6.0.3' 'tzdata==2025.2'
 fi
 # KFP's validator and local orchestrator (recipe from ../shared/kfp/README.md: kfp's own
 # pins ask for a certifi the registry lacks, so dependencies first, then kfp unpinned).

@@ -28,7 +28,8 @@ use serde_json::{Map, Value, json};
 /// The label on the WorkflowTemplate, CronWorkflow, every Workflow and pod of a flow: the
 /// flow's name ([`label_value`]).
 pub const FLOW_LABEL: &str = "flowpack.dev/flow";
-/// The label on every pod: the step's name.
+/// The label on every pod: the step's name ([`label_value`]: a name over 63 characters is
+/// cut with a stable hash).
 pub const STEP_LABEL: &str = "flowpack.dev/step";
 /// The label on every pod: the flowpack run id.
 pub const RUN_LABEL: &str = "flowpack.dev/run";
@@ -82,12 +83,11 @@ impl Compiled {
 /// Compiles `flow` (already validated) for Argo Workflows: the plan, then the emitter's
 /// walk of it.
 pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileError> {
-    let refuse = |reason: String| CompileError {
+    check(flow)?;
+    let plan = Plan::of(flow).map_err(|e| CompileError {
         flow: flow.name.clone(),
-        reason,
-    };
-    check_settings(flow).map_err(refuse)?;
-    let plan = Plan::of(flow).map_err(|e| refuse(e.reason))?;
+        reason: e.reason,
+    })?;
     let mut em = emit::Emitter::new(flow, &plan, opts);
     em.emit(&plan.scope_tree());
     let name = template_name(&flow.name);
@@ -116,33 +116,77 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         },
         "spec": spec,
     });
-    let cron = flow.schedule.as_ref().map(|s| {
-        json!({
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "CronWorkflow",
-            "metadata": {
-                "name": cron_name(&flow.name),
-                "labels": {FLOW_LABEL: label_value(&flow.name)},
-            },
-            "spec": {
-                "schedules": [s.cron],
-                "timezone": s.timezone,
-                "workflowMetadata": {"labels": {FLOW_LABEL: label_value(&flow.name)}},
-                "workflowSpec": {"workflowTemplateRef": {"name": name}},
-            },
-        })
-    });
+    let cron = CronSpec::of_flow(flow).map(|c| cron_workflow(flow, &c));
     Ok(Compiled { template, cron })
 }
 
-/// Checks that `flow` (already validated) compiles for Argo, without a store or a package.
+/// A schedule of a flow on Argo: one CronWorkflow running the flow's WorkflowTemplate.
+#[derive(Clone, Debug)]
+pub struct CronSpec {
+    /// The schedule's name (the CronWorkflow's, fitted by [`cron_name`]).
+    pub name: String,
+    /// A 5-field cron or a macro (`@daily`).
+    pub cron: String,
+    /// The IANA time zone the cron is meant in (Argo reads each CronWorkflow's own).
+    pub timezone: String,
+    /// Parameter values as text, over the template's defaults.
+    pub parameters: Vec<(String, String)>,
+    /// Start no run while the last one still runs (`concurrencyPolicy: Forbid`).
+    pub forbid_overlap: bool,
+}
+
+impl CronSpec {
+    /// The flow's own `schedule`, with the template's defaults, one run at a time.
+    pub fn of_flow(flow: &Flow) -> Option<CronSpec> {
+        let s = flow.schedule.as_ref()?;
+        Some(CronSpec {
+            name: flow.name.clone(),
+            cron: s.cron.clone(),
+            timezone: s.timezone.clone(),
+            parameters: vec![],
+            forbid_overlap: true,
+        })
+    }
+}
+
+/// The CronWorkflow of `spec` for `flow`, labelled with the flow.
+pub fn cron_workflow(flow: &Flow, spec: &CronSpec) -> Value {
+    let labels = json!({FLOW_LABEL: label_value(&flow.name)});
+    let mut workflow = json!({"workflowTemplateRef": {"name": template_name(&flow.name)}});
+    if !spec.parameters.is_empty() {
+        let params: Vec<Value> = spec
+            .parameters
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect();
+        workflow["arguments"] = json!({"parameters": params});
+    }
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": {"name": cron_name(&spec.name), "labels": labels},
+        "spec": {
+            "schedules": [spec.cron],
+            "timezone": spec.timezone,
+            "concurrencyPolicy": if spec.forbid_overlap { "Forbid" } else { "Allow" },
+            "workflowMetadata": {"labels": labels},
+            "workflowSpec": workflow,
+        },
+    })
+}
+
+/// Checks that `flow` (already validated) compiles for Argo, without a store or a package:
+/// everything [`compile`] can refuse (the settings, the plan), without writing the
+/// templates — the emitter itself refuses nothing, and writing 8,000 steps' templates as
+/// JSON would double what `check` holds (docs/reliability.md: its memory bound).
 pub fn check(flow: &Flow) -> Result<(), CompileError> {
-    let opts = CompileOptions {
-        package: flowpack_core::Digest::of(b"flowpack check"),
-        store_url: "s3://flowpack-check/dry-run".into(),
-        command: "flowpack".into(),
+    let refuse = |reason: String| CompileError {
+        flow: flow.name.clone(),
+        reason,
     };
-    compile(flow, &opts).map(|_| ())
+    check_settings(flow).map_err(refuse)?;
+    Plan::of(flow).map_err(|e| refuse(e.reason))?;
+    Ok(())
 }
 
 /// The pod labels of a step (`step`) or of the Workflow (`None`).
@@ -150,7 +194,7 @@ pub(crate) fn labels(flow: &str, step: Option<&str>) -> Value {
     let mut m = Map::new();
     m.insert(FLOW_LABEL.into(), json!(label_value(flow)));
     if let Some(s) = step {
-        m.insert(STEP_LABEL.into(), json!(s));
+        m.insert(STEP_LABEL.into(), json!(label_value(s)));
     }
     m.insert(RUN_LABEL.into(), json!(RUN_ID));
     Value::Object(m)

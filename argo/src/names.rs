@@ -95,8 +95,9 @@ pub fn cron_name(flow: &str) -> String {
     within(&dns_name(flow), MAX_CRON)
 }
 
-/// The flow's name as a label value (`flowpack.dev/flow`): the flow name itself when it is
-/// one (letters, digits, `.`, `_`, `-`, at most 63), else a fitted form.
+/// A flow's or a step's name as a label value (`flowpack.dev/flow`, `flowpack.dev/step`):
+/// the name itself when it is one (letters, digits, `.`, `_`, `-`, at most 63), else a
+/// DNS-1123 form cut with a stable hash.
 pub fn label_value(flow: &str) -> String {
     let ok = flow.len() <= MAX_LABEL
         && flow.ends_with(|c: char| c.is_ascii_alphanumeric())

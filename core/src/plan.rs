@@ -1,5 +1,5 @@
 //! The plan: a validated flow lowered into nested scopes, the one input (beside the flow's
-//! settings) of every compiler (`flowpack check`, the KFP emitter, the Argo emitter to come).
+//! settings) of every compiler (`flowpack check`, the KFP emitter, the Argo emitter).
 //!
 //! Each step sits inside a stack of [`Frame`]s, outermost first: the branch of a static
 //! split, the body of a foreach loop, or one case of a switch. A join pops everything up to
@@ -231,6 +231,26 @@ impl Plan {
     /// The plan of `step`.
     pub fn step(&self, step: &str) -> &StepPlan {
         &self.steps[step]
+    }
+
+    /// The dependencies between an emitter's DAG nodes, `(dependent, dependency)`: for each
+    /// edge `p -> s`, the nodes where the paths of `p` and `s` part (`path` gives a step's
+    /// nodes outermost first: the loops and cases around it as the emitter nests them, then
+    /// the step). Both sit in one DAG, so a step in a loop body whose predecessor is outside
+    /// the loop depends on it through the loop's node.
+    pub fn node_dependencies<N: PartialEq>(&self, path: impl Fn(&str) -> Vec<N>) -> Vec<(N, N)> {
+        let mut out = Vec::new();
+        for (s, sp) in &self.steps {
+            for p in &sp.preds {
+                let mut to = path(s);
+                let mut from = path(p);
+                let c = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+                if c < from.len() && c < to.len() {
+                    out.push((to.swap_remove(c), from.swap_remove(c)));
+                }
+            }
+        }
+        out
     }
 }
 

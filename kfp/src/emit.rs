@@ -145,17 +145,10 @@ impl<'a> Emitter<'a> {
     pub(crate) fn new(flow: &'a Flow, plan: &'a Plan, opts: &'a CompileOptions) -> Self {
         let names = Names::of(flow, plan);
         let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (s, sp) in &plan.steps {
-            let to = path_of(plan, s);
-            for p in &sp.preds {
-                let from = path_of(plan, p);
-                let c = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-                if from[c] != to[c] {
-                    deps.entry(names.node(&to[c]).to_string())
-                        .or_default()
-                        .insert(names.node(&from[c]).to_string());
-                }
-            }
+        for (to, from) in plan.node_dependencies(|s| path_of(plan, s)) {
+            deps.entry(names.node(&to).to_string())
+                .or_default()
+                .insert(names.node(&from).to_string());
         }
         Emitter {
             flow,

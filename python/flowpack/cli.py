@@ -11,6 +11,8 @@ line into the ``flowpack`` binary's (:func:`translate`) and replaces this proces
 ``show``                    ``flowpack check FLOW``
 ``push`` / ``compile``      ``flowpack push|compile FLOW …``
 ``trigger [--NAME VALUE]``  ``flowpack trigger FLOW --param NAME=VALUE …``
+``argo-workflows create``   ``flowpack push FLOW --argo-server …`` (Metaflow's spelling)
+``argo-workflows trigger``  ``flowpack trigger FLOW --target argo --param NAME=VALUE …``
 ==========================  ==================================================
 
 Without ``--store`` no store is passed: the binary resolves it by its one rule
@@ -55,6 +57,8 @@ _OPTIONS: dict[str, dict[str, bool]] = {
         "--rebuild-env": False,
         "--kfp-url": True,
         "--kfp-namespace": True,
+        "--argo-server": True,
+        "--argo-namespace": True,
         "--allow-local": False,
         "--json": False,
     },
@@ -63,6 +67,7 @@ _OPTIONS: dict[str, dict[str, bool]] = {
         "--output": True,
         "-o": True,
         "--command": True,
+        "--target": True,
         "--allow-local": False,
     },
     "trigger": {
@@ -70,9 +75,14 @@ _OPTIONS: dict[str, dict[str, bool]] = {
         "--version-name": True,
         "--kfp-url": True,
         "--kfp-namespace": True,
+        "--argo-server": True,
+        "--argo-namespace": True,
+        "--target": True,
         "--json": False,
     },
 }
+# ``argo-workflows SUB``, Metaflow's commands for Argo: the command each one is.
+_ARGO_WORKFLOWS = {"create": "push", "trigger": "trigger"}
 _WITH_PARAMS = ("run", "trigger")
 _WITH_STORE = ("run", "resume", "push", "compile")
 _HELP = {
@@ -80,8 +90,9 @@ _HELP = {
     "resume": "resume a failed run (the latest by default): resume [RUN | STEP]",
     "show": "check the flow and print its graph",
     "push": "pack and push the flow's code and environment to the store",
-    "compile": "compile the flow into a Kubeflow Pipelines pipeline",
-    "trigger": "start a run of the pushed pipeline on Kubeflow Pipelines",
+    "compile": "compile the flow for Kubeflow Pipelines (or --target argo)",
+    "trigger": "start a run of the deployed flow on Kubeflow Pipelines or Argo",
+    "argo-workflows": "create (deploy to Argo Workflows) or trigger (start a run there)",
 }
 
 
@@ -92,7 +103,7 @@ class UsageError(FlowpackException):
 def usage(flow_cls: type, script: str) -> str:
     """The ``--help`` text: the commands and the flow's parameters."""
     lines = [f"usage: python {script} COMMAND [OPTIONS]", "", "commands:"]
-    lines += [f"  {c:<9} {h}" for c, h in _HELP.items()]
+    lines += [f"  {c:<14} {h}" for c, h in _HELP.items()]
     params = flow_parameters(flow_cls)
     if params:
         lines += ["", "parameters (run, trigger: --NAME VALUE):"]
@@ -135,6 +146,8 @@ def translate(flow_cls: type, flow_file: str, argv: list[str]) -> list[str]:
     """
     if not argv or argv[0] in ("-h", "--help", "help"):
         raise UsageError(usage(flow_cls, os.path.basename(flow_file)))
+    if argv[0] == "argo-workflows":
+        return _argo_workflows(flow_cls, flow_file, argv[1:])
     command, rest = argv[0], argv[1:]
     if command not in _OPTIONS:
         raise UsageError(
@@ -202,6 +215,26 @@ def translate(flow_cls: type, flow_file: str, argv: list[str]) -> list[str]:
     if command in _WITH_STORE:
         out += _store_args(store)
     return [command, flow_path, *out]
+
+
+def _argo_workflows(flow_cls: type, flow_file: str, argv: list[str]) -> list[str]:
+    """``argo-workflows create|trigger …`` as ``push --argo-server …`` or ``trigger --target argo``.
+
+    Raises:
+        UsageError: another subcommand, or ``create`` with no Argo Server to deploy to.
+    """
+    sub = argv[0] if argv else ""
+    if sub not in _ARGO_WORKFLOWS:
+        raise UsageError("argo-workflows takes create (deploy the flow) or trigger (start a run)")
+    out = translate(flow_cls, flow_file, [_ARGO_WORKFLOWS[sub], *argv[1:]])
+    if sub == "trigger":
+        return [*out, "--target", "argo"]
+    if "--argo-server" not in out and not os.environ.get("FLOWPACK_ARGO_SERVER"):
+        raise UsageError(
+            "argo-workflows create deploys to Argo Workflows: pass --argo-server URL "
+            "or set FLOWPACK_ARGO_SERVER"
+        )
+    return out
 
 
 def main(flow_cls: type, argv: list[str] | None = None) -> NoReturn:

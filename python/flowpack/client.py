@@ -319,7 +319,7 @@ class Flow(_Object):
         return self.runs()
 
     def __getitem__(self, run_id: str) -> Run:
-        """The run ``run_id`` of this flow (``local-…`` or ``kfp-<uuid>``)."""
+        """The run ``run_id`` of this flow (``local-…``, ``kfp-<uuid>`` or ``argo-<uid>``)."""
         return Run(f"{self.id}/{run_id}", store=self.store)
 
     def __contains__(self, run_id: str) -> bool:
@@ -410,7 +410,7 @@ class Run(_Object):
 
     @property
     def origin(self) -> str:
-        """``local`` or ``kfp``: where the run ran."""
+        """``local``, ``kfp`` or ``argo``: where the run ran."""
         return str(self._cached["record"]["origin"])
 
     @property

@@ -42,7 +42,7 @@ class Current:
 
     @property
     def run_id(self) -> str | None:
-        """The run's id (``local-…`` or ``kfp-…``)."""
+        """The run's id (``local-…``, ``kfp-…`` or ``argo-…``)."""
         return self._get("FLOWPACK_RUN_ID")
 
     @property

@@ -63,6 +63,24 @@ def test_resume_takes_a_run_or_a_step(foreach_flow: type) -> None:
     ) == ["resume", "local-2", flow, "--from", "join", "--store", "s"]
 
 
+def test_argo_workflows_create_and_trigger_speak_metaflows_commands(foreach_flow: type) -> None:
+    flow = os.path.abspath("f.py")
+    server = ["--argo-server", "https://argo:2746"]
+    assert translate(foreach_flow, "f.py", ["argo-workflows", "create", *server]) == [
+        "push",
+        flow,
+        *server,
+    ]
+    assert translate(
+        foreach_flow, "f.py", ["argo-workflows", "trigger", "--greeting", "hi", *server]
+    ) == ["trigger", flow, "--param", "greeting=hi", *server, "--target", "argo"]
+    os.environ.pop("FLOWPACK_ARGO_SERVER", None)
+    with pytest.raises(UsageError, match="pass --argo-server URL"):
+        translate(foreach_flow, "f.py", ["argo-workflows", "create"])
+    with pytest.raises(UsageError, match="takes create"):
+        translate(foreach_flow, "f.py", ["argo-workflows", "delete"])
+
+
 def test_help_lists_commands_and_parameters(tmp_path: Path) -> None:
     flow = tmp_path / "paramflow.py"
     flow.write_text((FLOWS / "paramflow.py").read_text())

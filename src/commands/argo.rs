@@ -4,14 +4,17 @@
 
 use anyhow::{Context, Result, bail};
 use flowpack_argo::client::{ArgoClient, Workflow};
-use flowpack_argo::{FLOW_LABEL, RESUME, label_value};
+use flowpack_argo::{CronSpec, FLOW_LABEL, RESUME, cron_workflow, label_value};
 use flowpack_core::Flow;
 use flowpack_core::env_vars::FLOWPACK_ARGO_TOKEN;
+use flowpack_core::flow::Schedule;
+use flowpack_core::flow::schedule::{check_cron, is_timezone};
 use flowpack_core::invocation::CompileOptions;
-use serde_json::{Value, json};
+use flowpack_runtime::step::reuse::ResumeSpec;
+use serde_json::{Map, Value, json};
 
 use super::engine::{Engine, RunRequest, RunState, ScheduleChange, ScheduleRow, Started};
-use crate::cli::ArgoArgs;
+use crate::cli::{ArgoArgs, ScheduleArgs};
 
 /// Argo Workflows, through its Argo Server.
 pub struct Argo {
@@ -31,6 +34,18 @@ impl Argo {
         Ok(Argo {
             client: ArgoClient::new(url, token, a.argo_namespace.clone()),
         })
+    }
+
+    /// Creates or updates the CronWorkflow of `spec`; returns what was done.
+    async fn apply_cron(&self, flow: &Flow, spec: &CronSpec) -> Result<Value> {
+        let cron = cron_workflow(flow, spec);
+        let outcome = self.client.apply_cron(&cron).await?;
+        Ok(json!({
+            "id": cron["metadata"]["name"],
+            "cron": spec.cron,
+            "timezone": spec.timezone,
+            "outcome": outcome.as_str(),
+        }))
     }
 
     /// The Workflow of run `argo-<uid>`.
@@ -73,21 +88,84 @@ impl Engine for Argo {
     async fn deploy(&self, flow: &Flow, _version: &str, opts: &CompileOptions) -> Result<Value> {
         let compiled = flowpack_argo::compile(flow, opts)?;
         let outcome = self.client.apply_template(&compiled.template).await?;
-        let mut ids = json!({
+        Ok(json!({
             "namespace": self.client.namespace(),
             "workflow_template": compiled.name(),
             "outcome": outcome.as_str(),
-        });
-        if let Some(cron) = &compiled.cron {
-            let outcome = self.client.apply_cron(cron).await?;
-            ids["cron_workflow"] = json!({
-                "name": cron["metadata"]["name"],
-                "cron": cron["spec"]["schedules"][0],
-                "timezone": cron["spec"]["timezone"],
-                "outcome": outcome.as_str(),
-            });
+        }))
+    }
+
+    async fn deploy_schedule(&self, flow: &Flow, _ids: &Value) -> Result<Option<Value>> {
+        match CronSpec::of_flow(flow) {
+            Some(spec) => self.apply_cron(flow, &spec).await.map(Some),
+            None => Ok(None),
         }
-        Ok(ids)
+    }
+
+    async fn schedule(&self, flow: &Flow, a: &ScheduleArgs) -> Result<Value> {
+        if a.version_name.is_some() {
+            bail!(
+                "Argo runs the flow's one WorkflowTemplate (the version last pushed): --version-name is for KFP"
+            );
+        }
+        if a.catchup {
+            bail!("Argo starts no missed runs of a CronWorkflow: --catchup is for KFP");
+        }
+        let (cron, timezone) = match (&a.cron, &flow.schedule) {
+            (Some(c), _) => (
+                c.trim().to_string(),
+                a.timezone
+                    .clone()
+                    .unwrap_or_else(|| Schedule::DEFAULT_TIMEZONE.into()),
+            ),
+            (None, Some(s)) => (
+                s.cron.clone(),
+                a.timezone.clone().unwrap_or(s.timezone.clone()),
+            ),
+            (None, None) => bail!(
+                "flow '{}' has no `schedule`: pass --cron '0 2 * * *' (minute hour day-of-month month day-of-week)",
+                flow.name
+            ),
+        };
+        check_cron(&cron).map_err(|e| anyhow::anyhow!("--cron '{cron}': {e}"))?;
+        if !is_timezone(&timezone) {
+            bail!("'{timezone}' is not an IANA time zone (e.g. UTC, Europe/Berlin)");
+        }
+        let typed = super::engine::typed_params(flow, &a.params)?;
+        super::engine::require_parameters(flow, &typed)?;
+        let spec = CronSpec {
+            name: a.name.clone().unwrap_or_else(|| flow.name.clone()),
+            cron,
+            timezone,
+            parameters: Self::parameters(flow, &typed, None)
+                .into_iter()
+                .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+                .collect(),
+            forbid_overlap: a.max_concurrency == 1,
+        };
+        self.apply_cron(flow, &spec).await
+    }
+
+    fn parameters(
+        flow: &Flow,
+        typed: &Map<String, Value>,
+        resume: Option<&ResumeSpec>,
+    ) -> Map<String, Value> {
+        let mut params: Map<String, Value> = typed
+            .iter()
+            .map(|(k, v)| {
+                let text = match flow.parameters.get(k) {
+                    Some(p) => p.ty.to_text(v),
+                    None => v.to_string(),
+                };
+                (k.clone(), Value::String(text))
+            })
+            .collect();
+        if let Some(spec) = resume {
+            let text = serde_json::to_string(spec).expect("a spec serializes");
+            params.insert(RESUME.into(), text.into());
+        }
+        params
     }
 
     fn deployed_lines(ids: &Value) -> Vec<String> {
@@ -97,10 +175,10 @@ impl Engine for Argo {
             ids["workflow_template"].as_str().unwrap_or_default(),
             ids["outcome"].as_str().unwrap_or_default()
         )];
-        if let Some(c) = ids.get("cron_workflow") {
+        if let Some(c) = ids.get("schedule") {
             lines.push(format!(
                 "schedule {} ({} {}): {}",
-                c["name"].as_str().unwrap_or_default(),
+                c["id"].as_str().unwrap_or_default(),
                 c["cron"].as_str().unwrap_or_default(),
                 c["timezone"].as_str().unwrap_or_default(),
                 c["outcome"].as_str().unwrap_or_default()
@@ -117,23 +195,11 @@ impl Engine for Argo {
             );
         }
         let flow = req.flow;
-        let mut params: Vec<(String, String)> = req
+        let params: Vec<(String, String)> = req
             .params
             .iter()
-            .map(|(k, v)| {
-                let text = flow
-                    .parameters
-                    .get(k)
-                    .map_or_else(|| v.to_string(), |p| p.ty.to_text(v));
-                (k.clone(), text)
-            })
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
             .collect();
-        if let Some(spec) = &req.resume {
-            params.push((
-                RESUME.into(),
-                serde_json::to_string(spec).expect("a spec serializes"),
-            ));
-        }
         let labels = [(FLOW_LABEL.to_string(), label_value(&flow.name))];
         let template = flowpack_argo::template_name(&flow.name);
         let wf = self

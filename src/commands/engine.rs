@@ -18,8 +18,8 @@ use serde_json::{Map, Value, json};
 use super::argo::Argo;
 use super::kfp::Kfp;
 use crate::cli::{
-    EngineArgs, EngineRunArgs, ScheduleIdArgs, SchedulesArgs, SchedulesCommand, Target, TargetArg,
-    TriggerArgs,
+    EngineArgs, EngineRunArgs, ScheduleArgs, ScheduleIdArgs, SchedulesArgs, SchedulesCommand,
+    Target, TargetArg, TriggerArgs,
 };
 
 /// A run to start.
@@ -28,10 +28,9 @@ pub struct RunRequest<'a> {
     pub flow: &'a Flow,
     /// The flow file, for hints.
     pub flow_file: &'a Path,
-    /// The values given (typed by the flow); the others take the deployed defaults.
+    /// The run's parameters as the engine carries them ([`Engine::parameters`]); the
+    /// others take the deployed defaults.
     pub params: Map<String, Value>,
-    /// The resume spec, when the run resumes another.
-    pub resume: Option<ResumeSpec>,
     /// The deployed version to run (default: the newest).
     pub version_name: Option<&'a str>,
     /// KFP's experiment.
@@ -104,17 +103,31 @@ pub trait Engine {
     fn check(flow: &Flow) -> Result<(), String>;
     /// The engine's documents that run `flow` from `opts.package`, as YAML.
     fn compile(flow: &Flow, opts: &CompileOptions) -> Result<String>;
-    /// Deploys `flow` as version `version` (and its own `schedule`, if any). What it
-    /// returns goes into the version pointer.
+    /// Deploys `flow` as version `version`. What it returns goes into the version pointer.
     async fn deploy(&self, flow: &Flow, version: &str, opts: &CompileOptions) -> Result<Value>;
-    /// One line per thing [`Engine::deploy`] did, from what it returned.
+    /// Makes the flow's own `schedule`, if any, run what [`Engine::deploy`] deployed (`ids`,
+    /// its answer): after the version pointer is written, so a failed schedule leaves the
+    /// deployment recorded. Returns what was done.
+    async fn deploy_schedule(&self, flow: &Flow, ids: &Value) -> Result<Option<Value>>;
+    /// One line per thing deployed, from what [`Engine::deploy`] returned (with the
+    /// schedule's answer under `schedule`).
     fn deployed_lines(ids: &Value) -> Vec<String>;
+    /// A run's parameters as the engine's run request carries them: the values given
+    /// (typed by the flow) and the resume spec, if the run resumes another.
+    fn parameters(
+        flow: &Flow,
+        typed: &Map<String, Value>,
+        resume: Option<&ResumeSpec>,
+    ) -> Map<String, Value>;
     /// Starts a run.
     async fn trigger(&self, req: &RunRequest<'_>) -> Result<Started>;
     /// The state of run `run` (an id of this engine).
     async fn status(&self, run: &str) -> Result<RunState>;
     /// Stops run `run`.
     async fn terminate(&self, run: &str) -> Result<()>;
+    /// Makes (or replaces) the schedule `schedule` asks for; returns what `--json` prints,
+    /// its id under `id`.
+    async fn schedule(&self, flow: &Flow, a: &ScheduleArgs) -> Result<Value>;
     /// The schedules, of the flow named `flow` or all flowpack's.
     async fn schedules(&self, flow: Option<&str>) -> Result<Vec<ScheduleRow>>;
     /// Deletes, enables or disables schedule `id`.
@@ -179,6 +192,19 @@ pub async fn deploy(
     }
 }
 
+/// `push`, after the version pointer: the flow's own schedule on `target`.
+pub async fn deploy_schedule(
+    target: Target,
+    e: &EngineArgs,
+    flow: &Flow,
+    ids: &Value,
+) -> Result<Option<Value>> {
+    match target {
+        Target::Kfp => Kfp::new(&e.kfp)?.deploy_schedule(flow, ids).await,
+        Target::Argo => Argo::new(&e.argo)?.deploy_schedule(flow, ids).await,
+    }
+}
+
 /// The lines `push` prints for a deployment to `target`.
 pub fn deployed_lines(target: Target, ids: &Value) -> Vec<String> {
     match target {
@@ -212,6 +238,10 @@ pub async fn trigger(a: TriggerArgs) -> Result<()> {
         None => None,
     };
     params.extend(typed_params(&flow, &a.params)?);
+    let params = match target {
+        Target::Kfp => Kfp::parameters(&flow, &params, resume.as_ref()),
+        Target::Argo => Argo::parameters(&flow, &params, resume.as_ref()),
+    };
     if a.dry_run {
         return super::print_json(&json!({
             "flow": flow.name, "parameters": params, "resume": resume,
@@ -221,7 +251,6 @@ pub async fn trigger(a: TriggerArgs) -> Result<()> {
         flow: &flow,
         flow_file: &a.flow,
         params,
-        resume,
         version_name: a.version_name.as_deref(),
         experiment: &a.experiment,
     };
@@ -253,6 +282,25 @@ pub fn typed_params(flow: &Flow, args: &[String]) -> Result<Map<String, Value>> 
         params.insert(name, v);
     }
     Ok(params)
+}
+
+/// Refuses a schedule of `flow` that leaves a parameter without a default unset: a
+/// scheduled run has no one to give it.
+pub fn require_parameters(flow: &Flow, given: &Map<String, Value>) -> Result<()> {
+    let missing: Vec<&str> = flow
+        .parameters
+        .iter()
+        .filter(|(n, p)| p.default.is_none() && !given.contains_key(*n))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "flow '{}' has parameters without a default that a scheduled run needs: {} (pass --param NAME=VALUE for each)",
+            flow.name,
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The resume of `run` (read from the store): the steps to redo, checked against the
@@ -326,6 +374,20 @@ pub async fn terminate(a: EngineRunArgs) -> Result<()> {
         outln!("{} terminating", a.run);
         Ok(())
     }
+}
+
+/// `schedule`: makes (or replaces) a schedule of the deployed flow; prints its id.
+pub async fn schedule(a: ScheduleArgs) -> Result<()> {
+    let flow = Flow::load(&a.flow)?;
+    let made = match chosen(&a.engine, &a.target)? {
+        Target::Kfp => Kfp::new(&a.engine.kfp)?.schedule(&flow, &a).await?,
+        Target::Argo => Argo::new(&a.engine.argo)?.schedule(&flow, &a).await?,
+    };
+    if a.json {
+        return super::print_json(&made);
+    }
+    outln!("{}", made["id"].as_str().unwrap_or_default());
+    Ok(())
 }
 
 /// `schedules`: lists them, or deletes, enables or disables one.

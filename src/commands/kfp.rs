@@ -8,10 +8,11 @@ use flowpack_core::Flow;
 use flowpack_core::env_vars::FLOWPACK_KFP_TOKEN;
 use flowpack_core::invocation::CompileOptions;
 use flowpack_kfp::client::{KfpClient, Pipeline, PipelineVersion};
+use flowpack_runtime::step::reuse::ResumeSpec;
 use serde_json::{Map, Value, json};
 
 use super::engine::{Engine, RunRequest, RunState, ScheduleChange, ScheduleRow, Started};
-use crate::cli::KfpArgs;
+use crate::cli::{KfpArgs, ScheduleArgs};
 
 /// The client, or an error saying how to name the KFP.
 pub fn client(k: &KfpArgs) -> Result<KfpClient> {
@@ -123,14 +124,30 @@ impl Engine for Kfp {
                 (p.pipeline_id.clone(), v.pipeline_version_id.clone())
             }
         };
-        let mut ids = json!({"pipeline_id": pipeline_id, "pipeline_version_id": version_id});
-        // The flow's own schedule runs the version just deployed.
-        if let Some(s) =
-            super::schedule::deploy_flow_schedule(kfp, flow, &pipeline_id, &version_id).await?
-        {
-            ids["schedule"] = s;
+        Ok(json!({"pipeline_id": pipeline_id, "pipeline_version_id": version_id}))
+    }
+
+    async fn deploy_schedule(&self, flow: &Flow, ids: &Value) -> Result<Option<Value>> {
+        super::schedule::deploy_flow_schedule(
+            &self.client,
+            flow,
+            ids["pipeline_id"].as_str().unwrap_or_default(),
+            ids["pipeline_version_id"].as_str().unwrap_or_default(),
+        )
+        .await
+    }
+
+    fn parameters(
+        flow: &Flow,
+        typed: &Map<String, Value>,
+        resume: Option<&ResumeSpec>,
+    ) -> Map<String, Value> {
+        let mut params = kfp_values(flow, typed);
+        if let Some(spec) = resume {
+            let text = serde_json::to_string(spec).expect("a spec serializes");
+            params.insert(RESUME_INPUT.into(), text.into());
         }
-        Ok(ids)
+        params
     }
 
     fn deployed_lines(ids: &Value) -> Vec<String> {
@@ -153,11 +170,6 @@ impl Engine for Kfp {
     async fn trigger(&self, req: &RunRequest<'_>) -> Result<Started> {
         let kfp = &self.client;
         let flow = req.flow;
-        let mut params = kfp_values(flow, &req.params);
-        if let Some(spec) = &req.resume {
-            let text = serde_json::to_string(spec).expect("a spec serializes");
-            params.insert(RESUME_INPUT.into(), text.into());
-        }
         let (pipeline, version) =
             pipeline_version(kfp, flow, req.flow_file, req.version_name).await?;
         let experiment = kfp.experiment(req.experiment).await?;
@@ -173,7 +185,7 @@ impl Engine for Kfp {
                 &experiment,
                 &pipeline.pipeline_id,
                 &version.pipeline_version_id,
-                &params,
+                &req.params,
                 account.as_deref(),
             )
             .await?;
@@ -197,6 +209,10 @@ impl Engine for Kfp {
 
     async fn terminate(&self, run: &str) -> Result<()> {
         Ok(self.client.terminate(run_uuid(run)?).await?)
+    }
+
+    async fn schedule(&self, flow: &Flow, a: &ScheduleArgs) -> Result<Value> {
+        super::schedule::schedule(&self.client, flow, a).await
     }
 
     async fn schedules(&self, flow: Option<&str>) -> Result<Vec<ScheduleRow>> {

@@ -25,7 +25,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(a).await,
         Command::Compile(a) => compile::run(a).await,
         Command::Trigger(a) => engine::trigger(a).await,
-        Command::Schedule(a) => schedule::schedule(a).await,
+        Command::Schedule(a) => engine::schedule(a).await,
         Command::Schedules(a) => engine::schedules(a).await,
         Command::Status(a) => engine::status(a).await,
         Command::Terminate(a) => engine::terminate(a).await,

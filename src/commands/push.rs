@@ -61,6 +61,18 @@ pub async fn run(args: PushArgs) -> Result<()> {
             deployed.clone(),
         )
         .await?;
+        // The flow's own schedule runs what was just deployed (after the pointer: the
+        // pointer records the deployment only).
+        for (t, ids) in [
+            (Target::Kfp, &mut deployed.kfp),
+            (Target::Argo, &mut deployed.argo),
+        ] {
+            if let Some(ids) = ids
+                && let Some(s) = engine::deploy_schedule(t, &args.engine, &flow, ids).await?
+            {
+                ids["schedule"] = s;
+            }
+        }
         report.version = version;
     }
     let engines = [(Target::Kfp, &deployed.kfp), (Target::Argo, &deployed.argo)];

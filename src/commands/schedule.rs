@@ -1,6 +1,6 @@
-//! KFP recurring runs: `flowpack schedule FLOW` (create or replace one), the rows `flowpack
-//! schedules [FLOW]` lists (the command itself is `engine.rs`'s, for every engine), and the
-//! flow's own `schedule` deployed by `push --kfp-url`. A schedule is one recurring run per pipeline and
+//! KFP recurring runs: what `flowpack schedule FLOW` does on KFP (create or replace one), the
+//! rows `flowpack schedules [FLOW]` lists (both commands are `engine.rs`'s, for every
+//! engine), and the flow's own `schedule` deployed by `push --kfp-url`. A schedule is one recurring run per pipeline and
 //! name: scheduling again with the same settings leaves it, with others replaces it (the v2beta1
 //! API has no update call). Everything a schedule needs is checked before the first call.
 
@@ -12,7 +12,7 @@ use flowpack_kfp::schedule::{KFP_DEFAULT_TIMEZONE, kfp_cron};
 use serde_json::{Map, Value, json};
 
 use super::engine::{ScheduleRow, typed_params};
-use super::kfp::{client, kfp_values, pipeline_version};
+use super::kfp::{kfp_values, pipeline_version};
 use crate::cli::ScheduleArgs;
 
 /// A schedule, checked and converted, before any KFP call.
@@ -95,19 +95,7 @@ fn plan(
             "the schedule is meant in {timezone}, but KFP reads every recurring run's cron in its cluster's one time zone ({cluster}; set {FLOWPACK_KFP_TIMEZONE} to the zone of the cluster's CRON_SCHEDULE_TIMEZONE if it is not UTC): write the cron in {cluster} and pass --timezone {cluster}"
         );
     }
-    let missing: Vec<&str> = flow
-        .parameters
-        .iter()
-        .filter(|(n, p)| p.default.is_none() && !parameters.contains_key(*n))
-        .map(|(n, _)| n.as_str())
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "flow '{}' has parameters without a default that a scheduled run needs: {} (pass --param NAME=VALUE for each)",
-            flow.name,
-            missing.join(", ")
-        );
-    }
+    super::engine::require_parameters(flow, &parameters)?;
     Ok(Plan {
         name: name.unwrap_or(&flow.name).to_string(),
         cron,
@@ -203,39 +191,35 @@ async fn apply(
     Ok((created, outcome, replaced))
 }
 
-pub async fn schedule(a: ScheduleArgs) -> Result<()> {
-    let flow = Flow::load(&a.flow)?;
+/// `schedule` on KFP: makes the recurring run; returns what `schedule --json` prints
+/// (with the id under `id`).
+pub async fn schedule(kfp: &KfpClient, flow: &Flow, a: &ScheduleArgs) -> Result<Value> {
     let mut p = plan(
-        &flow,
+        flow,
         a.name.as_deref(),
         a.cron.as_deref(),
         a.timezone.as_deref(),
-        kfp_values(&flow, &typed_params(&flow, &a.params)?),
+        kfp_values(flow, &typed_params(flow, &a.params)?),
     )?;
     p.max_concurrency = a.max_concurrency;
     p.catchup = a.catchup;
-    let kfp = client(&a.kfp)?;
     let (pipeline, version) =
-        pipeline_version(&kfp, &flow, &a.flow, a.version_name.as_deref()).await?;
+        pipeline_version(kfp, flow, &a.flow, a.version_name.as_deref()).await?;
     let experiment = kfp.experiment(&a.experiment).await?;
     let (run, outcome, replaced) = apply(
-        &kfp,
+        kfp,
         &p,
         &pipeline.pipeline_id,
         &version.pipeline_version_id,
         &experiment,
     )
     .await?;
-    if a.json {
-        return super::print_json(&json!({
-            "id": run.recurring_run_id, "name": p.name, "outcome": outcome, "replaced": replaced,
-            "cron": p.cron, "timezone": p.timezone, "kfp_cron": p.kfp_cron,
-            "pipeline_id": pipeline.pipeline_id, "pipeline_version_id": version.pipeline_version_id,
-            "experiment_id": experiment,
-        }));
-    }
-    outln!("{}", run.recurring_run_id);
-    Ok(())
+    Ok(json!({
+        "id": run.recurring_run_id, "name": p.name, "outcome": outcome, "replaced": replaced,
+        "cron": p.cron, "timezone": p.timezone, "kfp_cron": p.kfp_cron,
+        "pipeline_id": pipeline.pipeline_id, "pipeline_version_id": version.pipeline_version_id,
+        "experiment_id": experiment,
+    }))
 }
 
 /// For `push --kfp-url`: checks the flow's own `schedule`, if any, before anything is pushed.

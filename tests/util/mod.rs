@@ -11,6 +11,7 @@
 pub mod faults;
 pub mod moto_auth;
 
+use std::ffi::OsStr;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -351,6 +352,33 @@ pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     }
+}
+
+/// `program` set up to run a local orchestrator in `dir` whose tasks run `flowpack` on
+/// this machine (kfp.local's host runner, `tests/argo_local.py`): this build's `flowpack`
+/// first on PATH, the test's own cache, no store from the environment. Returns whether it
+/// exited 0, and its stdout and stderr together.
+pub fn run_orchestrator(program: &Path, dir: &Path, args: &[&OsStr]) -> (bool, String) {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
+        .env_remove("FLOWPACK_STORE")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 pub const LINEAR_FLOW: &str = "name: demo\nsteps:\n  start: {run: python3 main.py, next: end}\n  end: {run: python3 main.py}\n";
