@@ -13,8 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_TESTS=324
-MIN_PYTESTS=81
+MIN_TESTS=346
+MIN_PYTESTS=82
 
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
   echo "tests/run.sh: installing podman, runc and debootstrap (Debian packages)" >&2
