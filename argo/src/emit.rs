@@ -73,12 +73,7 @@ pub(crate) struct Emitter<'a> {
 impl<'a> Emitter<'a> {
     pub(crate) fn new(flow: &'a Flow, plan: &'a Plan, opts: &'a CompileOptions) -> Self {
         let names = Names::of(flow, plan);
-        let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (to, from) in plan.node_dependencies(|s| path_of(plan, s)) {
-            deps.entry(names.node(&to).to_string())
-                .or_default()
-                .insert(names.node(&from).to_string());
-        }
+        let deps = plan.node_dependencies(|s| path_of(plan, s), |n| names.node(n).to_string());
         Emitter {
             flow,
             plan,

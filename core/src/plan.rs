@@ -233,24 +233,28 @@ impl Plan {
         &self.steps[step]
     }
 
-    /// The dependencies between an emitter's DAG nodes, `(dependent, dependency)`: for each
+    /// The dependencies between an emitter's DAG nodes, by the dependent's name: for each
     /// edge `p -> s`, the nodes where the paths of `p` and `s` part (`path` gives a step's
     /// nodes outermost first: the loops and cases around it as the emitter nests them, then
-    /// the step). Both sit in one DAG, so a step in a loop body whose predecessor is outside
-    /// the loop depends on it through the loop's node.
-    pub fn node_dependencies<N: PartialEq>(&self, path: impl Fn(&str) -> Vec<N>) -> Vec<(N, N)> {
-        let mut out = Vec::new();
+    /// the step; `name` names a node in its DAG). Both sit in one DAG, so a step in a loop
+    /// body whose predecessor is outside the loop depends on it through the loop's node.
+    pub fn node_dependencies<N: PartialEq>(
+        &self,
+        path: impl Fn(&str) -> Vec<N>,
+        name: impl Fn(&N) -> String,
+    ) -> BTreeMap<String, BTreeSet<String>> {
+        let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (s, sp) in &self.steps {
+            let to = path(s);
             for p in &sp.preds {
-                let mut to = path(s);
-                let mut from = path(p);
+                let from = path(p);
                 let c = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
                 if c < from.len() && c < to.len() {
-                    out.push((to.swap_remove(c), from.swap_remove(c)));
+                    deps.entry(name(&to[c])).or_default().insert(name(&from[c]));
                 }
             }
         }
-        out
+        deps
     }
 }
 

@@ -14,7 +14,7 @@ use flowpack_runtime::step::reuse::ResumeSpec;
 use serde_json::{Map, Value, json};
 
 use super::engine::{Engine, RunRequest, RunState, ScheduleChange, ScheduleRow, Started};
-use crate::cli::{ArgoArgs, ScheduleArgs};
+use crate::cli::{EngineArgs, ScheduleArgs};
 
 /// Argo Workflows, through its Argo Server.
 pub struct Argo {
@@ -22,20 +22,6 @@ pub struct Argo {
 }
 
 impl Argo {
-    /// The engine behind `--argo-server`, or an error saying how to name it.
-    pub fn new(a: &ArgoArgs) -> Result<Self> {
-        let url = a
-            .argo_server
-            .as_deref()
-            .context("no Argo Server given: pass --argo-server URL or set FLOWPACK_ARGO_SERVER")?;
-        let token = std::env::var(FLOWPACK_ARGO_TOKEN)
-            .ok()
-            .filter(|t| !t.is_empty());
-        Ok(Argo {
-            client: ArgoClient::new(url, token, a.argo_namespace.clone()),
-        })
-    }
-
     /// Creates or updates the CronWorkflow of `spec`; returns what was done.
     async fn apply_cron(&self, flow: &Flow, spec: &CronSpec) -> Result<Value> {
         let cron = cron_workflow(flow, spec);
@@ -76,6 +62,20 @@ fn run_uid(run: &str) -> Result<&str> {
 impl Engine for Argo {
     const NAME: &'static str = "Argo Workflows";
     const KEY: &'static str = "argo";
+
+    fn new(e: &EngineArgs) -> Result<Self> {
+        let a = &e.argo;
+        let url = a
+            .argo_server
+            .as_deref()
+            .context("no Argo Server given: pass --argo-server URL or set FLOWPACK_ARGO_SERVER")?;
+        let token = std::env::var(FLOWPACK_ARGO_TOKEN)
+            .ok()
+            .filter(|t| !t.is_empty());
+        Ok(Argo {
+            client: ArgoClient::new(url, token, a.argo_namespace.clone()),
+        })
+    }
 
     fn check(flow: &Flow) -> Result<(), String> {
         flowpack_argo::check(flow).map_err(|e| e.reason)

@@ -99,6 +99,10 @@ pub trait Engine {
     const NAME: &'static str;
     /// Its run ids start with this and `-`; its field in the version pointer and `--json`.
     const KEY: &'static str;
+    /// The engine the command line names, or an error saying how to name it.
+    fn new(e: &EngineArgs) -> Result<Self>
+    where
+        Self: Sized;
     /// Whether `flow` compiles for the engine (no store, no package): `Err` says why not.
     fn check(flow: &Flow) -> Result<(), String>;
     /// The engine's documents that run `flow` from `opts.package`, as YAML.
@@ -134,36 +138,41 @@ pub trait Engine {
     async fn change_schedule(&self, id: &str, change: ScheduleChange) -> Result<()>;
 }
 
+/// `$body` with `$E` the engine type `$target` names (static dispatch: the trait's async
+/// functions are not object safe).
+macro_rules! on_engine {
+    ($target:expr, $E:ident => $body:expr) => {
+        match $target {
+            Target::Kfp => {
+                type $E = Kfp;
+                $body
+            }
+            Target::Argo => {
+                type $E = Argo;
+                $body
+            }
+        }
+    };
+}
+
 /// The engine's key: its run ids' prefix, its field in the version pointer and `--json`.
 pub fn key(target: Target) -> &'static str {
-    match target {
-        Target::Kfp => Kfp::KEY,
-        Target::Argo => Argo::KEY,
-    }
+    on_engine!(target, E => E::KEY)
 }
 
 /// The engine's name in messages.
 pub fn name(target: Target) -> &'static str {
-    match target {
-        Target::Kfp => Kfp::NAME,
-        Target::Argo => Argo::NAME,
-    }
+    on_engine!(target, E => E::NAME)
 }
 
 /// `check`: whether `flow` compiles for `target`.
 pub fn check(target: Target, flow: &Flow) -> Result<(), String> {
-    match target {
-        Target::Kfp => Kfp::check(flow),
-        Target::Argo => Argo::check(flow),
-    }
+    on_engine!(target, E => E::check(flow))
 }
 
 /// `compile`: the documents of `target` for `flow` running `opts.package`.
 pub fn compile(target: Target, flow: &Flow, opts: &CompileOptions) -> Result<String> {
-    match target {
-        Target::Kfp => Kfp::compile(flow, opts),
-        Target::Argo => Argo::compile(flow, opts),
-    }
+    on_engine!(target, E => E::compile(flow, opts))
 }
 
 /// The engines `push` deploys to: each one given (both may be).
@@ -186,10 +195,7 @@ pub async fn deploy(
     version: &str,
     opts: &CompileOptions,
 ) -> Result<Value> {
-    match target {
-        Target::Kfp => Kfp::new(&e.kfp)?.deploy(flow, version, opts).await,
-        Target::Argo => Argo::new(&e.argo)?.deploy(flow, version, opts).await,
-    }
+    on_engine!(target, E => E::new(e)?.deploy(flow, version, opts).await)
 }
 
 /// `push`, after the version pointer: the flow's own schedule on `target`.
@@ -199,18 +205,12 @@ pub async fn deploy_schedule(
     flow: &Flow,
     ids: &Value,
 ) -> Result<Option<Value>> {
-    match target {
-        Target::Kfp => Kfp::new(&e.kfp)?.deploy_schedule(flow, ids).await,
-        Target::Argo => Argo::new(&e.argo)?.deploy_schedule(flow, ids).await,
-    }
+    on_engine!(target, E => E::new(e)?.deploy_schedule(flow, ids).await)
 }
 
 /// The lines `push` prints for a deployment to `target`.
 pub fn deployed_lines(target: Target, ids: &Value) -> Vec<String> {
-    match target {
-        Target::Kfp => Kfp::deployed_lines(ids),
-        Target::Argo => Argo::deployed_lines(ids),
-    }
+    on_engine!(target, E => E::deployed_lines(ids))
 }
 
 /// The engine a command that starts or lists things talks to: `--target`, else the one
@@ -238,10 +238,7 @@ pub async fn trigger(a: TriggerArgs) -> Result<()> {
         None => None,
     };
     params.extend(typed_params(&flow, &a.params)?);
-    let params = match target {
-        Target::Kfp => Kfp::parameters(&flow, &params, resume.as_ref()),
-        Target::Argo => Argo::parameters(&flow, &params, resume.as_ref()),
-    };
+    let params = on_engine!(target, E => E::parameters(&flow, &params, resume.as_ref()));
     if a.dry_run {
         return super::print_json(&json!({
             "flow": flow.name, "parameters": params, "resume": resume,
@@ -254,10 +251,7 @@ pub async fn trigger(a: TriggerArgs) -> Result<()> {
         version_name: a.version_name.as_deref(),
         experiment: &a.experiment,
     };
-    let started = match target {
-        Target::Kfp => Kfp::new(&a.engine.kfp)?.trigger(&req).await?,
-        Target::Argo => Argo::new(&a.engine.argo)?.trigger(&req).await?,
-    };
+    let started = on_engine!(target, E => E::new(&a.engine)?.trigger(&req).await?);
     if a.json {
         let mut v = started.details;
         v["run"] = json!(started.run);
@@ -350,10 +344,7 @@ fn engine_of(run: &str) -> Target {
 
 /// `status`: the run's state as its engine reports it.
 pub async fn status(a: EngineRunArgs) -> Result<()> {
-    let s = match engine_of(&a.run) {
-        Target::Kfp => Kfp::new(&a.engine.kfp)?.status(&a.run).await?,
-        Target::Argo => Argo::new(&a.engine.argo)?.status(&a.run).await?,
-    };
+    let s = on_engine!(engine_of(&a.run), E => E::new(&a.engine)?.status(&a.run).await?);
     if a.json {
         super::print_json(&json!({"run": s.run, "state": s.state, "error": s.error}))
     } else {
@@ -364,10 +355,7 @@ pub async fn status(a: EngineRunArgs) -> Result<()> {
 
 /// `terminate`: stops the run.
 pub async fn terminate(a: EngineRunArgs) -> Result<()> {
-    match engine_of(&a.run) {
-        Target::Kfp => Kfp::new(&a.engine.kfp)?.terminate(&a.run).await?,
-        Target::Argo => Argo::new(&a.engine.argo)?.terminate(&a.run).await?,
-    }
+    on_engine!(engine_of(&a.run), E => E::new(&a.engine)?.terminate(&a.run).await?);
     if a.json {
         super::print_json(&json!({"run": a.run, "terminated": true}))
     } else {
@@ -379,10 +367,7 @@ pub async fn terminate(a: EngineRunArgs) -> Result<()> {
 /// `schedule`: makes (or replaces) a schedule of the deployed flow; prints its id.
 pub async fn schedule(a: ScheduleArgs) -> Result<()> {
     let flow = Flow::load(&a.flow)?;
-    let made = match chosen(&a.engine, &a.target)? {
-        Target::Kfp => Kfp::new(&a.engine.kfp)?.schedule(&flow, &a).await?,
-        Target::Argo => Argo::new(&a.engine.argo)?.schedule(&flow, &a).await?,
-    };
+    let made = on_engine!(chosen(&a.engine, &a.target)?, E => E::new(&a.engine)?.schedule(&flow, &a).await?);
     if a.json {
         return super::print_json(&made);
     }
@@ -408,18 +393,7 @@ async fn change_schedule(x: ScheduleIdArgs, change: ScheduleChange) -> Result<()
             x.id
         );
     }
-    match chosen(&x.engine, &x.target)? {
-        Target::Kfp => {
-            Kfp::new(&x.engine.kfp)?
-                .change_schedule(&x.id, change)
-                .await?
-        }
-        Target::Argo => {
-            Argo::new(&x.engine.argo)?
-                .change_schedule(&x.id, change)
-                .await?
-        }
-    }
+    on_engine!(chosen(&x.engine, &x.target)?, E => E::new(&x.engine)?.change_schedule(&x.id, change).await?);
     let done = change.done();
     if x.json {
         super::print_json(&json!({"id": x.id, done: true}))
@@ -431,10 +405,7 @@ async fn change_schedule(x: ScheduleIdArgs, change: ScheduleChange) -> Result<()
 
 async fn list(flow: Option<&str>, e: &EngineArgs, target: &TargetArg, as_json: bool) -> Result<()> {
     let flow = flow.map(flow_name).transpose()?;
-    let rows = match chosen(e, target)? {
-        Target::Kfp => Kfp::new(&e.kfp)?.schedules(flow.as_deref()).await?,
-        Target::Argo => Argo::new(&e.argo)?.schedules(flow.as_deref()).await?,
-    };
+    let rows = on_engine!(chosen(e, target)?, E => E::new(e)?.schedules(flow.as_deref()).await?);
     if as_json {
         let list: Vec<&Value> = rows.iter().map(|r| &r.json).collect();
         return super::print_json(&list);

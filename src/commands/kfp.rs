@@ -12,10 +12,10 @@ use flowpack_runtime::step::reuse::ResumeSpec;
 use serde_json::{Map, Value, json};
 
 use super::engine::{Engine, RunRequest, RunState, ScheduleChange, ScheduleRow, Started};
-use crate::cli::{KfpArgs, ScheduleArgs};
+use crate::cli::{EngineArgs, KfpArgs, ScheduleArgs};
 
 /// The client, or an error saying how to name the KFP.
-pub fn client(k: &KfpArgs) -> Result<KfpClient> {
+fn client(k: &KfpArgs) -> Result<KfpClient> {
     let url = k
         .kfp_url
         .as_deref()
@@ -86,16 +86,15 @@ pub struct Kfp {
     client: KfpClient,
 }
 
-impl Kfp {
-    /// The engine behind `--kfp-url`, or an error saying how to name it.
-    pub fn new(k: &KfpArgs) -> Result<Self> {
-        Ok(Kfp { client: client(k)? })
-    }
-}
-
 impl Engine for Kfp {
     const NAME: &'static str = "Kubeflow Pipelines";
     const KEY: &'static str = "kfp";
+
+    fn new(e: &EngineArgs) -> Result<Self> {
+        Ok(Kfp {
+            client: client(&e.kfp)?,
+        })
+    }
 
     fn check(flow: &Flow) -> Result<(), String> {
         flowpack_kfp::check(flow).map_err(|e| e.reason)
