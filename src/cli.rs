@@ -476,9 +476,9 @@ pub struct CheckArgs {
 /// flow to (`check --target`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
-    /// Kubeflow Pipelines: the flow must compile (`flowpack compile`).
+    /// Kubeflow Pipelines.
     Kfp,
-    /// Argo Workflows: the flow must compile (`flowpack compile --target argo`).
+    /// Argo Workflows.
     Argo,
 }
 
