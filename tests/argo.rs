@@ -24,19 +24,13 @@ fn python() -> PathBuf {
 /// `validate_argo.py --strict` over `files` in one call: Err with its output unless every
 /// document is VALID with no warning.
 pub(crate) fn validate_files(files: &[&Path]) -> Result<(), String> {
-    let out = Command::new(python())
-        .arg(shared().join("validate_argo.py"))
-        .args(files)
-        .arg("--strict")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = util::run_text(
+        Command::new(python())
+            .arg(shared().join("validate_argo.py"))
+            .args(files)
+            .arg("--strict"),
     );
-    let valid = text.lines().last() == Some("VALID");
-    if out.status.success() && valid && !text.contains("WARN") {
+    if ok && text.lines().last() == Some("VALID") && !text.contains("WARN") {
         Ok(())
     } else {
         Err(text)

@@ -151,15 +151,6 @@ fn raw(url: &str, method: &str, path: &str, body: &Value) -> String {
     answer.lines().next().unwrap_or_default().to_string()
 }
 
-fn violations(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("Violation: request") && !l.contains("Invalid security scheme"))
-        .map(str::to_string)
-        .collect()
-}
-
 /// Every client call against Prism serving Argo Server's spec: each request is one the spec
 /// allows, and each answer is read into what the example object holds.
 #[test]
@@ -238,7 +229,7 @@ fn every_argo_client_call_speaks_the_argo_server_api() {
         client.delete_cron("hello-nightly").await.unwrap();
     });
 
-    let found = violations(&log);
+    let found = util::prism_violations(&log);
     assert!(
         found.is_empty(),
         "requests the Argo Server API does not allow:\n{}",
@@ -315,7 +306,7 @@ fn every_argo_client_call_speaks_the_argo_server_api() {
     );
     assert!(status.contains(" 422 "), "{status}");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while violations(&log).is_empty() {
+    while util::prism_violations(&log).is_empty() {
         assert!(Instant::now() < deadline, "Prism logged no violation");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -411,16 +402,13 @@ fn push_trigger_status_terminate_and_schedules_speak_the_argo_server_api() {
         run(&["schedules", change, "hello-nightly"]);
     }
 
-    let log = std::fs::read_to_string(&log).unwrap();
-    let bad: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("Violation: request") && !l.contains("Invalid security scheme"))
-        .collect();
+    let bad = util::prism_violations(&log);
     assert!(
         bad.is_empty(),
         "requests the Argo API does not allow:\n{}",
         bad.join("\n")
     );
+    let log = std::fs::read_to_string(&log).unwrap();
     for call in [
         "post /api/v1/workflow-templates/flowpack-test",
         "post /api/v1/cron-workflows/flowpack-test",

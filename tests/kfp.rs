@@ -38,18 +38,13 @@ pub(crate) fn validate(file: &Path) {
 /// `validate_ir.py --strict` over `files` in one call: Err with its output when it rejects
 /// any, or when it skipped a check (a NOTE).
 pub(crate) fn validate_files(files: &[&Path]) -> Result<(), String> {
-    let out = Command::new(kfp_python())
-        .arg(shared().join("validate_ir.py"))
-        .args(files)
-        .arg("--strict")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = util::run_text(
+        Command::new(kfp_python())
+            .arg(shared().join("validate_ir.py"))
+            .args(files)
+            .arg("--strict"),
     );
-    if out.status.success() && !text.contains("NOTE") {
+    if ok && !text.contains("NOTE") {
         Ok(())
     } else {
         Err(text)
@@ -587,16 +582,13 @@ fn push_trigger_status_and_terminate_speak_the_kfp_api() {
         "{stderr}"
     );
 
-    let log = std::fs::read_to_string(&log).unwrap();
-    let violations: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("Violation: request") && !l.contains("Invalid security scheme"))
-        .collect();
+    let violations = util::prism_violations(&log);
     assert!(
         violations.is_empty(),
         "requests the KFP API does not allow:\n{}",
         violations.join("\n")
     );
+    let log = std::fs::read_to_string(&log).unwrap();
     assert!(
         log.contains("post /apis/v2beta1/pipelines/upload_version"),
         "{log}"

@@ -306,12 +306,9 @@ fn trigger_resume_creates_a_kfp_run_the_api_allows() {
         created["run"].as_str().unwrap().starts_with("kfp-"),
         "{created}"
     );
-    let log = std::fs::read_to_string(&log).unwrap();
-    let violations: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("Violation: request") && !l.contains("Invalid security scheme"))
-        .collect();
+    let violations = crate::util::prism_violations(&log);
     assert!(violations.is_empty(), "{}", violations.join("\n"));
+    let log = std::fs::read_to_string(&log).unwrap();
     assert!(
         log.contains("post /apis/v2beta1/runs "),
         "no run was created:\n{log}"

@@ -33,16 +33,6 @@ fn fp(dir: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32
     (out.status.code(), stdout, stderr)
 }
 
-/// Prism's log lines of requests the API does not allow.
-fn violations(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("Violation: request") && !l.contains("Invalid security scheme"))
-        .map(str::to_string)
-        .collect()
-}
-
 /// How many requests Prism saw.
 fn requests(log: &Path) -> usize {
     std::fs::read_to_string(log)
@@ -160,7 +150,7 @@ fn schedules_are_created_listed_enabled_disabled_and_deleted_over_the_kfp_api() 
     ] {
         assert!(text.contains(call), "no {call}:\n{text}");
     }
-    let v = violations(&log);
+    let v = util::prism_violations(&log);
     assert!(
         v.is_empty(),
         "requests the KFP API does not allow:\n{}",
@@ -331,7 +321,7 @@ fn push_deploys_the_flows_own_schedule_and_refuses_one_it_cannot() {
         !other.path().join(".flowpack").exists(),
         "something was pushed"
     );
-    let v = violations(&log);
+    let v = util::prism_violations(&log);
     assert!(
         v.is_empty(),
         "requests the KFP API does not allow:\n{}",

@@ -83,19 +83,16 @@ impl Compiled {
 /// Compiles `flow` (already validated) for Argo Workflows: the plan, then the emitter's
 /// walk of it.
 pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileError> {
-    check(flow)?;
-    let plan = Plan::of(flow).map_err(|e| CompileError {
-        flow: flow.name.clone(),
-        reason: e.reason,
-    })?;
+    let plan = plan(flow)?;
     let mut em = emit::Emitter::new(flow, &plan, opts);
     em.emit(&plan.scope_tree());
     let name = template_name(&flow.name);
+    let flow_label = json!({FLOW_LABEL: label_value(&flow.name)});
     let mut spec = json!({
         "entrypoint": em.names.entry,
         "arguments": {"parameters": arguments(flow)},
         "parallelism": flow.max_workers,
-        "workflowMetadata": {"labels": {FLOW_LABEL: label_value(&flow.name)}},
+        "workflowMetadata": {"labels": flow_label},
         "templates": std::mem::take(&mut em.templates),
     });
     if let Some(exit) = &em.names.exit {
@@ -111,7 +108,7 @@ pub fn compile(flow: &Flow, opts: &CompileOptions) -> Result<Compiled, CompileEr
         "kind": "WorkflowTemplate",
         "metadata": {
             "name": name,
-            "labels": {FLOW_LABEL: label_value(&flow.name)},
+            "labels": flow_label,
             "annotations": annotations,
         },
         "spec": spec,
@@ -180,13 +177,17 @@ pub fn cron_workflow(flow: &Flow, spec: &CronSpec) -> Value {
 /// templates — the emitter itself refuses nothing, and writing 8,000 steps' templates as
 /// JSON would double what `check` holds (docs/reliability.md: its memory bound).
 pub fn check(flow: &Flow) -> Result<(), CompileError> {
+    plan(flow).map(|_| ())
+}
+
+/// The plan of `flow`, or what Argo cannot carry in it: all [`compile`] can refuse.
+fn plan(flow: &Flow) -> Result<Plan, CompileError> {
     let refuse = |reason: String| CompileError {
         flow: flow.name.clone(),
         reason,
     };
     check_settings(flow).map_err(refuse)?;
-    Plan::of(flow).map_err(|e| refuse(e.reason))?;
-    Ok(())
+    Plan::of(flow).map_err(|e| refuse(e.reason))
 }
 
 /// The pod labels of a step (`step`) or of the Workflow (`None`).

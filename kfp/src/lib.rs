@@ -131,16 +131,31 @@ fn build(
 }
 
 /// Checks that `flow` (already validated) compiles for KFP, without a store or a package:
-/// the plan and the emitter run dry, on [`Flow::for_dry_compile`]. `Err` says what KFP
-/// cannot carry and what to do.
+/// the plan and the emitter run dry. `Err` says what KFP cannot carry and what to do.
+///
+/// Parameters enter every step the same way and no KFP rule refuses one (validation holds
+/// their names to identifiers, every type maps to a KFP type), so a flow with more than
+/// [`CHECKED_PARAMETERS`] is checked with its first ones only: the dry compile costs
+/// steps × parameters, and `check` stays within its memory bound (docs/reliability.md).
 pub fn check(flow: &Flow) -> Result<(), CompileError> {
     let opts = CompileOptions {
         package: Digest::of(b"flowpack check"),
         store_url: "s3://flowpack-check/dry-run".into(),
         command: "flowpack".into(),
     };
-    build(&flow.for_dry_compile(), &opts).map(|_| ())
+    if flow.parameters.len() <= CHECKED_PARAMETERS {
+        return build(flow, &opts).map(|_| ());
+    }
+    let mut fewer = flow.clone();
+    fewer.parameters = std::mem::take(&mut fewer.parameters)
+        .into_iter()
+        .take(CHECKED_PARAMETERS)
+        .collect();
+    build(&fewer, &opts).map(|_| ())
 }
+
+/// How many parameters [`check`] compiles with.
+pub const CHECKED_PARAMETERS: usize = 64;
 
 /// A recursive switch is refused: KFP's IR has no loop back. Unrolling it into nested
 /// condition sub-DAGs up to `max_visits` was measured with KFP's own compiler (a

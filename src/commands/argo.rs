@@ -111,22 +111,9 @@ impl Engine for Argo {
         if a.catchup {
             bail!("Argo starts no missed runs of a CronWorkflow: --catchup is for KFP");
         }
-        let (cron, timezone) = match (&a.cron, &flow.schedule) {
-            (Some(c), _) => (
-                c.trim().to_string(),
-                a.timezone
-                    .clone()
-                    .unwrap_or_else(|| Schedule::DEFAULT_TIMEZONE.into()),
-            ),
-            (None, Some(s)) => (
-                s.cron.clone(),
-                a.timezone.clone().unwrap_or(s.timezone.clone()),
-            ),
-            (None, None) => bail!(
-                "flow '{}' has no `schedule`: pass --cron '0 2 * * *' (minute hour day-of-month month day-of-week)",
-                flow.name
-            ),
-        };
+        let (cron, timezone) =
+            super::engine::schedule_cron(flow, a.cron.as_deref(), a.timezone.as_deref())?;
+        let timezone = timezone.unwrap_or_else(|| Schedule::DEFAULT_TIMEZONE.into());
         check_cron(&cron).map_err(|e| anyhow::anyhow!("--cron '{cron}': {e}"))?;
         if !is_timezone(&timezone) {
             bail!("'{timezone}' is not an IANA time zone (e.g. UTC, Europe/Berlin)");

@@ -42,7 +42,7 @@ pub async fn run(args: CompileArgs) -> Result<()> {
 
 /// Pushes the flow's package (no version pointer) and compiles `target`'s documents that
 /// run it.
-pub async fn push_and_compile(
+async fn push_and_compile(
     target: Target,
     flow_file: &std::path::Path,
     flow: &Flow,

@@ -278,6 +278,27 @@ pub fn typed_params(flow: &Flow, args: &[String]) -> Result<Map<String, Value>> 
     Ok(params)
 }
 
+/// The cron and time zone a schedule of `flow` runs on: `--cron` (in `--timezone`, or in
+/// the engine's default zone: None), else the flow's own `schedule` (in `--timezone` or
+/// its own zone).
+pub fn schedule_cron(
+    flow: &Flow,
+    cron: Option<&str>,
+    timezone: Option<&str>,
+) -> Result<(String, Option<String>)> {
+    Ok(match (cron, &flow.schedule) {
+        (Some(c), _) => (c.trim().to_string(), timezone.map(str::to_string)),
+        (None, Some(s)) => (
+            s.cron.clone(),
+            Some(timezone.unwrap_or(&s.timezone).to_string()),
+        ),
+        (None, None) => bail!(
+            "flow '{}' has no `schedule`: pass --cron '0 2 * * *' (minute hour day-of-month month day-of-week)",
+            flow.name
+        ),
+    })
+}
+
 /// Refuses a schedule of `flow` that leaves a parameter without a default unset: a
 /// scheduled run has no one to give it.
 pub fn require_parameters(flow: &Flow, given: &Map<String, Value>) -> Result<()> {

@@ -76,17 +76,7 @@ fn plan(
     timezone: Option<&str>,
     parameters: Map<String, Value>,
 ) -> Result<Plan> {
-    let (cron, timezone) = match (cron, &flow.schedule) {
-        (Some(c), _) => (c.trim().to_string(), timezone.map(str::to_string)),
-        (None, Some(s)) => (
-            s.cron.clone(),
-            Some(timezone.unwrap_or(&s.timezone).to_string()),
-        ),
-        (None, None) => bail!(
-            "flow '{}' has no `schedule`: pass --cron '0 2 * * *' (minute hour day-of-month month day-of-week)",
-            flow.name
-        ),
-    };
+    let (cron, timezone) = super::engine::schedule_cron(flow, cron, timezone)?;
     let kfp_cron = kfp_cron(&cron)?;
     let cluster = cluster_timezone();
     let timezone = timezone.unwrap_or_else(|| cluster.clone());

@@ -365,14 +365,19 @@ pub fn run_orchestrator(program: &Path, dir: &Path, args: &[&OsStr]) -> (bool, S
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .env("PATH", path)
-        .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
-        .env_remove("FLOWPACK_STORE")
-        .output()
-        .unwrap();
+    run_text(
+        Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env("PATH", path)
+            .env("FLOWPACK_CACHE_DIR", dir.join(".test-cache"))
+            .env_remove("FLOWPACK_STORE"),
+    )
+}
+
+/// Runs `cmd` to its end: whether it exited 0, and its stdout and stderr together.
+pub fn run_text(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -416,6 +421,17 @@ pub fn find_uv() -> PathBuf {
 /// A Python with pip, for pip-fallback tests (`.venv/bin/python` from tests/run.sh).
 pub fn find_python() -> PathBuf {
     find_tool("FLOWPACK_TEST_PYTHON", "python").unwrap_or_else(|| "python3".into())
+}
+
+/// Prism's log lines of requests the API does not allow (a missing token aside: the
+/// tests send none on purpose).
+pub fn prism_violations(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("Violation: request") && !l.contains("Invalid security scheme"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Starts Prism (Stoplight's OpenAPI mock server) on the official KFP v2beta1 swagger: it

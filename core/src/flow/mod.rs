@@ -34,8 +34,6 @@ pub const DEFAULT_MAX_WORKERS: u32 = 16;
 /// How many times one step may run in a run (per foreach index) when the flow names no
 /// `max_visits`: the bound on a recursive switch (docs/flow.md, "Recursive switches").
 pub const DEFAULT_MAX_VISITS: u32 = 100;
-/// How many parameters a dry compile keeps ([`Flow::for_dry_compile`]).
-pub const CHECKED_PARAMETERS: usize = 64;
 /// The largest flow file [`Flow::load`] reads. (Its nodes are limited too, and so is
 /// their nesting: `locate::MAX_NODES`, `locate::MAX_DEPTH`.)
 pub const MAX_FILE_SIZE: u64 = 8 << 20;
@@ -610,23 +608,6 @@ impl Flow {
     /// an acyclic flow. Meaningful for a validated flow.
     pub fn recursive_cases(&self) -> Vec<(&str, &str, &str)> {
         validate::recursive_cases(self)
-    }
-
-    /// The flow a dry compile (`check --target`) checks: itself, or with only its first
-    /// [`CHECKED_PARAMETERS`] parameters. Parameters enter every step the same way and no
-    /// engine's rule refuses one (validation holds their names to identifiers, every type
-    /// maps to each engine's), while a dry compile costs steps × parameters: `check` stays
-    /// within its memory bound (docs/reliability.md) whatever the number.
-    pub fn for_dry_compile(&self) -> std::borrow::Cow<'_, Flow> {
-        if self.parameters.len() <= CHECKED_PARAMETERS {
-            return std::borrow::Cow::Borrowed(self);
-        }
-        let mut fewer = self.clone();
-        fewer.parameters = std::mem::take(&mut fewer.parameters)
-            .into_iter()
-            .take(CHECKED_PARAMETERS)
-            .collect();
-        std::borrow::Cow::Owned(fewer)
     }
 
     /// How many times one step may run in a run (per foreach index).
