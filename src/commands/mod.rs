@@ -11,6 +11,7 @@ mod push;
 pub mod run;
 mod schedule;
 pub mod step;
+mod ui;
 
 use anyhow::Result;
 pub(crate) use flowpack_packager::human_bytes as bytes;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Artifacts(crate::cli::ArtifactsCommand::Get(a)) => inspect::artifact_get(a).await,
         Command::Resume(a) => run::resume(a).await,
         Command::Client(a) => inspect::client(a).await,
+        Command::Ui(a) => ui::run(a).await,
         Command::Step(_) => unreachable!("main runs `step` itself: it owns the exit code"),
     }
 }

@@ -659,3 +659,97 @@ pub async fn read_blob(
     .await
     .unwrap()
 }
+
+/// One HTTP/1.0 request with the path sent exactly as given (no normalising, so traversal
+/// attempts reach the server as written); returns the status, the headers (names in
+/// lowercase) and the body, read until the server closes. A connection closed before any
+/// answer gives status 0.
+pub fn http(port: u16, method: &str, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    // A body cut short by the server (a tampered blob) is an error after what arrived.
+    let _ = s.read_to_end(&mut resp);
+    let Some(end) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
+        assert!(resp.is_empty(), "half an HTTP answer to {path}: {resp:?}");
+        return (0, Vec::new(), Vec::new());
+    };
+    let head = String::from_utf8_lossy(&resp[..end]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, resp[end + 4..].to_vec())
+}
+
+/// `flowpack ui` on a free port, stopped when dropped.
+pub struct UiServer {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl UiServer {
+    /// Serves `store` with extra environment `env`.
+    pub fn start(store: &str, env: &[(&str, &str)]) -> UiServer {
+        use std::io::BufRead;
+        let mut cmd = Command::new(BIN);
+        cmd.args(["ui", "--store", store, "--port", "0", "--json"])
+            .env_remove("FLOWPACK_STORE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start flowpack ui");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("flowpack ui printed no address ({e}): {line:?}"));
+        let port = v["url"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        UiServer { port, child }
+    }
+
+    /// GET `path`: status, headers, body.
+    pub fn get(&self, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        http(self.port, "GET", path)
+    }
+
+    /// GET `path`, asserting 200 and JSON.
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (status, _, body) = self.get(path);
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "GET {path}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {text}"))
+    }
+}
+
+impl Drop for UiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
