@@ -529,3 +529,70 @@ fn a_log_can_be_followed_while_the_step_prints() {
     let status = ui.json(&format!("/api/runs/ticker/{run_id}"))["run"]["status"].clone();
     assert_eq!(status, "succeeded");
 }
+
+/// The graph marks the switch case a run took, and draws exit hooks as hooks.
+#[test]
+fn the_graph_marks_the_case_taken_and_the_hooks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for f in ["flow.yaml", "gate.py"] {
+        std::fs::copy(
+            util::workspace().join("examples/switch").join(f),
+            dir.join(f),
+        )
+        .unwrap();
+    }
+    let mut flow = std::fs::read_to_string(dir.join("flow.yaml")).unwrap();
+    flow.push_str("  notify: {run: echo the gate failed}\non_failure: notify\n");
+    std::fs::write(dir.join("flow.yaml"), flow).unwrap();
+    let store = dir.join("store").display().to_string();
+    let run = |score: &str| {
+        let out = flowpack_ok(
+            dir,
+            &[
+                "run",
+                "flow.yaml",
+                "--store",
+                &store,
+                "--json",
+                "--param",
+                score,
+            ],
+        );
+        serde_json::from_str::<Value>(&out).unwrap()["run"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (pass, fail) = (run("score=0.9"), run("score=0.5"));
+    let ui = UiServer::start(&store, &[]);
+    for (id, chosen, ran, not_ran) in [
+        (pass, "pass", "publish", "alert"),
+        (fail, "fail", "alert", "publish"),
+    ] {
+        let graph = &ui.json(&format!("/api/runs/quality-gate/{id}"))["graph"];
+        let step = |name: &str| {
+            graph["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == name)
+                .unwrap_or_else(|| panic!("no step {name} in {graph:#}"))
+                .clone()
+        };
+        let check = step("check");
+        assert_eq!(check["transition"], "switch");
+        assert_eq!(check["switch"]["on"], "verdict");
+        assert_eq!(check["switch"]["cases"][chosen], ran);
+        assert_eq!(check["switch"]["chosen"], serde_json::json!([chosen]));
+        assert_eq!(step(ran)["tasks"], 1);
+        assert_eq!(step(not_ran)["tasks"], 0);
+        let notify = step("notify");
+        assert_eq!(notify["hook"], "on_failure");
+        assert_eq!(notify["counts"]["skipped"], 1, "{notify:#}");
+        assert_eq!(
+            graph["steps"].as_array().unwrap().last().unwrap()["name"],
+            "notify"
+        );
+    }
+}
