@@ -596,3 +596,57 @@ fn the_graph_marks_the_case_taken_and_the_hooks() {
         );
     }
 }
+
+/// One flow run locally, under kfp.local and under the Argo executor contract: the UI shows
+/// the three runs alike, each with its origin, graph and timeline.
+#[test]
+fn local_kfp_and_argo_runs_are_shown_alike() {
+    const SHAPE: &str = r#"name: engines
+steps:
+  start: {run: sh w.sh items 3, foreach: items, next: body}
+  body:  {run: sh w.sh, next: join}
+  join:  {run: sh w.sh, join: true, next: end}
+  end:   {run: sh w.sh}
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_tree(dir, &[("flow.yaml", SHAPE), ("w.sh", crate::kfp_shapes::W)]);
+    flowpack_ok(dir, &["run", "flow.yaml"]);
+    flowpack_ok(
+        dir,
+        &[
+            "compile",
+            "flow.yaml",
+            "-o",
+            "pipeline.yaml",
+            "--allow-local",
+        ],
+    );
+    crate::kfp::run_local(dir, &dir.join("pipeline.yaml"), &[]);
+    let template = crate::argo::compile(dir, "flow.yaml");
+    let (ok, text) = crate::argo::run_argo_local(dir, &template, &[]);
+    assert!(ok, "argo_local failed:\n{text}");
+
+    let ui = UiServer::start(&dir.join(".flowpack").display().to_string(), &[]);
+    let runs = ui.json("/api/runs");
+    assert_eq!(runs["total"], 3, "{runs:#}");
+    assert_eq!(runs["origins"], serde_json::json!(["argo", "kfp", "local"]));
+    for origin in ["local", "kfp", "argo"] {
+        let list = ui.json(&format!("/api/runs?origin={origin}"));
+        assert_eq!(list["total"], 1, "{origin}: {list:#}");
+        let r = &list["runs"][0];
+        assert_eq!(r["status"], "succeeded", "{r:#}");
+        assert_eq!(r["tasks"], 6);
+        assert!(
+            r["run"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{origin}-"))
+        );
+        let id = r["run"].as_str().unwrap();
+        let run = ui.json(&format!("/api/runs/engines/{id}"));
+        assert_eq!(run["graph"]["steps"][1]["tasks"], 3, "{origin}");
+        let rows = ui.json(&format!("/api/runs/engines/{id}/timeline"))["rows"].clone();
+        assert_eq!(rows.as_array().unwrap().len(), 6, "{origin}");
+    }
+}
