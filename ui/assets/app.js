@@ -234,8 +234,7 @@
     let body = null;
     try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
     if (!res.ok) {
-      const msg = body && typeof body.error === 'string' ? body.error : `HTTP ${res.status} ${res.statusText}`;
-      throw new Error(`${msg} (${res.status} from ${path})`);
+      throw new Error(body && typeof body.error === 'string' ? body.error : `HTTP ${res.status} ${res.statusText} from ${url}`);
     }
     if (body === null) throw new Error(`The server sent no JSON for ${path}`);
     return body;
@@ -421,7 +420,8 @@
         el('label', null, 'Origin', originSel), el('label', { class: 'grow' }, 'Search', qBox)),
       wrap, pg, empty, el('p', { class: 'loading', id: 'runs-loading' }, 'Loading…')));
 
-    const changed = (push) => { st.offset = 0; setHashQuietly(runsHash(st), push); load(); };
+    const reload = () => load().catch((e) => { if (v.alive) showError(e.message); });
+    const changed = (push) => { st.offset = 0; setHashQuietly(runsHash(st), push); reload(); };
     flowSel.addEventListener('change', () => { st.flow = flowSel.value; changed(true); });
     statusSel.addEventListener('change', () => { st.status = statusSel.value; changed(true); });
     originSel.addEventListener('change', () => { st.origin = originSel.value; changed(true); });
@@ -430,7 +430,7 @@
     function page(dir) {
       st.offset = Math.max(0, st.offset + dir * RUNS_PAGE);
       setHashQuietly(runsHash(st), true);
-      load();
+      reload();
       wrap.scrollIntoView({ block: 'nearest' });
     }
 
@@ -490,7 +490,7 @@
       return tr;
     }
 
-    load().catch((e) => { if (v.alive) { showError(e.message); $('runs-loading')?.remove(); } });
+    reload().then(() => $('runs-loading')?.remove());
     poll(v, 3000, async () => { await load(); return true; });
   }
 
@@ -521,8 +521,9 @@
       el('thead', null, el('tr', null, ['Task', 'Status', 'Attempts', 'Started', 'Duration', 'Exit code']
         .map((h) => headCell(h)))), tbody);
     const tasksTotal = el('span', { class: 'muted', id: 'tasks-total' });
-    const pg = pager('tasks', () => { st.offset = Math.max(0, st.offset - TASKS_PAGE); loadTasks(); },
-      () => { st.offset += TASKS_PAGE; loadTasks(); });
+    const reloadTasks = () => loadTasks().catch((e) => { if (v.alive) showError(e.message); });
+    const pg = pager('tasks', () => { st.offset = Math.max(0, st.offset - TASKS_PAGE); reloadTasks(); },
+      () => { st.offset += TASKS_PAGE; reloadTasks(); });
     const tasksCard = el('section', { class: 'card', id: 'tasks' },
       el('div', { class: 'card-head' }, el('h2', null, 'Tasks'), tasksTotal,
         el('div', { class: 'filters inline' }, el('label', null, 'Step', stepSel), el('label', null, 'Status', statusSel))),
@@ -542,10 +543,10 @@
       stepSel.value = st.step;
       st.offset = 0;
       markSelected();
-      loadTasks();
+      reloadTasks();
     };
-    stepSel.addEventListener('change', () => { st.step = stepSel.value; st.offset = 0; markSelected(); loadTasks(); });
-    statusSel.addEventListener('change', () => { st.status = statusSel.value; st.offset = 0; loadTasks(); });
+    stepSel.addEventListener('change', () => { st.step = stepSel.value; st.offset = 0; markSelected(); reloadTasks(); });
+    statusSel.addEventListener('change', () => { st.status = statusSel.value; st.offset = 0; reloadTasks(); });
     const refit = () => fitDag(dag);
     window.addEventListener('resize', refit);
     v.cleanups.push(() => window.removeEventListener('resize', refit));
@@ -851,7 +852,9 @@
       const a = byId.get(e.from), b = byId.get(e.to);
       let d, lx, ly;
       if (e.back) {
-        const sx = a.x + W / 2 + 10, tx = b.x + W / 2 - 10, by = Math.max(a.y, b.y) + H + 34;
+        const self = a === b;
+        const sx = self ? a.x + W - 24 : a.x + W / 2 + 10, tx = self ? a.x + 24 : b.x + W / 2 - 10;
+        const by = Math.max(a.y, b.y) + H + 34;
         d = `M${sx},${a.y + H} C${sx},${by} ${tx},${by} ${tx},${b.y + H + 2}`;
         lx = (sx + tx) / 2; ly = by - 6;
       } else {
@@ -1168,14 +1171,14 @@
       el('thead', null, el('tr', null, ['Name', 'Kind', 'Size', 'Digest', 'Origin', ''].map((h) => headCell(h)))), artBody);
     const preview = el('section', { id: 'artifact-preview', class: 'preview', hidden: true });
 
-    app.replaceChildren(el('section', { class: 'page' },
-      crumbs(['Runs', '#/'], [run, runHash(flow, run)], [name]),
-      head,
+    const cards = [
       el('section', { class: 'card' }, el('div', { class: 'card-head' }, el('h2', null, 'Attempts')),
         el('div', { class: 'table-wrap' }, attemptsTable), phasesBox),
       el('section', { class: 'card' }, el('div', { class: 'card-head' }, el('h2', null, 'Log')), logBox),
       el('section', { class: 'card' }, el('div', { class: 'card-head' }, el('h2', null, 'Artifacts')),
-        el('div', { class: 'table-wrap' }, artTable), preview)));
+        el('div', { class: 'table-wrap' }, artTable), preview)];
+    app.replaceChildren(el('section', { class: 'page' },
+      crumbs(['Runs', '#/'], [run, runHash(flow, run)], [name]), head, cards));
 
     const log = renderLog(v, logBox, base);
 
@@ -1209,6 +1212,7 @@
         const arts = d.artifacts || [];
         artBody.replaceChildren(...(arts.length ? arts.map(artifactRow)
           : [el('tr', { class: 'empty-row' }, el('td', { colspan: 6 }, 'No artifacts.'))]));
+        for (const tr of artBody.querySelectorAll('tr')) tr.classList.toggle('active', tr.getAttribute('data-artifact') === st.preview);
       }
       log.setAttempts(attempts.map((a) => a.attempt));
     }
@@ -1312,6 +1316,7 @@
       if (!v.alive) return;
       showError(e.message);
       head.replaceChildren(el('p', { class: 'muted' }, 'This task could not be loaded.'));
+      for (const c of cards) c.hidden = true;
     });
   }
 
@@ -1488,10 +1493,10 @@
         break;
       }
       case 'binary':
-        body.append(el('p', null, `binary, ${fmtNum(p.size)} bytes`, p.size >= 1024 ? ` (${humanBytes(p.size)})` : ''));
+        body.append(el('p', null, `binary, ${p.size} bytes`, p.size >= 1024 ? ` (${humanBytes(p.size)})` : ''));
         break;
       case 'dir':
-        body.append(el('p', null, `folder, ${fmtNum(p.size)} bytes `, el('a', { href: `${artBase}/download`, download: `${p.name}.tar` }, '(download as .tar)')));
+        body.append(el('p', null, `folder, ${p.size} bytes `, el('a', { href: `${artBase}/download`, download: `${p.name}.tar` }, '(download as .tar)')));
         break;
       default:
         body.append(p.text != null ? el('pre', { class: 'preview-text' }, text) : el('p', { class: 'muted' }, `No preview for kind ${p.kind}.`));
