@@ -10,10 +10,14 @@ use flowpack_core::run::{
     ArtifactRef, Artifacts, RunRecord, TaskRecord, TaskRef, TaskStatus, is_run_id,
 };
 use flowpack_core::store::{Store, layout};
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::RuntimeError;
 use crate::step::HEARTBEAT_EVERY;
+
+/// How many store reads run at once when a run's records are read.
+const CONCURRENT_READS: usize = 32;
 
 /// A run's overall state, derived from its task records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -275,37 +279,58 @@ async fn load_tasks(
             *slot = true;
         }
     }
-    let now = jiff::Timestamp::now();
-    let mut tasks = Vec::new();
-    for ((step, task), attempts) in seen {
-        let mut info = TaskInfo {
-            task: format!("{step}/{task}"),
-            step: step.clone(),
-            attempts: Vec::new(),
-            artifacts: BTreeMap::new(),
-        };
-        let newest = attempts.keys().next_back().copied();
-        for (attempt, committed) in &attempts {
-            let base = layout::attempt(&record.flow, &record.run, &step, &task, *attempt);
-            let mut rec: TaskRecord = match store.get_json(&format!("{base}task.json")).await {
+    // Each attempt's records are read [`CONCURRENT_READS`] at a time, in key order.
+    let wanted: Vec<(String, String, u32, bool, bool)> = seen
+        .into_iter()
+        .flat_map(|((step, task), attempts)| {
+            let newest = attempts.keys().next_back().copied();
+            attempts.into_iter().map(move |(a, committed)| {
+                (step.clone(), task.clone(), a, committed, Some(a) == newest)
+            })
+        })
+        .collect();
+    let read: Vec<Option<(TaskRecord, Option<Artifacts>)>> = futures::stream::iter(wanted.clone())
+        .map(|(step, task, attempt, committed, _)| async move {
+            let base = layout::attempt(&record.flow, &record.run, &step, &task, attempt);
+            let rec: TaskRecord = match store.get_json(&format!("{base}task.json")).await {
                 Ok(r) => r,
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => return Err(RuntimeError::from(e)),
             };
-            if *committed {
-                let arts: Artifacts = store.get_json(&format!("{base}artifacts.json")).await?;
-                info.artifacts = arts.artifacts;
-            } else if rec.status == TaskStatus::Running
-                && (Some(*attempt) != newest || !heartbeat_fresh(&rec, now))
-            {
-                rec.status = TaskStatus::Lost;
-            }
-            info.attempts.push(Attempt {
-                record: rec,
-                committed: *committed,
+            let arts = match committed {
+                true => Some(store.get_json(&format!("{base}artifacts.json")).await?),
+                false => None,
+            };
+            Ok(Some((rec, arts)))
+        })
+        .buffered(CONCURRENT_READS)
+        .try_collect()
+        .await?;
+    let now = jiff::Timestamp::now();
+    let mut tasks: Vec<TaskInfo> = Vec::new();
+    for ((step, task, _, committed, newest), got) in wanted.into_iter().zip(read) {
+        let name = format!("{step}/{task}");
+        if tasks.last().is_none_or(|t| t.task != name) {
+            tasks.push(TaskInfo {
+                task: name,
+                step,
+                attempts: Vec::new(),
+                artifacts: BTreeMap::new(),
             });
         }
-        tasks.push(info);
+        let info = tasks.last_mut().expect("pushed above");
+        let Some((mut rec, arts)) = got else {
+            continue;
+        };
+        if let Some(arts) = arts {
+            info.artifacts = arts.artifacts;
+        } else if rec.status == TaskStatus::Running && (!newest || !heartbeat_fresh(&rec, now)) {
+            rec.status = TaskStatus::Lost;
+        }
+        info.attempts.push(Attempt {
+            record: rec,
+            committed,
+        });
     }
     Ok(tasks)
 }

@@ -15,7 +15,7 @@ use flowpack_core::store::{Store, layout};
 use flowpack_runtime::inspect::{self, RunInfo, RunStatus};
 use futures::{StreamExt, TryStreamExt};
 use quick_cache::Weighter;
-use quick_cache::sync::Cache;
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use serde::Serialize;
 
 use crate::UiError;
@@ -256,18 +256,14 @@ impl Reader {
     /// A run's record (create-only, so cached for good); None when there is none.
     pub async fn record(&self, flow: &str, run: &str) -> Result<Option<Arc<RunRecord>>, UiError> {
         let key = layout::run_record(flow, run);
-        if let Some(d) = self.records.get(&key) {
-            return Ok(Some(d.value));
-        }
-        match self.store.get_json::<RunRecord>(&key).await {
-            Ok(r) => {
-                let value = Arc::new(r);
-                self.records.insert(key, settled(value.clone()));
-                Ok(Some(value))
+        once(&self.records, &key, || async {
+            match self.store.get_json::<RunRecord>(&key).await {
+                Ok(r) => Ok(Some(settled(Arc::new(r)))),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e.into()),
             }
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        })
+        .await
     }
 
     /// The record of every run, newest first. A record that cannot be read (a run folder
@@ -296,40 +292,32 @@ impl Reader {
     /// A run with all its tasks; cached for good once it can no longer change.
     pub async fn run(&self, record: &RunRecord) -> Result<Arc<RunInfo>, UiError> {
         let key = layout::run(&record.flow, &record.run);
-        if let Some(d) = self.runs.get(&key).filter(Dated::usable) {
-            return Ok(d.value);
-        }
-        let info = Arc::new(inspect::load(&self.store, record.clone()).await?);
-        let dated = Dated {
-            settled: is_settled(&info),
-            value: info.clone(),
-            read_at: Instant::now(),
-        };
-        self.summaries.insert(
-            key.clone(),
-            Dated {
-                value: Arc::new(RunSummary::of(&info)),
-                read_at: dated.read_at,
-                settled: dated.settled,
-            },
-        );
-        self.runs.insert(key, dated);
-        Ok(info)
+        let info = once(&self.runs, &key, || async {
+            let info = inspect::load(&self.store, record.clone()).await?;
+            Ok(Some(Dated {
+                settled: is_settled(&info),
+                value: Arc::new(info),
+                read_at: Instant::now(),
+            }))
+        })
+        .await?;
+        Ok(info.expect("a loaded run is always kept"))
     }
 
     /// What the runs list shows of a run: kept apart from the whole run (and smaller), so
     /// a store's run list stays cached when its runs' tasks do not.
     pub async fn summary(&self, record: &RunRecord) -> Result<Arc<RunSummary>, UiError> {
         let key = layout::run(&record.flow, &record.run);
-        if let Some(d) = self.summaries.get(&key).filter(Dated::usable) {
-            return Ok(d.value);
-        }
-        self.run(record).await?;
-        Ok(self
-            .summaries
-            .get(&key)
-            .map(|d| d.value)
-            .expect("run() stores the summary"))
+        let summary = once(&self.summaries, &key, || async {
+            let info = self.run(record).await?;
+            Ok(Some(Dated {
+                settled: is_settled(&info),
+                value: Arc::new(RunSummary::of(&info)),
+                read_at: Instant::now(),
+            }))
+        })
+        .await?;
+        Ok(summary.expect("a summary is always kept"))
     }
 
     /// The summaries of `records`, in their order, read [`CONCURRENT_READS`] at a time.
@@ -347,23 +335,21 @@ impl Reader {
     /// A package's manifest (immutable: cached).
     pub async fn manifest(&self, package: &Digest) -> Result<Arc<Manifest>, UiError> {
         let key = layout::blob(package);
-        if let Some(d) = self.manifests.get(&key) {
-            return Ok(d.value);
-        }
-        let m = Arc::new(flowpack_core::package::read_manifest(&self.store, package).await?);
-        self.manifests.insert(key, settled(m.clone()));
-        Ok(m)
+        let m = once(&self.manifests, &key, || async {
+            let m = flowpack_core::package::read_manifest(&self.store, package).await?;
+            Ok(Some(settled(Arc::new(m))))
+        })
+        .await?;
+        Ok(m.expect("a read manifest is always kept"))
     }
 
     /// One log chunk (written once, never changed: cached).
     pub async fn chunk(&self, key: &str) -> Result<Bytes, UiError> {
-        if let Some(d) = self.chunks.get(key) {
-            return Ok((*d.value).clone());
-        }
-        let b = self.store.get_bytes(key).await?;
-        self.chunks
-            .insert(key.to_string(), settled(Arc::new(b.clone())));
-        Ok(b)
+        let b = once(&self.chunks, key, || async {
+            Ok(Some(settled(Arc::new(self.store.get_bytes(key).await?))))
+        })
+        .await?;
+        Ok((*b.expect("a read chunk is always kept")).clone())
     }
 
     /// Up to [`LOG_CHUNKS_PER_PAGE`] log chunks of one attempt from chunk `from`: their
@@ -436,6 +422,39 @@ impl Reader {
             tracing::info!("read {n} runs in {:.2?}", started.elapsed());
         });
     }
+}
+
+/// The value cached at `key` while it is usable, else what `load` reads (None: nothing to
+/// keep). Callers asking for the same key at once share one load: the first loads, the
+/// others wait for its value (or load themselves when it failed).
+async fn once<T: Weight, F, Fut>(
+    cache: &Keyed<T>,
+    key: &str,
+    load: F,
+) -> Result<Option<Arc<T>>, UiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Dated<T>>, UiError>>,
+{
+    let guard = match cache
+        .entry_async(key, |_, d| match d.usable() {
+            true => EntryAction::Retain(d.value.clone()),
+            false => EntryAction::ReplaceWithGuard,
+        })
+        .await
+    {
+        EntryResult::Retained(v) => return Ok(Some(v)),
+        EntryResult::Vacant(g) | EntryResult::Replaced(g, _) => g,
+        EntryResult::Removed(..) | EntryResult::Timeout => {
+            unreachable!("the callback never removes and there is no timeout")
+        }
+    };
+    let Some(dated) = load().await? else {
+        return Ok(None);
+    };
+    let value = dated.value.clone();
+    let _ = guard.insert(dated);
+    Ok(Some(value))
 }
 
 fn settled<T>(value: Arc<T>) -> Dated<T> {
