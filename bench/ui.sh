@@ -373,7 +373,7 @@ if [[ "$BROWSER" != 1 ]]; then
 elif [[ ! -x "$CHROMIUM" ]]; then
     PAGE_NOTE="n/a: $CHROMIUM not found (Debian: apt-get install chromium)"
 elif ! "$PYTHON" -c 'import playwright.sync_api' 2>/dev/null; then
-    PAGE_NOTE="n/a: Playwright is not importable by $PYTHON ($PYTHON -m pip install playwright==1.49.1; no 'playwright install': Debian's Chromium is used)"
+    PAGE_NOTE="n/a: Playwright is not importable by $PYTHON ($PYTHON -m pip install playwright==1.64.1; no 'playwright install': Debian's Chromium is used)"
 else
     export CHROMIUM
     say "C: browser, runs page (a fresh server: once cold, then $ROUNDS rounds warm)"
