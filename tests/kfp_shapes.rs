@@ -62,9 +62,9 @@ fn digests(dir: &Path, prefix: &str) -> BTreeMap<String, BTreeMap<String, String
         .collect()
 }
 
-/// Runs `flow` locally, under kfp.local and under the Argo executor contract
-/// (`tests/argo_local.py`): all three runs have the same tasks and digests.
-pub(crate) fn same_on_every_engine(flow: &str, expect_tasks: &[&str]) {
+/// Runs `flow` locally, under kfp.local and under the Argo executor contract, in a new
+/// folder whose default store (`.flowpack/`) then holds the three runs.
+pub(crate) fn run_on_every_engine(flow: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_tree(dir, &[("flow.yaml", flow), ("w.sh", W)]);
@@ -85,6 +85,14 @@ pub(crate) fn same_on_every_engine(flow: &str, expect_tasks: &[&str]) {
     let template = crate::argo::compile(dir, "flow.yaml");
     let (ok, text) = crate::argo::run_argo_local(dir, &template, &[]);
     assert!(ok, "argo_local failed:\n{text}");
+    tmp
+}
+
+/// Runs `flow` on every engine ([`run_on_every_engine`]): all three runs have the same
+/// tasks and digests.
+pub(crate) fn same_on_every_engine(flow: &str, expect_tasks: &[&str]) {
+    let tmp = run_on_every_engine(flow);
+    let dir = tmp.path();
     let local = digests(dir, "local-");
     let kfp = digests(dir, "kfp-");
     let argo = digests(dir, "argo-");

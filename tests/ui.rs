@@ -67,6 +67,19 @@ fn two_runs(dir: &Path, store: &str) -> (String, String) {
     (ok, failed)
 }
 
+/// The text field `field` of every object in the list `list`.
+fn field<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list:#}"))
+        .iter()
+        .map(|v| {
+            v[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {field} in {v:#}"))
+        })
+        .collect()
+}
+
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
@@ -91,11 +104,10 @@ fn api_answers_what_the_runs_hold(store: &str) {
     assert_eq!(runs["runs"][1]["tasks"], 6);
     assert_eq!(runs["runs"][1]["parameters"]["fail"], false);
     let only = |q: &str| -> Vec<String> {
-        ui.json(&format!("/api/runs?{q}"))["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["run"].as_str().unwrap().to_string())
+        let list = ui.json(&format!("/api/runs?{q}"));
+        field(&list["runs"], "run")
+            .into_iter()
+            .map(String::from)
             .collect()
     };
     assert_eq!(only("status=failed"), [failed.as_str()]);
@@ -112,8 +124,10 @@ fn api_answers_what_the_runs_hold(store: &str) {
     // A run: the graph with the fan-out's width, the failing task and its last lines.
     let run = ui.json(&format!("/api/runs/ui-flow/{failed}"));
     let steps = run["graph"]["steps"].as_array().unwrap();
-    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["start", "work", "join", "end"]);
+    assert_eq!(
+        field(&run["graph"]["steps"], "name"),
+        ["start", "work", "join", "end"]
+    );
     assert_eq!(steps[0]["transition"], "foreach");
     assert_eq!(steps[0]["foreach"]["over"], "items");
     assert_eq!(steps[1]["tasks"], 3);
@@ -123,20 +137,11 @@ fn api_answers_what_the_runs_hold(store: &str) {
     let failing = &run["failing"];
     assert_eq!(failing["task"], "work/1", "{run:#}");
     assert_eq!(failing["exit_code"], 3);
-    let tail: Vec<&str> = failing["log_tail"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["text"].as_str().unwrap())
-        .collect();
-    assert!(tail.contains(&"about to fail"), "{failing:#}");
     assert!(
-        failing["log_tail"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| l["stream"] == "stderr")
+        field(&failing["log_tail"], "text").contains(&"about to fail"),
+        "{failing:#}"
     );
+    assert!(field(&failing["log_tail"], "stream").contains(&"stderr"));
     assert_eq!(
         ui.json(&format!("/api/runs/ui-flow/{ok}"))["failing"],
         Value::Null
@@ -159,12 +164,7 @@ fn api_answers_what_the_runs_hold(store: &str) {
         "/api/runs/ui-flow/{ok}/tasks?offset=1&limit=2&step=work"
     ));
     assert_eq!(page["total"], 3);
-    let tasks: Vec<&str> = page["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["task"].as_str().unwrap())
-        .collect();
+    let tasks = field(&page["tasks"], "task");
     assert_eq!(tasks.len(), 2, "{page:#}");
     assert!(tasks.iter().all(|t| t.starts_with("work/")));
     let failed_only = ui.json(&format!("/api/runs/ui-flow/{failed}/tasks?status=failed"));
@@ -175,14 +175,8 @@ fn api_answers_what_the_runs_hold(store: &str) {
     let task = ui.json(&base);
     assert_eq!(task["attempts"][0]["status"], "succeeded");
     assert_eq!(task["attempts"][0]["committed"], true);
-    let arts: Vec<&str> = task["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        arts,
+        field(&task["artifacts"], "name"),
         [
             "blob",
             "config",
@@ -510,9 +504,7 @@ fn a_log_can_be_followed_while_the_step_prints() {
         }
         let page: Value = serde_json::from_slice(&body).unwrap();
         next = page["next"].as_u64().unwrap();
-        for l in page["lines"].as_array().unwrap() {
-            lines.push(l["text"].as_str().unwrap().to_string());
-        }
+        lines.extend(field(&page["lines"], "text").into_iter().map(String::from));
         if page["final"] == true {
             break;
         }
@@ -608,25 +600,8 @@ steps:
   join:  {run: sh w.sh, join: true, next: end}
   end:   {run: sh w.sh}
 "#;
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::kfp_shapes::run_on_every_engine(SHAPE);
     let dir = tmp.path();
-    write_tree(dir, &[("flow.yaml", SHAPE), ("w.sh", crate::kfp_shapes::W)]);
-    flowpack_ok(dir, &["run", "flow.yaml"]);
-    flowpack_ok(
-        dir,
-        &[
-            "compile",
-            "flow.yaml",
-            "-o",
-            "pipeline.yaml",
-            "--allow-local",
-        ],
-    );
-    crate::kfp::run_local(dir, &dir.join("pipeline.yaml"), &[]);
-    let template = crate::argo::compile(dir, "flow.yaml");
-    let (ok, text) = crate::argo::run_argo_local(dir, &template, &[]);
-    assert!(ok, "argo_local failed:\n{text}");
-
     let ui = UiServer::start(&dir.join(".flowpack").display().to_string(), &[]);
     let runs = ui.json("/api/runs");
     assert_eq!(runs["total"], 3, "{runs:#}");
