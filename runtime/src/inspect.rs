@@ -31,6 +31,17 @@ pub enum RunStatus {
     Running,
 }
 
+impl RunStatus {
+    /// The status as the JSON of `runs`, `show` and the UI writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Running => "running",
+        }
+    }
+}
+
 /// One attempt of one task, as stored.
 #[derive(Clone, Debug, Serialize)]
 pub struct Attempt {

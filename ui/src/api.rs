@@ -137,7 +137,7 @@ async fn runs(State(reader): Shared, Query(q): Query<RunsQuery>) -> ApiResult {
         q.q.as_deref()
             .map(str::to_lowercase)
             .filter(|t| !t.is_empty());
-    let mut chosen: Vec<Arc<RunRecord>> = all
+    let chosen: Vec<Arc<RunRecord>> = all
         .iter()
         .filter(|r| {
             q.flow
@@ -154,24 +154,25 @@ async fn runs(State(reader): Shared, Query(q): Query<RunsQuery>) -> ApiResult {
         .collect();
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let status = q.status.as_deref().filter(|s| !s.is_empty());
-    let page = if let Some(status) = status {
+    let (total, page) = if let Some(status) = status {
         // Status comes from the tasks: every candidate's summary is read (cached once a
         // run is final, and read ahead in the background from the start).
-        let summaries = reader.summaries(&chosen).await?;
-        let kept: Vec<Arc<RunSummary>> = summaries
+        let kept: Vec<Arc<RunSummary>> = reader
+            .summaries(&chosen)
+            .await?
             .into_iter()
-            .filter(|s| status_name(s.status) == status)
+            .filter(|s| s.status.name() == status)
             .collect();
-        chosen.truncate(kept.len());
-        kept.into_iter().skip(q.offset).take(limit).collect()
+        let total = kept.len();
+        (total, kept.into_iter().skip(q.offset).take(limit).collect())
     } else {
         let end = q.offset.saturating_add(limit).min(chosen.len());
         let start = q.offset.min(end);
-        reader.summaries(&chosen[start..end]).await?
+        (chosen.len(), reader.summaries(&chosen[start..end]).await?)
     };
     ok(&json!({
         "runs": page.iter().map(AsRef::as_ref).collect::<Vec<&RunSummary>>(),
-        "total": chosen.len(),
+        "total": total,
         "flows": flows,
         "origins": origins,
     }))
@@ -184,13 +185,6 @@ fn matches_text(r: &RunRecord, text: &str) -> bool {
         || r.parameters.iter().any(|(k, v)| {
             k.to_lowercase().contains(text) || v.to_string().to_lowercase().contains(text)
         })
-}
-
-fn status_name<T: Serialize>(s: T) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
 }
 
 /// A run: its summary, its graph and the task that failed first with its last log lines.
