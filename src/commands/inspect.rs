@@ -11,7 +11,7 @@ use flowpack_core::run::{ArtifactKind, RunRecord, TaskRef, TaskStatus, is_task_i
 use flowpack_core::store::StoreError;
 use flowpack_runtime::RuntimeError;
 use flowpack_runtime::inspect::{self, Attempt, RunInfo, TaskInfo};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::io::AsyncBufReadExt;
 
 use crate::cli::{ArtifactGetArgs, ClientArgs, LogsArgs, RunsArgs, ShowArgs};
@@ -20,13 +20,6 @@ use crate::settings;
 /// Every command here only reads: none creates a store.
 fn store(flag: Option<&str>) -> Result<flowpack_core::store::Store> {
     settings::store(flag, settings::Access::Read)
-}
-
-fn status_text<T: Serialize>(s: T) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
 }
 
 /// Free text from a store document as a terminal may show it: control characters (a
@@ -80,7 +73,7 @@ pub async fn runs(a: RunsArgs) -> Result<()> {
             "{:<36} {:<20} {:<10} {:<6} {:>5}  {}",
             r.record.run,
             r.record.flow,
-            status_text(r.status),
+            r.status.name(),
             shown(&r.record.origin),
             r.tasks.len(),
             shown(&r.record.created_at)
@@ -101,12 +94,7 @@ pub async fn show(a: ShowArgs) -> Result<()> {
 
 fn print_run(info: &RunInfo) -> Result<()> {
     let r = &info.record;
-    outln!(
-        "run {} of flow {}: {}",
-        r.run,
-        r.flow,
-        status_text(info.status)
-    );
+    outln!("run {} of flow {}: {}", r.run, r.flow, info.status.name());
     outln!(
         "package {}  origin {}  created {}",
         r.package,
@@ -132,7 +120,7 @@ fn print_run(info: &RunInfo) -> Result<()> {
         "SECONDS"
     );
     for t in &info.tasks {
-        let status = t.status().map(status_text).unwrap_or_default();
+        let status = t.status().map_or("", TaskStatus::name);
         let secs = t.seconds().map_or("-".into(), |s| format!("{s:.2}"));
         let arts: Vec<&str> = t.artifacts.keys().map(String::as_str).collect();
         outln!(
@@ -297,7 +285,7 @@ async fn follow(
                         std::io::stderr().lock(),
                         "--- attempt {attempt} (attempt {} {}) ---",
                         p.record.attempt,
-                        status_text(p.record.status)
+                        p.record.status.name()
                     );
                 }
                 // Read after the record said the attempt ended: nothing is written after.

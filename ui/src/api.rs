@@ -96,7 +96,7 @@ async fn record(reader: &Reader, flow: &str, run: &str) -> Result<Arc<RunRecord>
 /// The run and one of its tasks (with every attempt), all names checked.
 async fn task_of(
     reader: &Reader,
-    (flow, run, step, task): &(String, String, String, String),
+    (flow, run, step, task): (&str, &str, &str, &str),
 ) -> Result<(Arc<RunRecord>, TaskInfo), UiError> {
     let record = record(reader, flow, run).await?;
     let r = TaskRef {
@@ -255,8 +255,13 @@ async fn timeline(State(reader): Shared, Path((flow, run)): Path<(String, String
         .map(|a| a.record.started_at.as_str())
         .min()
         .unwrap_or(record.created_at.as_str());
-    let now = jiff::Timestamp::now().to_string();
-    let offset = |t: &str| seconds_between(t0, t).map(|s| (s * 1000.0).round() / 1000.0);
+    // t0 is parsed once: the timeline of a running run is asked for every 2 s.
+    let start: Option<jiff::Timestamp> = t0.parse().ok();
+    let since = |t: jiff::Timestamp| {
+        start.map(|s| (t.duration_since(s).as_secs_f64() * 1000.0).round() / 1000.0)
+    };
+    let offset = |t: &str| since(t.parse().ok()?);
+    let now = since(jiff::Timestamp::now());
     let mut span: f64 = 0.0;
     let rows: Vec<Value> = info
         .tasks
@@ -268,7 +273,7 @@ async fn timeline(State(reader): Shared, Path((flow, run)): Path<(String, String
                 .map(|a| {
                     let r = &a.record;
                     let end = r.finished_at.as_deref().and_then(offset);
-                    let reach = end.or_else(|| offset(&now)).unwrap_or(0.0);
+                    let reach = end.or(now).unwrap_or(0.0);
                     span = span.max(reach);
                     json!({
                         "attempt": r.attempt, "start": offset(&r.started_at), "end": end,
@@ -332,7 +337,7 @@ type TaskPath = Path<(String, String, String, String)>;
 
 /// One task: every attempt and the newest committed attempt's artifacts.
 async fn task(State(reader): Shared, Path(p): TaskPath) -> ApiResult {
-    let (_, t) = task_of(&reader, &p).await?;
+    let (_, t) = task_of(&reader, (&p.0, &p.1, &p.2, &p.3)).await?;
     let attempts: Vec<Value> = t
         .attempts
         .iter()
@@ -372,7 +377,7 @@ struct LogsQuery {
 
 /// Log lines of one attempt from chunk `from`: poll with `from = next` until `final`.
 async fn logs(State(reader): Shared, Path(p): TaskPath, Query(q): Query<LogsQuery>) -> ApiResult {
-    let (record, t) = task_of(&reader, &p).await?;
+    let (record, t) = task_of(&reader, (&p.0, &p.1, &p.2, &p.3)).await?;
     let attempt = match q.attempt {
         Some(n) => t
             .attempts
@@ -402,11 +407,7 @@ async fn artifact(
     (flow, run, step, task, name): &(String, String, String, String, String),
 ) -> Result<(String, ArtifactRef), UiError> {
     let name = checked(NameKind::Artifact, name)?;
-    let (_, t) = task_of(
-        reader,
-        &(flow.clone(), run.clone(), step.clone(), task.clone()),
-    )
-    .await?;
+    let (_, t) = task_of(reader, (flow, run, step, task)).await?;
     let a =
         t.artifacts.get(name).cloned().ok_or_else(|| {
             UiError::NotFound(format!("task {} has no artifact '{name}'", t.task))

@@ -130,6 +130,15 @@ impl<T> Clone for Dated<T> {
 }
 
 impl<T> Dated<T> {
+    /// `value`, read now.
+    fn new(value: T, settled: bool) -> Self {
+        Self {
+            value: Arc::new(value),
+            read_at: Instant::now(),
+            settled,
+        }
+    }
+
     fn usable(&self) -> bool {
         self.settled || self.read_at.elapsed() < FRESH_FOR
     }
@@ -244,12 +253,9 @@ impl Reader {
             .buffered(CONCURRENT_READS)
             .try_collect()
             .await?;
-        let ids = Arc::new(per_flow.into_iter().flatten().collect::<Vec<_>>());
-        *self.listing.lock().expect("listing lock") = Some(Dated {
-            value: ids.clone(),
-            read_at: Instant::now(),
-            settled: false,
-        });
+        let listed: Dated<RunIds> = Dated::new(per_flow.into_iter().flatten().collect(), false);
+        let ids = listed.value.clone();
+        *self.listing.lock().expect("listing lock") = Some(listed);
         Ok(ids)
     }
 
@@ -258,7 +264,7 @@ impl Reader {
         let key = layout::run_record(flow, run);
         once(&self.records, &key, || async {
             match self.store.get_json::<RunRecord>(&key).await {
-                Ok(r) => Ok(Some(settled(Arc::new(r)))),
+                Ok(r) => Ok(Some(Dated::new(r, true))),
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(e.into()),
             }
@@ -294,11 +300,8 @@ impl Reader {
         let key = layout::run(&record.flow, &record.run);
         let info = once(&self.runs, &key, || async {
             let info = inspect::load(&self.store, record.clone()).await?;
-            Ok(Some(Dated {
-                settled: is_settled(&info),
-                value: Arc::new(info),
-                read_at: Instant::now(),
-            }))
+            let settled = is_settled(&info);
+            Ok(Some(Dated::new(info, settled)))
         })
         .await?;
         Ok(info.expect("a loaded run is always kept"))
@@ -310,11 +313,7 @@ impl Reader {
         let key = layout::run(&record.flow, &record.run);
         let summary = once(&self.summaries, &key, || async {
             let info = self.run(record).await?;
-            Ok(Some(Dated {
-                settled: is_settled(&info),
-                value: Arc::new(RunSummary::of(&info)),
-                read_at: Instant::now(),
-            }))
+            Ok(Some(Dated::new(RunSummary::of(&info), is_settled(&info))))
         })
         .await?;
         Ok(summary.expect("a summary is always kept"))
@@ -337,7 +336,7 @@ impl Reader {
         let key = layout::blob(package);
         let m = once(&self.manifests, &key, || async {
             let m = flowpack_core::package::read_manifest(&self.store, package).await?;
-            Ok(Some(settled(Arc::new(m))))
+            Ok(Some(Dated::new(m, true)))
         })
         .await?;
         Ok(m.expect("a read manifest is always kept"))
@@ -346,7 +345,7 @@ impl Reader {
     /// One log chunk (written once, never changed: cached).
     pub async fn chunk(&self, key: &str) -> Result<Bytes, UiError> {
         let b = once(&self.chunks, key, || async {
-            Ok(Some(settled(Arc::new(self.store.get_bytes(key).await?))))
+            Ok(Some(Dated::new(self.store.get_bytes(key).await?, true)))
         })
         .await?;
         Ok((*b.expect("a read chunk is always kept")).clone())
@@ -455,14 +454,6 @@ where
     let value = dated.value.clone();
     let _ = guard.insert(dated);
     Ok(Some(value))
-}
-
-fn settled<T>(value: Arc<T>) -> Dated<T> {
-    Dated {
-        value,
-        read_at: Instant::now(),
-        settled: true,
-    }
 }
 
 /// Whether a run can no longer change: it succeeded, or it failed long enough ago that no
